@@ -1,0 +1,23 @@
+"""`hexplan`: the planner's command line. Thin: parse, load, call one function, render.
+
+Each command group lives in its own module and registers itself on `app`; expected
+failures (`PlannerError`) print one paragraph to stderr and exit 2, bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from planner.cli.app import app, console_err
+from planner.errors import PlannerError
+
+# Importing the command modules registers their commands on `app`.
+from planner.cli import inputs, plans, solve  # noqa: E402,F401  isort: skip
+
+
+def main() -> None:
+    try:
+        app()
+    except PlannerError as exc:
+        console_err.print(f"[bold red]error:[/] {exc.render()}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(exc.exit_code)

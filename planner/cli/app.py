@@ -1,0 +1,50 @@
+"""The Typer app and what every command shares: consoles, common options, loading a cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from planner.profiles import Catalog, load_catalog
+from planner.spec import load_cluster
+from planner.topology import Cluster
+
+app = typer.Typer(
+    name="hexplan",
+    help="Plan disaggregated (prefill/decode) LLM serving on heterogeneous GPUs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(highlight=False)
+console_err = Console(stderr=True, highlight=False)
+
+ProfilesOption = Annotated[
+    list[Path] | None,
+    typer.Option("--profiles", help="extra catalogue directory (*.yaml with gpus/links/models); repeatable"),
+]
+ClusterArgument = Annotated[Path, typer.Argument(help="cluster file (see README: cluster.yaml)")]
+
+
+def catalog_from(profiles: list[Path] | None) -> Catalog:
+    return load_catalog(profiles or ())
+
+
+def load(cluster_file: Path, profiles: list[Path] | None) -> Cluster:
+    return load_cluster(cluster_file, catalog_from(profiles))
+
+
+def resolve_plan_cluster(plan_file: Path, recorded: str, given: Path | None) -> Path:
+    """The cluster file a plan is evaluated against: --cluster, else the one the plan records.
+
+    A recorded relative path is tried against the working directory, then the plan's directory.
+    """
+    if given is not None:
+        return given
+    recorded_path = Path(recorded)
+    if recorded_path.is_absolute() or recorded_path.exists():
+        return recorded_path
+    return plan_file.parent / recorded_path

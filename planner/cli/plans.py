@@ -1,0 +1,54 @@
+"""Commands that read a plan: `show` it as tables, `evaluate` it honestly against a cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from planner.cli.app import ProfilesOption, app, console, load, resolve_plan_cluster
+from planner.cli.render import replicas_table, routes_table, summary_table
+from planner.evaluate import evaluate
+from planner.plan import plan_to_yaml, read_plan, write_plan
+
+PlanArgument = Annotated[Path, typer.Argument(help="plan file written by `hexplan solve`")]
+ClusterOption = Annotated[
+    Path | None, typer.Option("--cluster", "-c", help="cluster file (default: the one the plan records)")
+]
+
+
+@app.command()
+def show(plan_file: PlanArgument) -> None:
+    """Print a plan's summary, replicas and routes as recorded in the file."""
+    plan = read_plan(plan_file)
+    console.print(summary_table(plan, title=f"{plan_file} (as recorded)"))
+    console.print(replicas_table(plan))
+    console.print(routes_table(plan))
+
+
+@app.command("evaluate")
+def evaluate_command(
+    plan_file: PlanArgument,
+    cluster: ClusterOption = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the re-evaluated plan here")] = None,
+    as_yaml: Annotated[bool, typer.Option("--yaml", help="print the re-evaluated plan as YAML")] = False,
+    profiles: ProfilesOption = None,
+) -> None:
+    """Recompute every figure of a plan from its layouts (the file's claimed numbers are ignored)."""
+    plan = read_plan(plan_file)
+    cluster_path = resolve_plan_cluster(plan_file, plan.cluster.file, cluster)
+    honest = evaluate(plan, load(cluster_path, profiles))
+    if output is not None:
+        write_plan(honest, output)
+    if as_yaml:
+        print(plan_to_yaml(honest), end="")
+        return
+    console.print(summary_table(honest, title=f"{plan_file} evaluated on {cluster_path}"))
+    console.print(replicas_table(honest))
+    console.print(routes_table(honest))
+    claimed = plan.summary.throughput_rps
+    if abs(claimed - honest.summary.throughput_rps) > 1e-6 * max(1.0, claimed):
+        console.print(
+            f"[yellow]note[/]: the file claims {claimed:.3f} req/s; evaluation gives {honest.summary.throughput_rps:.3f}."
+        )

@@ -1,0 +1,84 @@
+"""Rich tables for clusters and plans, shared by every command that prints them."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from rich.table import Table
+
+from planner.plan import Plan
+from planner.topology import Cluster
+from planner.units import format_bandwidth
+
+
+def cluster_tables(cluster: Cluster) -> list[Table]:
+    by_type: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    price: Counter[str] = Counter()
+    for node in cluster.nodes:
+        by_type[node.gpu.key][0] += node.count
+        by_type[node.gpu.key][1] += 1
+        price[node.gpu.key] += node.price_per_gpu_hour * node.count
+    gpus = Table(title=f"{cluster.source}: {len(cluster.gpus)} GPUs, ${cluster.total_price_per_hour:.2f}/h")
+    for column in ("GPU type", "GPUs", "nodes", "memory each", "memory total", "$/h"):
+        gpus.add_column(column, justify="left" if column == "GPU type" else "right")
+    for key in sorted(by_type):
+        count, nodes = by_type[key]
+        memory = cluster.node_by_name[next(n.name for n in cluster.nodes if n.gpu.key == key)].gpu.memory
+        gpus.add_row(key, str(count), str(nodes), f"{memory / 1e9:.0f} GB", f"{count * memory / 1e9:.0f} GB", f"{price[key]:.2f}")
+    model = cluster.model
+    gpus.caption = (
+        f"model {model.name}: {model.total_params / 1e9:.1f}B params, {cluster.dtype}; "
+        f"workload: prompt {cluster.workload.prompt.mean:.0f}, output {cluster.workload.output.mean:.0f} tokens (mean)"
+    )
+    tables = [gpus]
+    if len(cluster.nodes) <= 16:
+        matrix = Table(title="node ↔ node bandwidth per direction (diagonal: intra-node link)")
+        matrix.add_column("")
+        for node in cluster.nodes:
+            matrix.add_column(node.name, justify="right")
+        for i, node in enumerate(cluster.nodes):
+            row = cluster.bandwidth_matrix[i]
+            matrix.add_row(node.name, *(format_bandwidth(v) if v > 0 else "—" for v in row))
+        tables.append(matrix)
+    return tables
+
+
+def summary_table(plan: Plan, title: str = "plan summary") -> Table:
+    s = plan.summary
+    table = Table(title=title, show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("throughput", f"{s.throughput_rps:.3f} req/s"),
+        ("output tokens", f"{s.output_tokens_per_s:,.0f} tokens/s"),
+        ("TTFT (unloaded)", f"{s.ttft_s * 1e3:.0f} ms"),
+        ("TPOT", f"{s.tpot_s * 1e3:.1f} ms"),
+        ("cost", f"${s.cost_per_hour_usd:.2f}/h ({s.gpus_used} GPUs)"),
+        ("$ per 1M output tokens", f"{s.usd_per_million_output_tokens:.3f}"),
+        ("bottleneck", s.bottleneck),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def replicas_table(plan: Plan) -> Table:
+    table = Table(title=f"{len(plan.replicas)} replicas, {len(plan.routes)} routes")
+    for column in ("id", "role", "GPUs", "TP×PP", "layers", "capacity req/s", "latency", "max seqs"):
+        table.add_column(column, justify="right" if column in ("capacity req/s", "latency", "max seqs") else "left")
+    for r in sorted(plan.replicas, key=lambda r: (r.role, r.id)):
+        types = Counter(r.gpu_types)
+        gpus = " + ".join(f"{n}×{t}" if r.tp == 1 else f"{n * r.tp}×{t}" for t, n in sorted(types.items()))
+        layers = " | ".join(f"{s.layers[0]}–{s.layers[1]}" for s in r.stages)
+        latency = f"{r.latency_s * 1e3:.0f} ms" if r.role == "prefill" else f"{r.latency_s * 1e3:.1f} ms/tok"
+        table.add_row(r.id, r.role, gpus, f"{r.tp}×{r.pp}", layers, f"{r.capacity_rps:.2f}", latency, str(r.engine.max_num_seqs))
+    return table
+
+
+def routes_table(plan: Plan) -> Table:
+    table = Table(title="KV routes (prefill → decode)")
+    for column in ("from", "to", "rate req/s", "link capacity req/s", "KV Gbit/s"):
+        table.add_column(column, justify="left" if column in ("from", "to") else "right")
+    for route in sorted(plan.routes, key=lambda r: (r.source, r.target)):
+        table.add_row(route.source, route.target, f"{route.rate_rps:.3f}", f"{route.capacity_rps:.2f}", f"{route.kv_gbps:.2f}")
+    return table

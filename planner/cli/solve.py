@@ -1,0 +1,1 @@
+"""`hexplan solve` (filled in with the scheduler)."""

@@ -1,0 +1,222 @@
+"""The cluster.yaml schema (pydantic, strict) and its resolution into a `Cluster`.
+
+Why strict: a typo in a key ("gpus:" for "gpu:") must fail loudly with the field path,
+not be ignored. Every quantity is a unit string parsed by planner.units.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from planner.errors import InputError
+from planner.profiles import Bandwidth, Catalog, Dtype, GpuEntry, Price, Seconds, gpu_profile, model_from_hf_config
+from planner.topology import Cluster, Node, NodeLink
+from planner.workload import CLASSES, Lengths, Workload
+from planner.yamlio import load_yaml, validate
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+DEFAULT_LATENCY = "10us"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InlineGpu(GpuEntry):
+    """A GPU type described in the cluster file itself (not in the catalogue)."""
+
+
+class NodeSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN, description="unique node name; GPUs are named node/index")
+    gpu: str | InlineGpu = Field(description="catalogue GPU type (see `hexplan profiles gpus`) or an inline spec")
+    count: int = Field(gt=0, le=64, description="GPUs in this node")
+    interconnect: str | None = Field(None, description="intra-node link (profiles/links.yaml); default: the GPU's")
+    nic: Bandwidth = Field(description="the node's network bandwidth per direction, e.g. 400Gbps")
+    price: Price | None = Field(None, description="$ per GPU-hour; overrides the catalogue price")
+    zone: str = Field("default", description="network tier: pairs of nodes in different zones use network.cross_zone")
+
+
+class LinkSpec(_Strict):
+    bandwidth: Bandwidth
+    latency: Seconds = DEFAULT_LATENCY
+
+
+class PairLinkSpec(LinkSpec):
+    between: tuple[str, str]
+
+
+def _shorthand_link(value: object) -> object:
+    return {"bandwidth": value} if isinstance(value, str) else value
+
+
+class NetworkSpec(_Strict):
+    default: LinkSpec | None = Field(None, description="node↔node link unless overridden; omit for none")
+    cross_zone: LinkSpec | None = Field(None, description="link between nodes of different zones")
+    links: list[PairLinkSpec] = []
+
+    _default_shorthand = field_validator("default", "cross_zone", mode="before")(_shorthand_link)
+
+
+class DistributionSpec(_Strict):
+    distribution: Literal["fixed", "uniform", "exponential", "lognormal"]
+    mean: float | None = Field(None, gt=0)
+    cv: float = Field(1.0, ge=0, le=10, description="coefficient of variation (lognormal)")
+    low: float | None = Field(None, gt=0)
+    high: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _parameters(self) -> Self:
+        if self.distribution == "uniform":
+            if self.low is None or self.high is None or self.low > self.high:
+                raise ValueError("a uniform distribution needs low ≤ high")
+        elif self.mean is None:
+            raise ValueError(f"a {self.distribution} distribution needs a mean")
+        return self
+
+    def lengths(self) -> Lengths:
+        if self.distribution == "uniform":
+            assert self.low is not None and self.high is not None
+            return Lengths("uniform", (self.low + self.high) / 2, low=self.low, high=self.high)
+        assert self.mean is not None
+        return Lengths(self.distribution, self.mean, cv=self.cv if self.distribution == "lognormal" else 0.0)
+
+
+class WorkloadSpec(_Strict):
+    prompt_tokens: int | DistributionSpec | None = Field(None, description="mean prompt length or a distribution")
+    output_tokens: int | DistributionSpec | None = Field(None, description="mean output length or a distribution")
+    trace: str | None = Field(None, description="CSV (TIMESTAMP,ContextTokens,GeneratedTokens), relative to this file")
+    trace_class: Literal["HPLD", "HPHD", "LPHD", "LPLD"] | None = Field(None, description="keep one class of the trace")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        means = (self.prompt_tokens, self.output_tokens)
+        if self.trace is not None and any(m is not None for m in means):
+            raise ValueError("give either a trace or prompt_tokens/output_tokens, not both")
+        if self.trace is None and any(m is None for m in means):
+            raise ValueError("give prompt_tokens and output_tokens (or a trace)")
+        if self.trace_class and self.trace is None:
+            raise ValueError(f"trace_class selects requests of a trace; add a trace (classes: {', '.join(CLASSES)})")
+        for value in means:
+            if isinstance(value, int) and value <= 0:
+                raise ValueError(f"token counts must be positive, got {value}")
+        return self
+
+
+class SloSpec(_Strict):
+    ttft: Seconds | None = Field(None, description="time to first token, e.g. 2s")
+    tpot: Seconds | None = Field(None, description="time per output token, e.g. 100ms")
+
+
+class ClusterSpec(_Strict):
+    """A cluster file: the GPUs you have, how they are connected, and what you want to serve."""
+
+    model: str = Field(description="a name in profiles/models.yaml or a path to a Hugging Face config.json")
+    dtype: Dtype = "float16"
+    workload: WorkloadSpec
+    slo: SloSpec = SloSpec()
+    objective: Literal["throughput", "cost"] = "throughput"
+    gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.98)
+    nodes: list[NodeSpec] = Field(min_length=1)
+    network: NetworkSpec = NetworkSpec()
+
+    @model_validator(mode="after")
+    def _names(self) -> Self:
+        duplicates = sorted(name for name, n in Counter(node.name for node in self.nodes).items() if n > 1)
+        if duplicates:
+            raise ValueError(f"duplicate node names: {', '.join(duplicates)}; every node needs its own name")
+        names = {node.name for node in self.nodes}
+        for i, link in enumerate(self.network.links):
+            unknown = [end for end in link.between if end not in names]
+            if unknown:
+                raise ValueError(f"network.links[{i}].between names unknown node(s) {', '.join(unknown)}")
+            if link.between[0] == link.between[1]:
+                raise ValueError(f"network.links[{i}] links node {link.between[0]} to itself")
+        return self
+
+
+def _resolve_node(spec: NodeSpec, i: int, catalog: Catalog, path: Path) -> Node:
+    where = f"{path}: nodes[{i}]"
+    if isinstance(spec.gpu, InlineGpu):
+        gpu = gpu_profile(spec.gpu.name, spec.gpu)
+    else:
+        try:
+            gpu = catalog.gpu(spec.gpu)
+        except LookupError as exc:
+            raise InputError(f"{where}.gpu: {exc}.", hint="run `hexplan profiles gpus` for the list") from None
+    link_name = spec.interconnect or gpu.intra_node_link
+    try:
+        link = catalog.link(link_name)
+    except LookupError as exc:
+        raise InputError(f"{where}.interconnect: {exc}.", hint="run `hexplan profiles links`") from None
+    price = gpu.price_per_hour if spec.price is None else spec.price
+    return Node(spec.name, gpu, spec.count, link, spec.nic, price, spec.zone)
+
+
+def _network_links(spec: ClusterSpec, nodes: list[Node]) -> dict[tuple[str, str], NodeLink]:
+    zones = {node.name: node.zone for node in nodes}
+    links: dict[tuple[str, str], NodeLink] = {}
+    for a in nodes:
+        for b in nodes:
+            if a.name >= b.name:
+                continue
+            base = spec.network.cross_zone if zones[a.name] != zones[b.name] else None
+            base = base or spec.network.default
+            if base is not None:
+                links[(a.name, b.name)] = NodeLink(base.bandwidth, base.latency)
+    for link in spec.network.links:
+        a, b = sorted(link.between)
+        links[(a, b)] = NodeLink(link.bandwidth, link.latency)
+    return links
+
+
+def load_cluster(path: Path, catalog: Catalog) -> Cluster:
+    """Read and validate cluster.yaml, resolve catalogue names, and check the cluster is usable."""
+    spec = validate(ClusterSpec, load_yaml(path, what="cluster file"), path)
+    nodes = [_resolve_node(node, i, catalog, path) for i, node in enumerate(spec.nodes)]
+    model_path = (path.parent / spec.model) if spec.model.endswith(".json") else None
+    if model_path is not None:
+        model = model_from_hf_config(model_path)
+    else:
+        try:
+            model = catalog.model(spec.model)
+        except LookupError as exc:
+            raise InputError(f"{path}: model: {exc}.", hint="or give a path to a config.json") from None
+    if spec.workload.trace is not None:
+        workload = Workload.from_trace(path.parent / spec.workload.trace, spec.workload.trace_class)
+    else:
+        prompt, output = (
+            value.lengths() if isinstance(value, DistributionSpec) else Lengths("fixed", float(value))
+            for value in (spec.workload.prompt_tokens, spec.workload.output_tokens)
+        )
+        workload = Workload(prompt, output)
+    for node in nodes:
+        if spec.dtype not in node.gpu.peak_flops:
+            raise InputError(
+                f"{path}: dtype: {node.gpu.key} (node {node.name}) has no {spec.dtype} support.",
+                hint="use dtype: float16 or remove that node",
+            )
+    cluster = Cluster(
+        source=path,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        model=model,
+        dtype=spec.dtype,
+        workload=workload,
+        slo_ttft=spec.slo.ttft,
+        slo_tpot=spec.slo.tpot,
+        objective=spec.objective,
+        memory_utilization=spec.gpu_memory_utilization,
+        nodes=tuple(nodes),
+        links=_network_links(spec, nodes),
+    )
+    isolated = cluster.unreachable_nodes()
+    if isolated:
+        raise InputError(
+            f"{path}: network: node(s) {', '.join(isolated)} have no network path to the rest of the cluster.",
+            hint="add network.default or a network.links entry for them",
+        )
+    return cluster

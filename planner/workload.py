@@ -1,0 +1,158 @@
+"""Request-length workloads: fixed means, parametric distributions, or a replayed trace.
+
+Why: the cost model needs a few moments (mean prompt, mean of squared prompt for the
+quadratic attention term, mean output); the simulator needs samples and arrival times.
+Both come from here so they always describe the same requests.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from planner.errors import InputError
+from planner.yamlio import read_text
+
+TRACE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+# Workload classes of the HexGen-2/DistServe papers: heavy prefill = prompt > 512, heavy decode = output > 128.
+HEAVY_PROMPT = 512
+HEAVY_OUTPUT = 128
+CLASSES = ("HPLD", "HPHD", "LPHD", "LPLD")
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """Arrival times (s from the first request) and token counts of replayed requests."""
+
+    arrival_s: np.ndarray
+    prompt: np.ndarray
+    output: np.ndarray
+
+    def select(self, workload_class: str) -> Trace:
+        """Keep only requests of one class (e.g. 'HPLD'), arrival times unchanged."""
+        heavy_p = self.prompt > HEAVY_PROMPT
+        heavy_d = self.output > HEAVY_OUTPUT
+        wanted_p = workload_class[0] == "H"
+        wanted_d = workload_class[2] == "H"
+        keep = (heavy_p == wanted_p) & (heavy_d == wanted_d)
+        return Trace(self.arrival_s[keep], self.prompt[keep], self.output[keep])
+
+
+def _parse_timestamp(text: str) -> float:
+    # The Azure trace writes 7 fractional digits; datetime takes at most 6.
+    head, _, frac = text.strip().partition(".")
+    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}" if frac else head).timestamp()
+
+
+def read_trace(path: Path) -> Trace:
+    """Read a CSV with the Azure LLM inference trace's columns TIMESTAMP, ContextTokens, GeneratedTokens."""
+    text = read_text(path, what="trace CSV")
+    rows = csv.reader(text.splitlines())
+    header = next(rows, None)
+    if header is None or [h.strip() for h in header[:3]] != list(TRACE_COLUMNS):
+        raise InputError(
+            f"{path}: line 1: expected the header {','.join(TRACE_COLUMNS)}, got {','.join(header or [])!r}.",
+            hint="use the Azure LLM inference trace format (see examples/traces/README.md)",
+        )
+    times, prompts, outputs = [], [], []
+    for line_no, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        try:
+            times.append(_parse_timestamp(row[0]))
+            prompts.append(int(row[1]))
+            outputs.append(int(row[2]))
+        except (ValueError, IndexError):
+            raise InputError(
+                f"{path}: line {line_no}: expected 'timestamp,int,int', got {','.join(row)!r}."
+            ) from None
+        if prompts[-1] <= 0 or outputs[-1] <= 0:
+            raise InputError(f"{path}: line {line_no}: token counts must be positive, got {','.join(row)!r}.")
+    if not times:
+        raise InputError(f"{path}: the trace has no requests.")
+    arrival = np.asarray(times, dtype=float)
+    order = np.argsort(arrival, kind="stable")
+    arrival = arrival[order] - arrival[order][0]
+    return Trace(arrival, np.asarray(prompts, dtype=np.int64)[order], np.asarray(outputs, dtype=np.int64)[order])
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """A distribution of token counts; `sample` and the moments agree."""
+
+    kind: str  # fixed | uniform | exponential | lognormal | empirical
+    mean: float
+    cv: float = 0.0
+    low: float = 0.0
+    high: float = 0.0
+    values: tuple[int, ...] = ()
+
+    @property
+    def second_moment(self) -> float:
+        """E[x²]: drives the quadratic attention cost of prefill."""
+        if self.kind == "empirical":
+            return float(np.mean(np.square(np.asarray(self.values, dtype=float))))
+        if self.kind == "uniform":
+            return (self.low**2 + self.low * self.high + self.high**2) / 3
+        cv = 1.0 if self.kind == "exponential" else self.cv
+        return self.mean**2 * (1 + cv**2)
+
+    @property
+    def upper(self) -> int:
+        """A high quantile (p99.9) used to size max_model_len."""
+        if self.kind == "fixed":
+            return round(self.mean)
+        if self.kind == "uniform":
+            return round(self.high)
+        if self.kind == "empirical":
+            return int(np.quantile(np.asarray(self.values), 0.999))
+        return round(self.sample(np.random.default_rng(0), 20_000).max())
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n integer lengths ≥ 1."""
+        match self.kind:
+            case "fixed":
+                raw = np.full(n, self.mean)
+            case "uniform":
+                raw = rng.uniform(self.low, self.high, n)
+            case "exponential":
+                raw = rng.exponential(self.mean, n)
+            case "lognormal":
+                sigma2 = np.log1p(self.cv**2)
+                raw = rng.lognormal(np.log(self.mean) - sigma2 / 2, np.sqrt(sigma2), n)
+            case _:
+                raw = rng.choice(np.asarray(self.values), n)
+        return np.maximum(np.rint(raw), 1).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What requests look like: prompt and output lengths, and the trace they came from if any."""
+
+    prompt: Lengths
+    output: Lengths
+    trace_path: Path | None = None
+    trace_class: str | None = None
+
+    @property
+    def decode_tokens(self) -> float:
+        """Tokens a decode replica generates per request: prefill emits the first one."""
+        return max(self.output.mean - 1.0, 1.0)
+
+    @classmethod
+    def from_trace(cls, path: Path, workload_class: str | None = None) -> Workload:
+        trace = read_trace(path)
+        if workload_class:
+            trace = trace.select(workload_class)
+            if len(trace.prompt) == 0:
+                raise InputError(f"{path}: no request of class {workload_class} in the trace.")
+        return cls(
+            prompt=Lengths("empirical", float(trace.prompt.mean()), values=tuple(int(v) for v in trace.prompt)),
+            output=Lengths("empirical", float(trace.output.mean()), values=tuple(int(v) for v in trace.output)),
+            trace_path=path,
+            trace_class=workload_class,
+        )
