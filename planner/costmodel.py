@@ -17,8 +17,10 @@ All functions are pure; times in seconds, sizes in bytes, rates in requests/s.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import pairwise
 
 from planner.errors import InfeasibleError
 from planner.topology import Cluster, GpuSlot
@@ -160,15 +162,28 @@ def kv_capacity_tokens(cluster: Cluster, layout: Layout, batched_tokens: int) ->
 
 def prefill_stage_time(cluster: Cluster, stage: Stage, hw: StageHardware, n_seqs: float, last: bool) -> float:
     """One stage's time to prefill n_seqs prompts drawn from the workload."""
-    model, b = cluster.model, cluster.dtype_bytes
     prompt = cluster.workload.prompt
-    tokens = n_seqs * prompt.mean
-    flops = stage.layers * (2 * model.params_per_layer * tokens + 2 * model.heads * model.head_dim * n_seqs * prompt.second_moment)
-    nbytes = stage.layers * (model.params_per_layer * b + tokens * (2 * model.hidden * b + kv_bytes_per_token_layer(cluster)))
+    tokens, squares = n_seqs * prompt.mean, n_seqs * prompt.second_moment
+    return prefill_tokens_stage_time(cluster, stage, hw, n_seqs, tokens, squares, last)
+
+
+def prefill_tokens_stage_time(
+    cluster: Cluster, stage: Stage, hw: StageHardware, n_seqs: float, tokens: float, squares: float, last: bool
+) -> float:
+    """One stage's time to prefill n_seqs prompts of `tokens` tokens in all, Σ(prompt²) = `squares`."""
+    model, b = cluster.model, cluster.dtype_bytes
+    flops = stage.layers * (2 * model.params_per_layer * tokens + 2 * model.heads * model.head_dim * squares)
+    nbytes = stage.layers * (
+        model.params_per_layer * b + tokens * (2 * model.hidden * b + kv_bytes_per_token_layer(cluster))
+    )
     if last:  # LM head for each prompt's last position
         flops += 2 * n_seqs * model.vocab * model.hidden
         nbytes += model.vocab * model.hidden * b
-    comm = stage.layers * 2 * allreduce_time(tokens * model.hidden * b, hw.tp, hw.allreduce_bandwidth, hw.allreduce_latency)
+    comm = (
+        stage.layers
+        * 2
+        * allreduce_time(tokens * model.hidden * b, hw.tp, hw.allreduce_bandwidth, hw.allreduce_latency)
+    )
     return roofline(flops, nbytes, hw, cluster.dtype) + comm
 
 
@@ -193,8 +208,11 @@ def prefill_perf(cluster: Cluster, layout: Layout) -> PrefillPerf | None:
     last = layout.pp - 1
 
     def pipeline(seqs: float) -> tuple[float, float]:
-        times = [prefill_stage_time(cluster, s, hw, seqs, i == last) for i, (s, hw) in enumerate(zip(layout.stages, hardware))]
-        hops = [hop_time(cluster, a, b, seqs * prompt.mean) for a, b in zip(layout.stages, layout.stages[1:])]
+        times = [
+            prefill_stage_time(cluster, s, hw, seqs, i == last)
+            for i, (s, hw) in enumerate(zip(layout.stages, hardware))
+        ]
+        hops = [hop_time(cluster, a, b, seqs * prompt.mean) for a, b in pairwise(layout.stages)]
         return max(times + hops), sum(times) + sum(hops)
 
     period, _ = pipeline(n_seqs)
@@ -202,10 +220,27 @@ def prefill_perf(cluster: Cluster, layout: Layout) -> PrefillPerf | None:
     return PrefillPerf(n_seqs / period, latency, n_seqs, batched, kv_tokens)
 
 
+def prefill_batch_time(cluster: Cluster, layout: Layout, prompts: Sequence[int]) -> tuple[float, float]:
+    """(period, latency) of one prefill batch of concrete prompt lengths (the simulator's view).
+
+    period = slowest stage or hop: when the pipeline can take the next batch; latency = sum of all.
+    """
+    n, tokens, squares = len(prompts), float(sum(prompts)), float(sum(p * p for p in prompts))
+    last = layout.pp - 1
+    times = [
+        prefill_tokens_stage_time(cluster, stage, stage_hardware(cluster, stage), n, tokens, squares, i == last)
+        for i, stage in enumerate(layout.stages)
+    ]
+    times += [hop_time(cluster, a, b, tokens) for a, b in pairwise(layout.stages)]
+    return max(times), sum(times)
+
+
 # ----------------------------------------------------------------------------- decode
 
 
-def decode_stage_time(cluster: Cluster, stage: Stage, hw: StageHardware, batch: float, context: float, last: bool) -> float:
+def decode_stage_time(
+    cluster: Cluster, stage: Stage, hw: StageHardware, batch: float, context: float, last: bool
+) -> float:
     """One stage's time for one decode step of `batch` sequences at mean context `context`."""
     model, b = cluster.model, cluster.dtype_bytes
     kv_layer = kv_bytes_per_token_layer(cluster)
@@ -214,7 +249,9 @@ def decode_stage_time(cluster: Cluster, stage: Stage, hw: StageHardware, batch: 
     if last:
         flops += 2 * batch * model.vocab * model.hidden
         nbytes += model.vocab * model.hidden * b
-    comm = stage.layers * 2 * allreduce_time(batch * model.hidden * b, hw.tp, hw.allreduce_bandwidth, hw.allreduce_latency)
+    comm = (
+        stage.layers * 2 * allreduce_time(batch * model.hidden * b, hw.tp, hw.allreduce_bandwidth, hw.allreduce_latency)
+    )
     return roofline(flops, nbytes, hw, cluster.dtype) + comm
 
 
@@ -230,7 +267,7 @@ def decode_step_time(cluster: Cluster, layout: Layout, batch: float, context: fl
         decode_stage_time(cluster, stage, stage_hardware(cluster, stage), micro, context, i == last)
         for i, stage in enumerate(layout.stages)
     ]
-    hops = [hop_time(cluster, a, b, micro) for a, b in zip(layout.stages, layout.stages[1:])]
+    hops = [hop_time(cluster, a, b, micro) for a, b in pairwise(layout.stages)]
     return max(sum(times) + sum(hops), layout.pp * max(times + hops))
 
 
@@ -275,7 +312,21 @@ def kv_transfer_time(cluster: Cluster, prefill: Layout, decode: Layout) -> float
     stage pairs on different node pairs transfer in parallel, pairs sharing a node pair share
     its bandwidth. Inside one node min(tp_p, tp_d) GPU pairs copy in parallel over the intra link.
     """
-    per_layer = cluster.workload.prompt.mean * kv_bytes_per_token_layer(cluster)
+    worst = 0.0
+    for (node_p, node_d), (bytes_per_token, bandwidth) in kv_transfer_loads(cluster, prefill, decode).items():
+        if bandwidth <= 0:
+            return math.inf
+        nbytes = cluster.workload.prompt.mean * bytes_per_token
+        worst = max(worst, nbytes / bandwidth + cluster.node_latency(node_p, node_d))
+    return worst
+
+
+def kv_transfer_loads(cluster: Cluster, prefill: Layout, decode: Layout) -> dict[tuple[str, str], tuple[float, float]]:
+    """(prefill node, decode node) → (KV bytes per prompt token crossing it, its bandwidth in bytes/s).
+
+    Inside one node min(tp_p, tp_d) GPU pairs copy in parallel, multiplying the intra link's bandwidth.
+    """
+    per_layer = kv_bytes_per_token_layer(cluster)
     load: dict[tuple[str, str], float] = {}
     streams: dict[tuple[str, str], int] = {}
     for p in prefill.stages:
@@ -288,15 +339,10 @@ def kv_transfer_time(cluster: Cluster, prefill: Layout, decode: Layout) -> float
             key = (node_p, node_d)
             load[key] = load.get(key, 0.0) + overlap * per_layer
             streams[key] = max(streams.get(key, 1), min(p.tp, d.tp))
-    worst = 0.0
-    for (node_p, node_d), nbytes in load.items():
-        bandwidth = cluster.node_bandwidth(node_p, node_d)
-        if node_p == node_d:
-            bandwidth *= streams[(node_p, node_d)]
-        if bandwidth <= 0:
-            return math.inf
-        worst = max(worst, nbytes / bandwidth + cluster.node_latency(node_p, node_d))
-    return worst
+    return {
+        key: (nbytes, cluster.node_bandwidth(*key) * (streams[key] if key[0] == key[1] else 1))
+        for key, nbytes in load.items()
+    }
 
 
 def kv_transfer_capacity(cluster: Cluster, prefill: Layout, decode: Layout) -> float:
@@ -313,13 +359,17 @@ def layer_split(layers: int, weights: list[float]) -> list[tuple[int, int]]:
         acc += w
         bounds.append(min(max(round(layers * acc / total), bounds[-1] + 1), layers - (len(weights) - len(bounds))))
     bounds.append(layers)
-    return list(zip(bounds, bounds[1:]))
+    return list(pairwise(bounds))
 
 
 def check_model_fits(cluster: Cluster) -> None:
     """Raise InfeasibleError when even all GPUs together cannot hold the weights and one long request's KV."""
     need = cluster.model.total_params * cluster.dtype_bytes
-    need += (cluster.workload.prompt.upper + cluster.workload.output.upper) * cluster.model.layers * kv_bytes_per_token_layer(cluster)
+    need += (
+        (cluster.workload.prompt.upper + cluster.workload.output.upper)
+        * cluster.model.layers
+        * kv_bytes_per_token_layer(cluster)
+    )
     have = sum(slot.gpu.memory for slot in cluster.gpus) * cluster.memory_utilization
     if have < need:
         raise InfeasibleError(

@@ -11,6 +11,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from planner import __version__
 from planner.costmodel import (
@@ -54,7 +55,7 @@ class Assessment:
     latency_s: float
     engine: EnginePlan
 
-    @property
+    @cached_property
     def id(self) -> str:
         return replica_id(self.role, self.layout.gpus)
 
@@ -209,7 +210,7 @@ def check_layout(cluster: Cluster, role: Role, layout: Layout, where: str, launc
             )
         if stage.tp != layout.tp:
             raise PlanError(f"{where}.stages[{i}]: every stage needs the same TP size ({layout.tp}), got {stage.tp}.")
-        if cluster.model.heads % stage.tp or cluster.model.kv_heads % stage.tp and stage.tp % cluster.model.kv_heads:
+        if cluster.model.heads % stage.tp or (cluster.model.kv_heads % stage.tp and stage.tp % cluster.model.kv_heads):
             raise PlanError(f"{where}.stages[{i}]: TP {stage.tp} does not divide the model's {cluster.model.heads} heads.")
         expected = stage.layer_end
     if expected != layers:

@@ -73,12 +73,14 @@ class SolverInfo(_Strict):
     name: str = "hexgen2"
     version: str
     seed: int = 0
-    seconds: float = 0.0
     objective: Literal["throughput", "cost"] = "throughput"
     connector: Connector = "nixl"
     k_tried: list[int] = []
     iterations: int = 0
+    converged: bool = Field(True, description="refinement stopped because no move improved (not the time limit)")
     time_limit_s: float | None = None
+    baseline: str | None = Field(None, description="plan file this one was re-planned from (--baseline)")
+    moved_gpus: int | None = Field(None, description="GPUs of the baseline plan that changed replica or role")
 
 
 class ClusterRef(_Strict):

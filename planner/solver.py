@@ -1,26 +1,124 @@
-"""Orchestration of the HexGen-2 scheduler: partition → roles → layouts → max-flow → refinement."""
+"""The HexGen-2 scheduler, end to end: `solve(cluster) -> Plan`.
+
+1. Phase 1 (partition.py): coarsen GPUs into TP-friendly blocks, then for each K around
+   total memory ÷ replica memory, spectral bisection into K memory-balanced groups and
+   Kernighan–Lin swaps that raise intra-group bandwidth while every group still fits.
+2. Phase 2 (roles.py): prefill/decode roles by affinity order and max-flow.
+3. Layouts (strategy.py) are chosen inside every assessment of a group in a role.
+4. Max-flow (flow.py) scores each candidate; the best K's state goes to
+5. Phase 3 (refine.py): bottleneck-guided moves until none improves or the time limit.
+The final plan is assembled by evaluate.assemble with Edmonds–Karp over all routes, so the plan's
+throughput is exactly what `evaluate(plan)` recomputes.
+
+Deterministic: the only randomness is a numpy Generator seeded by `seed`; time only decides when
+to stop, and a converged search (the plan records `converged`) does not depend on it.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from pathlib import Path
 
-from planner.plan import Connector, Plan
+import numpy as np
+
+from planner import __version__
+from planner.costmodel import check_model_fits, kv_bytes_per_token_layer
+from planner.errors import InfeasibleError
+from planner.evaluate import assemble
+from planner.partition import candidate_k, flatten, kernighan_lin_refine, make_blocks, spectral_groups
+from planner.plan import Connector, Plan, SolverInfo
+from planner.refine import refine
+from planner.roles import assign_roles
+from planner.scoring import Scorer, State
 from planner.topology import Cluster
 
-Progress = Callable[[float, float], None]  # (fraction of time budget used, best throughput so far)
+Progress = Callable[[float, float], None]  # (fraction of the time budget used, best throughput so far)
+KV_HEADROOM = 0.25  # a replica needs its weights plus about this fraction again for KV cache
+PHASE12_SHARE = 0.5  # at most this share of the time limit goes to trying K values
+
+
+def replica_bytes(cluster: Cluster) -> float:
+    """Memory one replica wants: weights plus KV headroom, before the utilisation cap."""
+    model = cluster.model
+    weights = model.total_params * cluster.dtype_bytes
+    long_request = (cluster.workload.prompt.upper + cluster.workload.output.upper) * model.layers
+    return max(weights * (1 + KV_HEADROOM), weights + 4 * long_request * kv_bytes_per_token_layer(cluster))
+
+
+def initial_states(cluster: Cluster, scorer: Scorer, seed: int, deadline: float) -> tuple[list[int], list[State]]:
+    """Phases 1 and 2 for each candidate K (stops early at the deadline, keeping what it has)."""
+    need = replica_bytes(cluster)
+    blocks = make_blocks(cluster, need)
+
+    def fits(gpus: tuple[str, ...]) -> bool:
+        return sum(cluster.gpu_by_id[g].gpu.memory for g in gpus) * cluster.memory_utilization >= need
+
+    tried, states = [], []
+    for k in candidate_k(cluster, need, len(blocks)):
+        groups = kernighan_lin_refine(cluster, spectral_groups(cluster, blocks, k), fits, seed=seed)
+        states.append(assign_roles(scorer, [flatten(g) for g in groups]))
+        tried.append(k)
+        if time.monotonic() >= deadline:
+            break
+    return tried, states
 
 
 def solve(
     cluster: Cluster,
     *,
     seed: int = 0,
-    time_limit: float = 30.0,
+    time_limit: float = 60.0,
     connector: Connector = "nixl",
     objective: str | None = None,
-    baseline: Plan | None = None,
-    max_moved_gpus: int | None = None,
+    start: State | None = None,
+    anchor: State | None = None,
+    max_moved: int | None = None,
     progress: Progress | None = None,
 ) -> Plan:
-    """Best plan found for `cluster` (being written: the lead is implementing this now)."""
-    raise NotImplementedError(Path(__file__).name)
+    """Best plan found for `cluster` within `time_limit` seconds.
+
+    `start` replaces phases 1–2 with a known state (re-planning close to a running plan);
+    `max_moved` caps how many GPUs of the `anchor` state (the running plan) may change replica or role.
+    Raises InfeasibleError when no group of GPUs can hold the model in either role.
+    """
+    check_model_fits(cluster)
+    began = time.monotonic()
+    deadline = began + time_limit
+    objective = objective or cluster.objective
+    scorer = Scorer(cluster, launchable=connector != "none", objective=objective, anchor=anchor, max_moved=max_moved)
+    rng = np.random.default_rng(seed)
+
+    def report(throughput: float) -> None:
+        if progress:
+            progress(min(1.0, (time.monotonic() - began) / time_limit), throughput)
+
+    if start is None:
+        tried, states = initial_states(cluster, scorer, seed, began + PHASE12_SHARE * time_limit)
+    else:
+        tried, states = [], [start]
+    best = max(states, key=lambda s: (scorer.score(s).value, -len(s)))
+    report(scorer.score(best).throughput_rps)
+    result = refine(scorer, best, rng, deadline=deadline, on_step=report)
+    replicas = scorer.assessments(result.state)
+    if not replicas or scorer.score(result.state).throughput_rps <= 0:
+        raise InfeasibleError(
+            f"{cluster.source}: no plan serves {cluster.model.name}: no group of these GPUs holds the model "
+            "as both a prefill and a decode replica"
+            + (" within the SLO" if cluster.slo_ttft or cluster.slo_tpot else "")
+            + ".",
+            hint="add GPUs, relax the SLO, or use a smaller model",
+        )
+    info = SolverInfo(
+        version=__version__,
+        seed=seed,
+        objective=objective,  # type: ignore[arg-type]
+        connector=connector,
+        k_tried=tried,
+        iterations=result.iterations,
+        converged=result.converged,
+        time_limit_s=time_limit,
+        moved_gpus=scorer.moved_gpus([(a.layout.gpus, a.role) for a in replicas]) if anchor else None,
+    )
+    plan, _ = assemble(cluster, replicas, info)
+    report(plan.summary.throughput_rps)
+    return plan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +20,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console(highlight=False)
-console_err = Console(stderr=True, highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+console_err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
 
 ProfilesOption = Annotated[
     list[Path] | None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -27,7 +27,7 @@ def validate(cluster_file: ClusterArgument, profiles: ProfilesOption = None) -> 
     console.print(f"[green]ok[/]: {cluster_file} is valid")
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     gpus = "gpus"
     links = "links"
     models = "models"
@@ -47,8 +47,13 @@ def list_profiles(
         for g in sorted(catalog.gpus.values(), key=lambda g: g.key):
             bf16 = g.peak_flops.get("bfloat16")
             table.add_row(
-                g.key, g.name, f"{g.memory / 1e9:.0f} GB", f"{g.memory_bandwidth / 1e9:.0f} GB/s",
-                f"{g.flops('float16') / 1e12:.1f}", f"{bf16 / 1e12:.1f}" if bf16 else "—", g.intra_node_link,
+                g.key,
+                g.name,
+                f"{g.memory / 1e9:.0f} GB",
+                f"{g.memory_bandwidth / 1e9:.0f} GB/s",
+                f"{g.flops('float16') / 1e12:.1f}",
+                f"{bf16 / 1e12:.1f}" if bf16 else "—",
+                g.intra_node_link,
                 f"{g.price_per_hour:.2f}",
             )
     elif kind is Kind.links:
@@ -56,7 +61,10 @@ def list_profiles(
             table.add_column(column)
         for link in sorted(catalog.links.values(), key=lambda link: (link.kind, -link.bandwidth)):
             table.add_row(
-                link.key, link.kind, format_bandwidth(link.bandwidth), f"{link.bandwidth / 1e9:.2f}",
+                link.key,
+                link.kind,
+                format_bandwidth(link.bandwidth),
+                f"{link.bandwidth / 1e9:.2f}",
                 f"{link.latency * 1e6:.1f} us",
             )
     else:
@@ -64,13 +72,20 @@ def list_profiles(
             table.add_column(column)
         for m in sorted(catalog.models.values(), key=lambda m: m.name):
             table.add_row(
-                m.name, f"{m.total_params / 1e9:.1f}B", str(m.layers), str(m.hidden), str(m.heads),
-                str(m.kv_heads), str(m.ffn), str(m.vocab), str(m.max_position_embeddings),
+                m.name,
+                f"{m.total_params / 1e9:.1f}B",
+                str(m.layers),
+                str(m.hidden),
+                str(m.heads),
+                str(m.kv_heads),
+                str(m.ffn),
+                str(m.vocab),
+                str(m.max_position_embeddings),
             )
     console.print(table)
 
 
-class SchemaKind(str, Enum):
+class SchemaKind(StrEnum):
     cluster = "cluster"
     plan = "plan"
 

@@ -24,7 +24,9 @@ def cluster_tables(cluster: Cluster) -> list[Table]:
     for key in sorted(by_type):
         count, nodes = by_type[key]
         memory = cluster.node_by_name[next(n.name for n in cluster.nodes if n.gpu.key == key)].gpu.memory
-        gpus.add_row(key, str(count), str(nodes), f"{memory / 1e9:.0f} GB", f"{count * memory / 1e9:.0f} GB", f"{price[key]:.2f}")
+        gpus.add_row(
+            key, str(count), str(nodes), f"{memory / 1e9:.0f} GB", f"{count * memory / 1e9:.0f} GB", f"{price[key]:.2f}"
+        )
     model = cluster.model
     gpus.caption = (
         f"model {model.name}: {model.total_params / 1e9:.1f}B params, {cluster.dtype}; "
@@ -71,7 +73,9 @@ def replicas_table(plan: Plan) -> Table:
         gpus = " + ".join(f"{n}×{t}" if r.tp == 1 else f"{n * r.tp}×{t}" for t, n in sorted(types.items()))
         layers = " | ".join(f"{s.layers[0]}–{s.layers[1]}" for s in r.stages)
         latency = f"{r.latency_s * 1e3:.0f} ms" if r.role == "prefill" else f"{r.latency_s * 1e3:.1f} ms/tok"
-        table.add_row(r.id, r.role, gpus, f"{r.tp}×{r.pp}", layers, f"{r.capacity_rps:.2f}", latency, str(r.engine.max_num_seqs))
+        table.add_row(
+            r.id, r.role, gpus, f"{r.tp}×{r.pp}", layers, f"{r.capacity_rps:.2f}", latency, str(r.engine.max_num_seqs)
+        )
     return table
 
 
@@ -80,5 +84,7 @@ def routes_table(plan: Plan) -> Table:
     for column in ("from", "to", "rate req/s", "link capacity req/s", "KV Gbit/s"):
         table.add_column(column, justify="left" if column in ("from", "to") else "right")
     for route in sorted(plan.routes, key=lambda r: (r.source, r.target)):
-        table.add_row(route.source, route.target, f"{route.rate_rps:.3f}", f"{route.capacity_rps:.2f}", f"{route.kv_gbps:.2f}")
+        table.add_row(
+            route.source, route.target, f"{route.rate_rps:.3f}", f"{route.capacity_rps:.2f}", f"{route.kv_gbps:.2f}"
+        )
     return table

@@ -1,1 +1,116 @@
-"""`hexplan solve` (filled in with the scheduler)."""
+"""`hexplan solve`: run the scheduler on a cluster file and write plan.yaml."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from planner.cli.app import ClusterArgument, ProfilesOption, app, console, console_err, load
+from planner.cli.render import replicas_table, routes_table, summary_table
+from planner.errors import InputError, UnitError
+from planner.plan import plan_to_yaml, read_plan, write_plan
+from planner.replan import replan
+from planner.solver import solve as run_solver
+from planner.units import parse_time
+
+
+class Objective(StrEnum):
+    throughput = "throughput"
+    cost = "cost"
+
+
+class ConnectorChoice(StrEnum):
+    nixl = "nixl"
+    mooncake = "mooncake"
+    lmcache = "lmcache"
+    none = "none"
+
+
+def _duration(option: str, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except UnitError as exc:
+        raise InputError(f"option {option}: {exc}.") from None
+
+
+@app.command()
+def solve(
+    cluster_file: ClusterArgument,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="plan file to write (default: stdout)")] = None,
+    seed: Annotated[int, typer.Option(help="random seed; same input and seed give the same plan")] = 0,
+    time_limit: Annotated[float, typer.Option("--time-limit", min=0.1, help="seconds of search at most")] = 60.0,
+    objective: Annotated[Objective | None, typer.Option(help="maximise throughput, or throughput per $")] = None,
+    slo_ttft: Annotated[str | None, typer.Option("--slo-ttft", help="time-to-first-token SLO, e.g. 2s")] = None,
+    slo_tpot: Annotated[str | None, typer.Option("--slo-tpot", help="time-per-output-token SLO, e.g. 100ms")] = None,
+    connector: Annotated[
+        ConnectorChoice, typer.Option(help="KV connector; anything but 'none' imposes decode PP=1 and TP divisibility")
+    ] = ConnectorChoice.nixl,
+    baseline: Annotated[Path | None, typer.Option(help="running plan to stay close to (fewest GPUs moved)")] = None,
+    max_moved_gpus: Annotated[
+        int | None,
+        typer.Option("--max-moved-gpus", min=0, help="with --baseline: GPUs that may change replica or role"),
+    ] = None,
+    max_loss: Annotated[
+        float, typer.Option("--max-loss", min=0, max=100, help="with --baseline: % throughput to give up for stability")
+    ] = 5.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or tables")] = False,
+    profiles: ProfilesOption = None,
+) -> None:
+    """Plan prefill and decode replicas, their layouts and KV routes for a cluster file."""
+    cluster = load(cluster_file, profiles)
+    overrides = {"slo_ttft": _duration("--slo-ttft", slo_ttft), "slo_tpot": _duration("--slo-tpot", slo_tpot)}
+    cluster = dataclasses.replace(cluster, **{k: v for k, v in overrides.items() if v is not None})
+    if max_moved_gpus is not None and baseline is None:
+        raise InputError("option --max-moved-gpus needs --baseline (the plan whose GPUs should stay put).")
+    previous = read_plan(baseline) if baseline is not None else None
+    began = time.monotonic()
+    with Progress(
+        TextColumn("[bold]solving[/]"),
+        BarColumn(),
+        TextColumn("{task.fields[best]}"),
+        TimeElapsedColumn(),
+        console=console_err,
+        transient=True,
+        disable=quiet,
+    ) as bar:
+        task = bar.add_task("solve", total=1.0, best="")
+
+        def progress(fraction: float, throughput: float) -> None:
+            bar.update(task, completed=fraction, best=f"best {throughput:.3f} req/s")
+
+        common = {
+            "seed": seed,
+            "time_limit": time_limit,
+            "connector": connector.value,
+            "objective": objective.value if objective else None,
+            "progress": progress,
+        }
+        if previous is not None:
+            plan = replan(cluster, previous, max_moved_gpus=max_moved_gpus, max_loss=max_loss / 100, **common)
+            plan = plan.model_copy(update={"solver": plan.solver.model_copy(update={"baseline": str(baseline)})})
+        else:
+            plan = run_solver(cluster, **common)
+    seconds = time.monotonic() - began
+    if output is None:
+        print(plan_to_yaml(plan), end="")
+    else:
+        write_plan(plan, output)
+    if not quiet:
+        out = console if output is not None else console_err
+        out.print(summary_table(plan, title=f"plan for {cluster_file}"))
+        out.print(replicas_table(plan))
+        out.print(routes_table(plan))
+        s = plan.solver
+        moved = f", {s.moved_gpus} GPUs moved from {s.baseline}" if s.baseline else ""
+        state = "converged" if s.converged else "stopped at the time limit"
+        out.print(f"solved in {seconds:.2f} s ({s.iterations} refinement steps, {state}, K tried {s.k_tried}{moved})")
+        if output is not None:
+            out.print(f"wrote {output}")

@@ -1,0 +1,167 @@
+"""Phase 3 of the scheduler: bottleneck-guided local search over groupings and roles.
+
+A move replaces some (group, role) items of the state by others:
+- flip      a group's role;
+- split     a group in two (by node, or a node's GPUs in halves);
+- merge     two groups that share a node, or where one is idle (fits no role);
+- move      one node's share of a group into another group;
+- swap      the roles of a prefill and a decode group (targets KV-transfer bottlenecks).
+Groups a move creates are tried in every feasible role (≤ 4 combinations), so one move can
+regroup and re-role at once. The min cut of the current plan says which moves come first:
+prefill-bound favours flips to prefill and splits of prefill groups, decode-bound the reverse,
+KV-bound swaps. Pairs of far-apart groups are sampled with the caller's numpy Generator.
+
+Each step scores every candidate (or, past `EXHAUSTIVE` of them, the bottleneck moves plus a
+sample), applies the best strictly improving move, then greedily re-applies the other improving
+moves whose groups are untouched while they still improve, so a large cluster climbs many
+moves per step. The search stops when no move improves (converged) or at the deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.plan import Role
+from planner.scoring import Group, Score, Scorer, State, canonical
+from planner.strategy import node_parts
+
+EXHAUSTIVE = 256  # below this many candidate moves, score them all
+SAMPLE = 64  # otherwise score the bottleneck moves and this many others
+IMPROVEMENT = 1e-6  # relative gain a move must bring, so float noise never cycles
+OTHER: dict[str, Role] = {"prefill": "decode", "decode": "prefill"}
+
+Item = tuple[Group, Role]
+
+
+@dataclass(frozen=True, order=True)
+class Move:
+    priority: int  # 0–1: aimed at the current bottleneck
+    removed: tuple[Item, ...]
+    added: tuple[Item, ...]
+
+    def apply(self, state: State) -> State | None:
+        """The state after the move, or None if a group it removes is no longer there."""
+        items = list(state)
+        for item in self.removed:
+            if item not in items:
+                return None
+            items.remove(item)
+        return canonical([*items, *self.added])
+
+
+@dataclass(frozen=True)
+class RefineResult:
+    state: State
+    iterations: int
+    converged: bool
+
+
+def _halves(scorer: Scorer, group: Group) -> tuple[Group, Group] | None:
+    parts = node_parts(scorer.cluster, group)
+    if len(parts) > 1:
+        cut = len(parts) // 2
+        return tuple(g for _, p in parts[:cut] for g in p), tuple(g for _, p in parts[cut:] for g in p)
+    gpus = parts[0][1]
+    if len(gpus) < 2 or len(gpus) % 2:
+        return None
+    return tuple(gpus[: len(gpus) // 2]), tuple(gpus[len(gpus) // 2 :])
+
+
+def _role_choices(scorer: Scorer, groups: tuple[Group, ...]) -> Iterator[tuple[Item, ...]]:
+    """Every assignment of feasible roles to the groups a move creates."""
+    options = [[role for role in ("prefill", "decode") if scorer.assessment(g, role) is not None] for g in groups]
+    if all(options):
+        for roles in itertools.product(*options):
+            yield tuple((tuple(sorted(g)), r) for g, r in zip(groups, roles))
+
+
+def _nodes(scorer: Scorer, group: Group) -> set[str]:
+    return {scorer.cluster.gpu_by_id[g].node for g in group}
+
+
+def _pairs(scorer: Scorer, items: list[Item], rng: np.random.Generator, limit: int) -> list[tuple[int, int]]:
+    """Pairs worth a two-group move: sharing a node or involving an idle group, plus `limit` random others."""
+    near, far = [], []
+    for i, (gi, ri) in enumerate(items):
+        for j in range(i + 1, len(items)):
+            gj, rj = items[j]
+            idle = scorer.assessment(gi, ri) is None or scorer.assessment(gj, rj) is None
+            (near if idle or _nodes(scorer, gi) & _nodes(scorer, gj) else far).append((i, j))
+    if len(far) > limit:
+        far = [far[k] for k in sorted(rng.choice(len(far), size=limit, replace=False))]
+    return near + far
+
+
+def candidate_moves(scorer: Scorer, state: State, bottleneck: str, rng: np.random.Generator) -> list[Move]:
+    """Every move of the module docstring from `state`, deduplicated and sorted."""
+    items = list(state)
+    moves: set[Move] = set()
+    for item in items:
+        group, role = item
+        flipped = OTHER[role]
+        moves.add(Move(0 if flipped == bottleneck else 2, (item,), ((group, flipped),)))
+        halves = _halves(scorer, group)
+        if halves:
+            for parts in _role_choices(scorer, halves):
+                moves.add(Move(1 if bottleneck == role else 3, (item,), parts))
+    for i, j in _pairs(scorer, items, rng, SAMPLE):
+        (gi, ri), (gj, rj) = items[i], items[j]
+        both = (items[i], items[j])
+        if ri != rj:
+            moves.add(Move(1 if bottleneck == "kv_transfer" else 3, both, ((gi, rj), (gj, ri))))
+        for merged in _role_choices(scorer, (gi + gj,)):
+            moves.add(Move(2, both, merged))
+        for src, dst in ((gi, gj), (gj, gi)):
+            for _, part in node_parts(scorer.cluster, src):
+                if len(part) < len(src):
+                    left = tuple(g for g in src if g not in part)
+                    for moved in _role_choices(scorer, (left, dst + tuple(part))):
+                        moves.add(Move(3, both, moved))
+    return sorted(moves)
+
+
+def _better(score: Score, than: Score) -> bool:
+    return score.value > than.value * (1 + IMPROVEMENT) + 1e-12
+
+
+def refine(
+    scorer: Scorer,
+    state: State,
+    rng: np.random.Generator,
+    *,
+    deadline: float,
+    on_step: Callable[[float], None] | None = None,
+) -> RefineResult:
+    """Hill-climb from `state` (see module docstring)."""
+    current = scorer.score(state)
+    iterations = 0
+    while time.monotonic() < deadline:
+        iterations += 1
+        moves = candidate_moves(scorer, state, current.flow.bottleneck, rng)
+        if len(moves) > EXHAUSTIVE:
+            urgent = [m for m in moves if m.priority <= 1][:SAMPLE]
+            others = [m for m in moves if m.priority > 1]
+            picked = rng.choice(len(others), size=min(SAMPLE, len(others)), replace=False)
+            moves = urgent + [others[k] for k in sorted(picked)]
+        improving: list[tuple[float, Move]] = []
+        for move in moves:
+            if time.monotonic() >= deadline:
+                return RefineResult(state, iterations, converged=False)
+            candidate = move.apply(state)
+            score = scorer.score(candidate) if candidate else None
+            if score is not None and _better(score, current):
+                improving.append((score.value, move))
+        if not improving:
+            return RefineResult(state, iterations, converged=True)
+        for _, move in sorted(improving, key=lambda pair: (-pair[0], pair[1])):
+            candidate = move.apply(state)
+            if candidate is not None and _better(score := scorer.score(candidate), current):
+                state, current = candidate, score
+        if on_step:
+            on_step(current.throughput_rps)
+    return RefineResult(state, iterations, converged=False)

@@ -1,0 +1,69 @@
+"""Stable re-planning: a new plan for a changed cluster that stays close to the running plan.
+
+Operators re-plan when a node disappears or GPUs are added; every GPU that changes replica or
+role means restarting an engine. So: solve freely to learn the best throughput T*, then search
+from the running plan's replicas (those whose GPUs all still exist; the rest of the GPUs start in
+TP-friendly blocks) with a cap on moved GPUs — 0, 2, 4, 8, … — and return the first plan within
+`max_loss` of T*. With `max_moved_gpus` the cap is fixed and that plan is returned.
+"""
+
+from __future__ import annotations
+
+from planner.partition import make_blocks
+from planner.plan import Connector, Plan
+from planner.scoring import Scorer, State, canonical
+from planner.solver import Progress, replica_bytes, solve
+from planner.topology import Cluster
+
+FREE_SHARE = 0.4  # of the time limit, for the unconstrained solve
+
+
+def baseline_state(cluster: Cluster, baseline: Plan, scorer: Scorer) -> State:
+    """The running plan's replicas that still fit the cluster, plus blocks of every other GPU."""
+    kept = [
+        (tuple(r.gpus), r.role)
+        for r in baseline.replicas
+        if r.role != "colocated"
+        and all(g in cluster.gpu_by_id for g in r.gpus)
+        and scorer.assessment(tuple(r.gpus), r.role) is not None
+    ]
+    placed = {g for group, _ in kept for g in group}
+    for block in make_blocks(cluster, replica_bytes(cluster)):
+        free = tuple(g for g in block if g not in placed)
+        if free:
+            roles = [(a.capacity_rps, role) for role in ("decode", "prefill") if (a := scorer.assessment(free, role))]
+            kept.append((free, max(roles)[1] if roles else "decode"))
+    return canonical(kept)
+
+
+def replan(
+    cluster: Cluster,
+    baseline: Plan,
+    *,
+    seed: int = 0,
+    time_limit: float = 60.0,
+    connector: Connector = "nixl",
+    objective: str | None = None,
+    max_moved_gpus: int | None = None,
+    max_loss: float = 0.05,
+    progress: Progress | None = None,
+) -> Plan:
+    """See the module docstring; the plan records how many GPUs moved in solver.moved_gpus."""
+    objective = objective or cluster.objective
+    scorer = Scorer(cluster, launchable=connector != "none", objective=objective)
+    start = baseline_state(cluster, baseline, scorer)
+    anchor = canonical([(tuple(r.gpus), r.role) for r in baseline.replicas if r.role != "colocated"])
+    common = {"seed": seed, "connector": connector, "objective": objective, "progress": progress}
+    if max_moved_gpus is not None:
+        plan = solve(cluster, time_limit=time_limit, start=start, anchor=anchor, max_moved=max_moved_gpus, **common)
+        return plan
+    free = solve(cluster, time_limit=FREE_SHARE * time_limit, **common)
+    budgets = [0]
+    while budgets[-1] < len(cluster.gpus):
+        budgets.append(max(2, budgets[-1] * 2))
+    share = (1 - FREE_SHARE) * time_limit / len(budgets)
+    for budget in budgets:
+        plan = solve(cluster, time_limit=share, start=start, anchor=anchor, max_moved=budget, **common)
+        if plan.summary.throughput_rps >= (1 - max_loss) * free.summary.throughput_rps:
+            return plan
+    return free

@@ -1,0 +1,47 @@
+"""Phase 2 of the scheduler: give each group a role, prefill or decode.
+
+Each group is a super-node with a prefill capacity and a decode capacity (its best layout for
+each role). Groups are ordered by prefill affinity (prefill capacity ÷ decode capacity: compute-
+rich groups first, memory-bandwidth-rich last); the prefill set is a prefix of that order. The
+split point is chosen by the max-flow value, which balances prefill against decode capacity and
+counts the KV bandwidth between the two sets. The flow value is not exactly unimodal in the
+split, so a coarse grid is scanned and then the best grid point's neighbourhood, O(√K) flows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from planner.plan import Role
+from planner.scoring import Group, Scorer, State, canonical
+
+
+def _affinity(scorer: Scorer, group: Group) -> float:
+    prefill = scorer.assessment(group, "prefill")
+    decode = scorer.assessment(group, "decode")
+    if prefill is None and decode is None:
+        return -math.inf
+    if decode is None:
+        return math.inf
+    if prefill is None:
+        return 0.0
+    return prefill.capacity_rps / decode.capacity_rps
+
+
+def assign_roles(scorer: Scorer, groups: Sequence[Group]) -> State:
+    """The best prefix split of the affinity order (see module docstring)."""
+    ordered = sorted(groups, key=lambda g: (-_affinity(scorer, g), g))
+
+    def state_at(split: int) -> State:
+        roles: list[Role] = ["prefill"] * split + ["decode"] * (len(ordered) - split)
+        return canonical(list(zip(ordered, roles)))
+
+    def value(split: int) -> tuple[float, int]:
+        return scorer.score(state_at(split)).value, -split
+
+    n = len(ordered)
+    step = max(1, math.isqrt(n))
+    coarse = max(range(0, n + 1, step), key=value)
+    best = max(range(max(0, coarse - step), min(n, coarse + step) + 1), key=value)
+    return state_at(best)
