@@ -29,8 +29,33 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check planner launcher tests benchmarks
 
+# Contract with real vLLM (not part of `make test`; ~5 min and ~6 GB the first time, no GPU needed): solve every
+# example, dry-run it for each KV connector, and feed every engine argv to vLLM's own parser (tests/vllm_contract.py).
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+CONTRACT := out/vllm-contract
+
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install --quiet 'vllm==0.32.0'
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $(VLLM_STAMP)
+
+test-vllm: $(STAMP) $(VLLM_STAMP)
+	@mkdir -p $(CONTRACT)
+	@set -e; for cluster in examples/*.yaml; do \
+		name=$$(basename $$cluster .yaml); \
+		$(BIN)/hexplan solve $$cluster -o $(CONTRACT)/$$name.plan.yaml --time-limit 30 > /dev/null; \
+		for connector in nixl mooncake lmcache; do \
+			$(BIN)/hexlaunch $(CONTRACT)/$$name.plan.yaml --dry-run --format json --connector $$connector \
+				--state-dir $(CONTRACT)/state 2> /dev/null > $(CONTRACT)/$$name.$$connector.json; \
+		done; \
+	done
+	VLLM_TARGET_DEVICE=cpu $(VLLM_VENV)/bin/python tests/vllm_contract.py $(CONTRACT)/*.json
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/solve_scaling.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(VLLM_VENV) out .pytest_cache .ruff_cache

@@ -14,19 +14,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from planner.errors import InputError
-from planner.units import parse_bandwidth, parse_bytes, parse_flops, parse_price, parse_time
+from planner.units import (
+    BANDWIDTH,
+    BYTES,
+    FLOPS,
+    PRICE_PATTERN,
+    TIME,
+    json_pattern,
+    parse_bandwidth,
+    parse_bytes,
+    parse_flops,
+    parse_price,
+    parse_time,
+)
 from planner.yamlio import load_yaml, read_text, validate
 
 DEFAULT_PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
-Bytes = Annotated[float, BeforeValidator(parse_bytes)]
-Bandwidth = Annotated[float, BeforeValidator(parse_bandwidth)]
-Seconds = Annotated[float, BeforeValidator(parse_time)]
-Flops = Annotated[float, BeforeValidator(parse_flops)]
-Price = Annotated[float, BeforeValidator(parse_price)]
+
+def _unit_string(pattern: str, example: str) -> WithJsonSchema:
+    """Files hold unit strings, not the floats they parse to: say so in `hexplan schema`."""
+    return WithJsonSchema({"type": "string", "pattern": pattern, "examples": [example]})
+
+
+Bytes = Annotated[float, BeforeValidator(parse_bytes), _unit_string(json_pattern(BYTES), "80GB")]
+Bandwidth = Annotated[float, BeforeValidator(parse_bandwidth), _unit_string(json_pattern(BANDWIDTH), "100Gbps")]
+Seconds = Annotated[float, BeforeValidator(parse_time), _unit_string(json_pattern(TIME), "10us")]
+Flops = Annotated[float, BeforeValidator(parse_flops), _unit_string(json_pattern(FLOPS), "312TFLOPS")]
+Price = Annotated[float, BeforeValidator(parse_price), _unit_string(PRICE_PATTERN, "$2.1/h")]
 
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "fp8": 1}
 Dtype = Literal["float16", "bfloat16", "fp8"]
@@ -235,7 +253,9 @@ def load_catalog(extra_dirs: Iterable[Path] = ()) -> Catalog:
     aliases: dict[str, str] = {}
     for directory in (DEFAULT_PROFILES_DIR, *extra_dirs):
         if not directory.is_dir():
-            raise InputError(f"{directory}: profiles directory not found.", hint="pass an existing directory to --profiles")
+            raise InputError(
+                f"{directory}: profiles directory not found.", hint="pass an existing directory to --profiles"
+            )
         for path in sorted(directory.glob("*.yaml")):
             entries = validate(CatalogFile, load_yaml(path, what="catalogue"), path)
             for key, gpu in entries.gpus.items():
@@ -277,7 +297,9 @@ def model_from_hf_config(path: Path) -> ModelProfile:
     kv_heads = config.get("num_key_value_heads") or values["heads"]
     head_dim = config.get("head_dim") or values["hidden"] // values["heads"]
     if "num_local_experts" in config or "n_routed_experts" in config:
-        raise InputError(f"{path}: mixture-of-experts configs are not supported yet; the cost model is for dense models.")
+        raise InputError(
+            f"{path}: mixture-of-experts configs are not supported yet; the cost model is for dense models."
+        )
     return ModelProfile(
         name=str(config.get("_name_or_path") or path.parent.name),
         kv_heads=int(kv_heads),

@@ -4,34 +4,41 @@ A move replaces some (group, role) items of the state by others:
 - flip      a group's role;
 - split     a group in two (by node, or a node's GPUs in halves);
 - merge     two groups that share a node, or where one is idle (fits no role);
-- move      one node's share of a group into another group;
+- move      one node's share of a group (or half of it) into another group;
 - swap      the roles of a prefill and a decode group (targets KV-transfer bottlenecks).
-Groups a move creates are tried in every feasible role (≤ 4 combinations), so one move can
+Groups a move creates are tried in every feasible role (≤ 4 combinations), and in small states
+(≤ 16 groups) every candidate grouping is also scored with fresh phase-2 roles, so one move can
 regroup and re-role at once. The min cut of the current plan says which moves come first:
 prefill-bound favours flips to prefill and splits of prefill groups, decode-bound the reverse,
 KV-bound swaps. Pairs of far-apart groups are sampled with the caller's numpy Generator.
 
-Each step scores every candidate (or, past `EXHAUSTIVE` of them, the bottleneck moves plus a
-sample), applies the best strictly improving move, then greedily re-applies the other improving
-moves whose groups are untouched while they still improve, so a large cluster climbs many
-moves per step. The search stops when no move improves (converged) or at the deadline.
+Each climbing step scores every candidate (or, past `EXHAUSTIVE` of them, the bottleneck moves
+plus a sample), applies the best strictly improving move, then greedily re-applies the other
+improving moves whose groups are untouched while they still improve, so a large cluster climbs
+many moves per step. A climb ends when no move improves. The search climbs from several starts
+(phase 1–2 states for different K), then perturbs the best state with a few random moves and
+climbs again (iterated local search), a fixed number of times or until the deadline.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from planner.plan import Role
+from planner.roles import assign_roles
 from planner.scoring import Group, Score, Scorer, State, canonical
 from planner.strategy import node_parts
 
 EXHAUSTIVE = 256  # below this many candidate moves, score them all
 SAMPLE = 64  # otherwise score the bottleneck moves and this many others
+REROLE_MAX_GROUPS = 16  # up to this many groups, every candidate grouping also gets phase-2 roles
+KICKS = 8  # perturb-and-climb rounds after the first climbs
+KICK_MOVES = 3  # random moves per perturbation
 IMPROVEMENT = 1e-6  # relative gain a move must bring, so float noise never cycles
 OTHER: dict[str, Role] = {"prefill": "decode", "decode": "prefill"}
 
@@ -118,26 +125,40 @@ def candidate_moves(scorer: Scorer, state: State, bottleneck: str, rng: np.rando
             moves.add(Move(2, both, merged))
         for src, dst in ((gi, gj), (gj, gi)):
             for _, part in node_parts(scorer.cluster, src):
-                if len(part) < len(src):
-                    left = tuple(g for g in src if g not in part)
-                    for moved in _role_choices(scorer, (left, dst + tuple(part))):
-                        moves.add(Move(3, both, moved))
+                shares = [part] + ([part[: len(part) // 2]] if len(part) % 2 == 0 and len(part) >= 2 else [])
+                for share in shares:
+                    if len(share) < len(src):
+                        left = tuple(g for g in src if g not in share)
+                        for moved in _role_choices(scorer, (left, dst + tuple(share))):
+                            moves.add(Move(3, both, moved))
     return sorted(moves)
+
+
+def _with_roles(scorer: Scorer, state: State, current: Score) -> tuple[State, Score | None]:
+    """The state, or the same groups with phase-2 roles if those score higher (small states only).
+
+    Score None: neither can beat `current` (pruned by the capacity bound, no flow solved)."""
+    options = [state]
+    if len(state) <= REROLE_MAX_GROUPS:
+        options.append(assign_roles(scorer, [group for group, _ in state], floor=current.value))
+    best: tuple[State, Score | None] = (state, None)
+    for option in options:
+        if scorer.bound(option) <= current.value * (1 + IMPROVEMENT):
+            continue
+        score = scorer.score(option)
+        if best[1] is None or _better(score, best[1]):
+            best = (option, score)
+    return best
 
 
 def _better(score: Score, than: Score) -> bool:
     return score.value > than.value * (1 + IMPROVEMENT) + 1e-12
 
 
-def refine(
-    scorer: Scorer,
-    state: State,
-    rng: np.random.Generator,
-    *,
-    deadline: float,
-    on_step: Callable[[float], None] | None = None,
+def _climb(
+    scorer: Scorer, state: State, rng: np.random.Generator, deadline: float, on_step: Callable[[float], None] | None
 ) -> RefineResult:
-    """Hill-climb from `state` (see module docstring)."""
+    """Steepest-ascent hill climbing with greedy batching of compatible improving moves."""
     current = scorer.score(state)
     iterations = 0
     while time.monotonic() < deadline:
@@ -148,20 +169,68 @@ def refine(
             others = [m for m in moves if m.priority > 1]
             picked = rng.choice(len(others), size=min(SAMPLE, len(others)), replace=False)
             moves = urgent + [others[k] for k in sorted(picked)]
-        improving: list[tuple[float, Move]] = []
+        improving: list[tuple[float, Move, State]] = []
         for move in moves:
             if time.monotonic() >= deadline:
                 return RefineResult(state, iterations, converged=False)
             candidate = move.apply(state)
-            score = scorer.score(candidate) if candidate else None
-            if score is not None and _better(score, current):
-                improving.append((score.value, move))
+            if candidate is not None:
+                candidate, score = _with_roles(scorer, candidate, current)
+                if score is not None and _better(score, current):
+                    improving.append((score.value, move, candidate))
         if not improving:
             return RefineResult(state, iterations, converged=True)
-        for _, move in sorted(improving, key=lambda pair: (-pair[0], pair[1])):
+        improving.sort(key=lambda entry: (-entry[0], entry[1]))
+        state, current = improving[0][2], scorer.score(improving[0][2])
+        for _, move, _ in improving[1:]:
             candidate = move.apply(state)
             if candidate is not None and _better(score := scorer.score(candidate), current):
                 state, current = candidate, score
         if on_step:
             on_step(current.throughput_rps)
     return RefineResult(state, iterations, converged=False)
+
+
+def _kick(scorer: Scorer, state: State, rng: np.random.Generator) -> State:
+    """Apply KICK_MOVES random moves, improving or not, to leave a local optimum."""
+    for _ in range(KICK_MOVES):
+        moves = candidate_moves(scorer, state, "none", rng)
+        if not moves:
+            break
+        state = moves[int(rng.integers(len(moves)))].apply(state) or state
+    return state
+
+
+def refine(
+    scorer: Scorer,
+    starts: Sequence[State],
+    rng: np.random.Generator,
+    *,
+    deadline: float,
+    kicks: int = KICKS,
+    on_step: Callable[[float], None] | None = None,
+) -> RefineResult:
+    """Multi-start iterated local search: climb from each start, then `kicks` times perturb the best
+    state and climb again, keeping the best. Fixed counts, so the seed alone decides the result
+    unless the deadline cuts the search short (then `converged` is False)."""
+    best: State | None = None
+    iterations, converged = 0, True
+
+    def climb(state: State) -> None:
+        nonlocal best, iterations, converged
+        result = _climb(scorer, state, rng, deadline, on_step)
+        iterations += result.iterations
+        converged &= result.converged
+        if best is None or _better(scorer.score(result.state), scorer.score(best)):
+            best = result.state
+
+    for start in starts:
+        climb(start)
+    for _ in range(kicks):
+        if time.monotonic() >= deadline:
+            converged = False
+            break
+        assert best is not None
+        climb(_kick(scorer, best, rng))
+    assert best is not None
+    return RefineResult(best, iterations, converged)

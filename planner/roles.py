@@ -29,8 +29,10 @@ def _affinity(scorer: Scorer, group: Group) -> float:
     return prefill.capacity_rps / decode.capacity_rps
 
 
-def assign_roles(scorer: Scorer, groups: Sequence[Group]) -> State:
-    """The best prefix split of the affinity order (see module docstring)."""
+def assign_roles(scorer: Scorer, groups: Sequence[Group], *, floor: float = 0.0) -> State:
+    """The best prefix split of the affinity order (see module docstring).
+
+    Splits whose capacity bound cannot beat `floor` are not solved (their flow is not needed)."""
     ordered = sorted(groups, key=lambda g: (-_affinity(scorer, g), g))
 
     def state_at(split: int) -> State:
@@ -38,7 +40,10 @@ def assign_roles(scorer: Scorer, groups: Sequence[Group]) -> State:
         return canonical(list(zip(ordered, roles)))
 
     def value(split: int) -> tuple[float, int]:
-        return scorer.score(state_at(split)).value, -split
+        state = state_at(split)
+        if scorer.bound(state) <= floor:
+            return floor, -split
+        return scorer.score(state).value, -split
 
     n = len(ordered)
     step = max(1, math.isqrt(n))

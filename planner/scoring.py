@@ -9,7 +9,7 @@ For large clusters each prefill replica keeps only its `route_limit` best KV rou
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +23,7 @@ from planner.topology import Cluster
 
 Group = tuple[str, ...]
 State = tuple[tuple[Group, Role], ...]
+LayoutPolicy = Callable[[Cluster, Group, Role, bool], Assessment | None]  # which layout a group runs in a role
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,14 @@ class Scorer:
         route_limit: int = 16,
         anchor: State | None = None,
         max_moved: int | None = None,
+        layout_policy: LayoutPolicy = best_assessment,
     ) -> None:
         self.cluster = cluster
         self.launchable = launchable
         self.objective = objective
         self.route_limit = route_limit
         self.max_moved = max_moved
+        self.layout_policy = layout_policy
         self._anchor = {
             g: (frozenset(group), role) for group, role in anchor or () for g in group if g in cluster.gpu_by_id
         }
@@ -65,7 +68,7 @@ class Scorer:
     def assessment(self, group: Group, role: Role) -> Assessment | None:
         key = (tuple(sorted(group)), role)
         if key not in self._assessments:
-            self._assessments[key] = best_assessment(self.cluster, key[0], role, self.launchable)
+            self._assessments[key] = self.layout_policy(self.cluster, key[0], role, self.launchable)
         return self._assessments[key]
 
     def kv_capacity(self, p: Assessment, d: Assessment) -> float:
@@ -80,6 +83,18 @@ class Scorer:
         if key not in self._scores:
             self._scores[key] = self._score(key)
         return self._scores[key]
+
+    def bound(self, state: Sequence[tuple[Group, Role]]) -> float:
+        """An upper bound on score(state).value, cheap (no flow): min(Σ prefill, Σ decode capacity).
+
+        Only for the throughput objective without a moved-GPU cap; otherwise +inf (no pruning)."""
+        if self.objective != "throughput" or self.max_moved is not None:
+            return float("inf")
+        sums = {"prefill": 0.0, "decode": 0.0}
+        for group, role in state:
+            if (a := self.assessment(group, role)) is not None:
+                sums[role] += a.capacity_rps
+        return min(sums.values())
 
     def moved_gpus(self, state: Sequence[tuple[Group, Role]]) -> int:
         """GPUs of the anchor state (still in the cluster) whose replica (GPU set) or role changed or that

@@ -6,7 +6,8 @@
 2. Phase 2 (roles.py): prefill/decode roles by affinity order and max-flow.
 3. Layouts (strategy.py) are chosen inside every assessment of a group in a role.
 4. Max-flow (flow.py) scores each candidate; the best K's state goes to
-5. Phase 3 (refine.py): bottleneck-guided moves until none improves or the time limit.
+5. Phase 3 (refine.py): bottleneck-guided moves from the best few of those states, then
+   perturb-and-climb rounds (iterated local search), until done or the time limit.
 The final plan is assembled by evaluate.assemble with Edmonds–Karp over all routes, so the plan's
 throughput is exactly what `evaluate(plan)` recomputes.
 
@@ -34,7 +35,8 @@ from planner.topology import Cluster
 
 Progress = Callable[[float, float], None]  # (fraction of the time budget used, best throughput so far)
 KV_HEADROOM = 0.25  # a replica needs its weights plus about this fraction again for KV cache
-PHASE12_SHARE = 0.5  # at most this share of the time limit goes to trying K values
+PHASE12_SHARE = 0.5
+STARTS = 3  # best phase 1–2 states the refinement climbs from  # at most this share of the time limit goes to trying K values
 
 
 def replica_bytes(cluster: Cluster) -> float:
@@ -96,9 +98,9 @@ def solve(
         tried, states = initial_states(cluster, scorer, seed, began + PHASE12_SHARE * time_limit)
     else:
         tried, states = [], [start]
-    best = max(states, key=lambda s: (scorer.score(s).value, -len(s)))
-    report(scorer.score(best).throughput_rps)
-    result = refine(scorer, best, rng, deadline=deadline, on_step=report)
+    starts = sorted(states, key=lambda s: (-scorer.score(s).value, len(s), s))[:STARTS]
+    report(scorer.score(starts[0]).throughput_rps)
+    result = refine(scorer, starts, rng, deadline=deadline, on_step=report)
     replicas = scorer.assessments(result.state)
     if not replicas or scorer.score(result.state).throughput_rps <= 0:
         raise InfeasibleError(

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from planner.errors import InputError
 from planner.profiles import Bandwidth, Catalog, Dtype, GpuEntry, Price, Seconds, gpu_profile, model_from_hf_config
 from planner.topology import Cluster, Node, NodeLink
+from planner.units import BANDWIDTH, json_pattern
 from planner.workload import CLASSES, Lengths, Workload
 from planner.yamlio import load_yaml, validate
 
@@ -54,9 +55,18 @@ def _shorthand_link(value: object) -> object:
     return {"bandwidth": value} if isinstance(value, str) else value
 
 
+def _shorthand_schema(schema: dict) -> None:
+    """`default: 100Gbps` is accepted as a bandwidth-only link; the JSON Schema must allow it too."""
+    schema["anyOf"].insert(0, {"type": "string", "pattern": json_pattern(BANDWIDTH), "examples": ["100Gbps"]})
+
+
 class NetworkSpec(_Strict):
-    default: LinkSpec | None = Field(None, description="node↔node link unless overridden; omit for none")
-    cross_zone: LinkSpec | None = Field(None, description="link between nodes of different zones")
+    default: LinkSpec | None = Field(
+        None, description="node↔node link unless overridden; omit for none", json_schema_extra=_shorthand_schema
+    )
+    cross_zone: LinkSpec | None = Field(
+        None, description="link between nodes of different zones", json_schema_extra=_shorthand_schema
+    )
     links: list[PairLinkSpec] = []
 
     _default_shorthand = field_validator("default", "cross_zone", mode="before")(_shorthand_link)
@@ -124,11 +134,16 @@ class ClusterSpec(_Strict):
     nodes: list[NodeSpec] = Field(min_length=1)
     network: NetworkSpec = NetworkSpec()
 
-    @model_validator(mode="after")
-    def _names(self) -> Self:
-        duplicates = sorted(name for name, n in Counter(node.name for node in self.nodes).items() if n > 1)
+    @field_validator("nodes")
+    @classmethod
+    def _unique_names(cls, nodes: list[NodeSpec]) -> list[NodeSpec]:
+        duplicates = sorted(name for name, n in Counter(node.name for node in nodes).items() if n > 1)
         if duplicates:
             raise ValueError(f"duplicate node names: {', '.join(duplicates)}; every node needs its own name")
+        return nodes
+
+    @model_validator(mode="after")
+    def _link_ends(self) -> Self:
         names = {node.name for node in self.nodes}
         for i, link in enumerate(self.network.links):
             unknown = [end for end in link.between if end not in names]
@@ -187,7 +202,10 @@ def load_cluster(path: Path, catalog: Catalog) -> Cluster:
         except LookupError as exc:
             raise InputError(f"{path}: model: {exc}.", hint="or give a path to a config.json") from None
     if spec.workload.trace is not None:
-        workload = Workload.from_trace(path.parent / spec.workload.trace, spec.workload.trace_class)
+        try:
+            workload = Workload.from_trace(path.parent / spec.workload.trace, spec.workload.trace_class)
+        except InputError as exc:  # name the cluster field that points at the trace, too
+            raise InputError(f"{path}: workload.trace: {exc.message}", hint=exc.hint) from None
     else:
         prompt, output = (
             value.lengths() if isinstance(value, DistributionSpec) else Lengths("fixed", float(value))

@@ -8,11 +8,13 @@ Returned units: bytes, bytes/s, seconds, FLOP/s, US dollars per hour.
 
 from __future__ import annotations
 
+import math
 import re
 
 from planner.errors import UnitError
 
-_NUMBER = r"(?P<num>[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?)"
+_DIGITS = r"[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?"
+_NUMBER = rf"(?P<num>[-+]?{_DIGITS})"  # a sign is read so "-5GB" gets a clear message
 _QUANTITY = re.compile(rf"^\s*{_NUMBER}\s*(?P<unit>[A-Za-z/]*)\s*$")
 
 _DECIMAL = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
@@ -35,14 +37,14 @@ def _parse(text: object, table: dict[str, float], what: str, example: str) -> fl
         raise UnitError(f"{text!r} has no unit; write a {what} such as {example!r}")
     if not isinstance(text, str):
         raise UnitError(f"expected a {what} string such as {example!r}, got {type(text).__name__}")
-    match = _QUANTITY.match(text.replace("µ", "u"))
+    match = _QUANTITY.match(text.replace("µ", "u").replace("μ", "u"))  # micro sign or Greek mu
     unit = match.group("unit") if match else None
     if match is None or unit not in table:
         known = ", ".join(sorted(table, key=lambda u: (len(u), u))[:12])
         raise UnitError(f"cannot read {text!r} as a {what} (write e.g. {example!r}; units: {known}, …)")
     value = float(match.group("num")) * table[unit]
-    if value <= 0:
-        raise UnitError(f"{text!r}: a {what} must be positive")
+    if not value > 0 or not math.isfinite(value):
+        raise UnitError(f"{text!r}: a {what} must be positive and finite")
     return value
 
 
@@ -73,7 +75,19 @@ def parse_price(text: object) -> float:
     """'$2.1/h' → 2.1 US dollars per hour. Zero is allowed (owned hardware)."""
     if not isinstance(text, str) or (match := _PRICE.match(text)) is None:
         raise UnitError(f"cannot read {text!r} as a price; write dollars per hour such as '$2.1/h'")
-    return float(match.group("num"))
+    value = float(match.group("num"))
+    if value < 0 or not math.isfinite(value):
+        raise UnitError(f"{text!r}: a price must be zero or positive and finite")
+    return value
+
+
+def json_pattern(table: dict[str, float]) -> str:
+    """The spellings `_parse` accepts for `table`, as a JSON Schema (ECMA-262) pattern."""
+    units = "|".join(re.escape(unit) for unit in sorted(table, key=len, reverse=True))
+    return rf"^\s*{_DIGITS}\s*(?:{units})\s*$"
+
+
+PRICE_PATTERN = rf"^\s*\$\s*{_DIGITS}\s*/\s*(?:h|hr|hour)\s*$"
 
 
 def format_bandwidth(bytes_per_s: float) -> str:

@@ -9,7 +9,7 @@ import typer
 
 from planner.cli.app import ProfilesOption, app, console, load, resolve_plan_cluster
 from planner.cli.render import replicas_table, routes_table, summary_table
-from planner.evaluate import evaluate
+from planner.evaluate import PlanError, evaluate
 from planner.plan import plan_to_yaml, read_plan, write_plan
 
 PlanArgument = Annotated[Path, typer.Argument(help="plan file written by `hexplan solve`")]
@@ -38,7 +38,10 @@ def evaluate_command(
     """Recompute every figure of a plan from its layouts (the file's claimed numbers are ignored)."""
     plan = read_plan(plan_file)
     cluster_path = resolve_plan_cluster(plan_file, plan.cluster.file, cluster)
-    honest = evaluate(plan, load(cluster_path, profiles))
+    try:
+        honest = evaluate(plan, load(cluster_path, profiles))
+    except PlanError as exc:  # name the plan file: the message names the replica and field inside it
+        raise PlanError(f"{plan_file}: {exc.message}", hint=exc.hint) from None
     if output is not None:
         write_plan(honest, output)
     if as_yaml:
@@ -49,6 +52,5 @@ def evaluate_command(
     console.print(routes_table(honest))
     claimed = plan.summary.throughput_rps
     if abs(claimed - honest.summary.throughput_rps) > 1e-6 * max(1.0, claimed):
-        console.print(
-            f"[yellow]note[/]: the file claims {claimed:.3f} req/s; evaluation gives {honest.summary.throughput_rps:.3f}."
-        )
+        honest_rps = honest.summary.throughput_rps
+        console.print(f"[yellow]note[/]: the file claims {claimed:.3f} req/s; evaluation gives {honest_rps:.3f}.")

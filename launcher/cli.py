@@ -1,0 +1,208 @@
+"""`hexlaunch`: run a plan on a Ray cluster. Thin: parse, call one function, render.
+
+    hexlaunch PLAN [--address ADDR] [--dry-run] [--format json]   (short for `hexlaunch start PLAN`)
+    hexlaunch status | logs REPLICA | stop
+
+Expected failures (LaunchError, or the planner's errors when reading the plan) print one paragraph
+and exit 2; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from launcher import state as st
+from launcher.engine import EngineOptions, build_launches, plan_problems
+from launcher.errors import LaunchError
+from planner.errors import PlannerError  # what read_plan raises for a bad plan file
+from planner.plan import Connector, read_plan
+
+app = typer.Typer(
+    name="hexlaunch",
+    help="Launch a hexgen2 plan: prefill/decode vLLM replicas on Ray behind a KV-aware router. "
+    "`hexlaunch PLAN` is short for `hexlaunch start PLAN`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(highlight=False)
+console_err = Console(stderr=True, highlight=False)
+COMMANDS = ("start", "status", "logs", "stop", "router")
+
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="where the running deployment is recorded (default $HEXLAUNCH_STATE_DIR or ~/.hexgen2/launch)",
+    ),
+]
+
+
+class Format(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def report(message: str) -> None:
+    console_err.print(f"[dim]hexlaunch:[/] {message}", soft_wrap=True)
+
+
+@app.command()
+def start(
+    plan_file: Annotated[Path, typer.Argument(help="plan.yaml written by `hexplan solve`")],
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default $RAY_ADDRESS, else start a local Ray head)")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print every actor, node, GPU, argv and env; start nothing")
+    ] = False,
+    output_format: Annotated[Format, typer.Option("--format", help="dry-run output")] = Format.text,
+    model: Annotated[
+        str | None, typer.Option(help="Hugging Face id or local path vLLM loads (default: the plan's model name)")
+    ] = None,
+    engine_cmd: Annotated[
+        str, typer.Option("--engine-cmd", help="engine executable (and leading args) replacing `vllm`")
+    ] = "vllm",
+    engine_arg: Annotated[
+        list[str] | None, typer.Option("--engine-arg", help="extra argument for every engine; repeatable")
+    ] = None,
+    connector: Annotated[
+        Connector | None, typer.Option(help="KV connector (default: the plan's solver.connector)")
+    ] = None,
+    router_host: Annotated[str, typer.Option(help="address the router binds")] = "127.0.0.1",
+    router_port: Annotated[int, typer.Option(help="router port")] = 8000,
+    base_port: Annotated[int, typer.Option(help="HTTP port of the first replica; the next ones count up")] = 8100,
+    side_channel_port: Annotated[int, typer.Option(help="first NIXL side-channel port")] = 5600,
+    master_port: Annotated[int, typer.Option(help="first torch.distributed port of multi-node replicas")] = 29500,
+    seed: Annotated[int, typer.Option(help="router seed (phase of its weighted round robin)")] = 0,
+    health_timeout: Annotated[float, typer.Option(help="seconds to wait for every /health")] = 900.0,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Start the plan's replicas and router (or, with --dry-run, show what would start)."""
+    from launcher import dryrun, ray_backend
+
+    plan = read_plan(plan_file)
+    chosen: Connector = connector or plan.solver.connector
+    options = EngineOptions(
+        model=model or plan.model,
+        served_name=plan.model,
+        engine_cmd=tuple(shlex.split(engine_cmd)),
+        connector=chosen,
+        api_port=base_port,
+        side_channel_port=side_channel_port,
+        master_port=master_port,
+        extra_args=tuple(engine_arg or ()),
+    )
+    state_dir = state_dir or st.default_state_dir()
+    if model is None and "/" not in plan.model:
+        report(
+            f"vLLM will be asked to load '{plan.model}' (the plan's model name); pass --model with its "
+            "Hugging Face id or a local path"
+        )
+    if dry_run:
+        problems = plan_problems(plan, chosen)
+        launches = [] if problems else build_launches(plan, options)
+        doc = dryrun.dry_run_document(
+            plan,
+            plan_file,
+            launches,
+            options,
+            st.deployment_name(state_dir),
+            (state_dir / "router.json", router_host, router_port),
+            seed,
+            problems,
+        )
+        print(json.dumps(doc, indent=2, sort_keys=True) if output_format is Format.json else dryrun.render_text(doc))
+        if problems:
+            raise typer.Exit(2)
+        return
+    settings = ray_backend.LaunchSettings(
+        state_dir=state_dir,
+        plan_file=plan_file,
+        address=address,
+        router_host=router_host,
+        router_port=router_port,
+        seed=seed,
+        health_timeout_s=health_timeout,
+    )
+    deployment = ray_backend.launch(plan, options, settings, report)
+    console.print(f"[green]serving[/] {plan.model} at {deployment.router_url}/v1 ({len(deployment.replicas)} replicas)")
+    console.print(f"state: {st.state_path(state_dir)}; see `hexlaunch status`, stop with `hexlaunch stop`")
+
+
+@app.command()
+def status(state_dir: StateDirOption = None) -> None:
+    """Table of the running deployment: replica, role, node, GPUs, state, URL."""
+    from launcher import ray_backend
+
+    deployment = st.load(state_dir or st.default_state_dir())
+    table = Table(title=f"deployment {deployment.deployment} on Ray {deployment.address}")
+    for column in ("replica", "role", "node", "GPUs", "state", "URL"):
+        table.add_column(column)
+    for row in ray_backend.status(deployment):
+        colour = "green" if row.state == "serving" else "yellow" if row.state in ("running", "starting") else "red"
+        table.add_row(row.id, row.role, ",".join(row.nodes), " ".join(row.gpus), f"[{colour}]{row.state}[/]", row.url)
+    console.print(table)
+
+
+@app.command()
+def logs(
+    replica: Annotated[str, typer.Argument(help="replica id (see `hexlaunch status`) or `router`")],
+    max_bytes: Annotated[int, typer.Option("--bytes", help="how much of the end of each log")] = 20_000,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Print the end of a replica's engine log (each node's, for multi-node replicas)."""
+    from launcher import ray_backend
+
+    deployment = st.load(state_dir or st.default_state_dir())
+    for name, text in ray_backend.logs(deployment, replica, max_bytes):
+        console.rule(name)
+        print(text, end="" if text.endswith("\n") else "\n")
+
+
+@app.command()
+def stop(state_dir: StateDirOption = None) -> None:
+    """Stop every engine, the router and their placement groups (graceful, then forced); forget the deployment."""
+    from launcher import ray_backend
+
+    directory = state_dir or st.default_state_dir()
+    deployment = st.load(directory)
+    ray_backend.teardown(deployment, directory, report)
+    console.print(f"[green]stopped[/] deployment {deployment.deployment}")
+
+
+@app.command(hidden=True)
+def router(
+    config: Annotated[Path, typer.Argument(help="router.json written by the launcher")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Run the router in the foreground (the launcher starts it this way)."""
+    from launcher.router import serve
+
+    serve(config, host, port)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] not in COMMANDS and not args[0].startswith("-"):
+        args.insert(0, "start")
+    try:
+        app(args=args, prog_name="hexlaunch")
+    except (LaunchError, PlannerError) as exc:
+        console_err.print(f"[bold red]error:[/] {escape(exc.render())}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""What a launch would do, as one JSON-able document (`--format json`) or readable text.
+
+Without a Ray cluster the hosts are the plan's node names; at launch they become the addresses of
+the Ray nodes carrying those labels. Nothing here starts or contacts anything.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from launcher.engine import EngineOptions, ReplicaLaunch
+from launcher.nodes import NODE_LABEL
+from launcher.ray_backend import router_argv
+from launcher.router import policy_from, router_config
+from planner.plan import Plan
+
+
+def dry_run_document(
+    plan: Plan,
+    plan_file: Path,
+    launches: Sequence[ReplicaLaunch],
+    options: EngineOptions,
+    deployment: str,
+    router: tuple[Path, str, int],
+    seed: int,
+    problems: Sequence[str],
+) -> dict[str, Any]:
+    config_path, host, port = router
+    replicas = []
+    for launch in launches:
+        processes = [
+            {
+                "actor": f"{deployment}/{p.replica_id}/{p.node_rank}",
+                "node": p.node,
+                "node_rank": p.node_rank,
+                "gpu_type": p.gpu_type,
+                "gpus": list(p.gpus),
+                "bundle": {"GPU": len(p.gpus)},
+                "label_selector": {NODE_LABEL: p.node},
+                "env": dict(p.env),
+                "argv": list(p.argv),
+            }
+            for p in launch.processes
+        ]
+        replica = launch.replica
+        replicas.append(
+            {
+                "id": replica.id,
+                "role": replica.role,
+                "tp": replica.tp,
+                "pp": replica.pp,
+                "url": launch.url,
+                "placement_group": f"{deployment}/{replica.id}",
+                "processes": processes,
+            }
+        )
+    shares = []
+    if not problems:
+        policy = policy_from(router_config(plan, launches, seed))
+        shares = [
+            {"first": first, "decode": decode, "share": round(share, 6)}
+            for (first, decode), share in sorted(policy.weights().items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
+        ]
+    return {
+        "plan": str(plan_file),
+        "model": plan.model,
+        "engine_model": options.model,
+        "connector": options.connector,
+        "replicas": replicas,
+        "router": {
+            "actor": f"{deployment}/router",
+            "url": f"http://{host}:{port}",
+            "node": "the node running hexlaunch",
+            "argv": router_argv(config_path, host, port),
+            "traffic_shares": shares,
+        },
+        "problems": list(problems),
+    }
+
+
+def render_text(doc: dict[str, Any]) -> str:
+    processes = sum(len(r["processes"]) for r in doc["replicas"])
+    lines = [
+        f"# hexlaunch dry run of {doc['plan']}: model {doc['model']} (vllm loads {doc['engine_model']}), "
+        f"connector {doc['connector']}",
+        f"# {len(doc['replicas'])} replicas, {processes} engine processes, 1 router; nothing was started.",
+    ]
+    for replica in doc["replicas"]:
+        lines += [
+            "",
+            f"replica {replica['id']}  role={replica['role']}  tp={replica['tp']} pp={replica['pp']}  "
+            f"url={replica['url']}  placement group {replica['placement_group']}",
+        ]
+        for p in replica["processes"]:
+            lines.append(
+                f"  actor {p['actor']}: node {p['node']} ({p['gpu_type']}), rank {p['node_rank']}, "
+                f"GPUs {' '.join(p['gpus'])}, bundle {p['bundle']} on {p['label_selector']}"
+            )
+            lines.append("    env  " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(p["env"].items())))
+            lines.append("    argv " + shlex.join(p["argv"]))
+    router = doc["router"]
+    lines += ["", f"router {router['actor']}: {router['url']} on {router['node']}"]
+    lines.append("    argv " + shlex.join(router["argv"]))
+    for share in router["traffic_shares"]:
+        target = f" → {share['decode']}" if share["decode"] else " (colocated)"
+        lines.append(f"    {share['first']}{target}: {100 * share['share']:.1f}% of requests")
+    if doc["problems"]:
+        lines += ["", "problems (a launch would refuse this plan):"] + [f"  - {p}" for p in doc["problems"]]
+    return "\n".join(lines)

@@ -1,0 +1,256 @@
+"""Plan replica → the `vllm serve` processes that run it: argv (a list, never a shell string) and env.
+
+Pure functions over the plan: no Ray, no network. The same output feeds `--dry-run`, the Ray
+backend and the contract check against vLLM's own parser (`make test-vllm`).
+
+What a replica becomes (vLLM 0.32/0.33 flags):
+- one process per node the replica spans. Single node: `--distributed-executor-backend mp`.
+  Several nodes: the same argv on each with `--nnodes N --node-rank r --master-addr <rank-0 host>
+  --master-port P`, and `--headless` on ranks > 0 (only rank 0 serves HTTP). vLLM numbers ranks
+  node by node, so a node's stages must be consecutive in the pipeline and every node must hold the
+  same number of GPUs; `plan_problems` says so before anything starts.
+- `--tensor-parallel-size`/`--pipeline-parallel-size` from the plan; uneven stages via the env
+  `VLLM_PP_LAYER_PARTITION` (layers per stage, e.g. "10,14"), always set when PP > 1.
+- `CUDA_VISIBLE_DEVICES` = the plan's GPU indices on that node, in pipeline order (the launcher owns
+  the GPUs its plan names; Ray's own GPU assignment only reserves the count).
+- `--kv-transfer-config` JSON: connector by name, `kv_role` kv_producer (prefill) / kv_consumer
+  (decode), `engine_id` = replica id. NIXL also gets `VLLM_NIXL_SIDE_CHANNEL_HOST/PORT`; each
+  replica reserves tp×pp side-channel ports (vLLM offsets worker ports from the base).
+- batch limits, context length and memory fraction from `replica.engine`; `--dtype` from the plan
+  (fp8 plans: `--quantization fp8 --kv-cache-dtype fp8`).
+Ports are assigned in the plan's replica order (role, id), so the same plan gives the same ports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from planner.plan import Connector, Plan, ReplicaPlan
+
+CONNECTOR_CLASS = {"nixl": "NixlConnector", "mooncake": "MooncakeConnector", "lmcache": "LMCacheConnectorV1"}
+KV_ROLE = {"prefill": "kv_producer", "decode": "kv_consumer"}
+DTYPE_ARGS = {
+    "float16": ("--dtype", "float16"),
+    "bfloat16": ("--dtype", "bfloat16"),
+    "fp8": ("--quantization", "fp8", "--kv-cache-dtype", "fp8"),
+}
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to start engines; everything not in the plan itself."""
+
+    model: str  # what `vllm serve` loads: a Hugging Face id or a local path
+    served_name: str  # the model name clients send (the plan's model)
+    engine_cmd: tuple[str, ...] = ("vllm",)
+    connector: Connector = "nixl"
+    api_port: int = 8100  # replica i serves HTTP on api_port + i
+    side_channel_port: int = 5600  # NIXL handshake ports: a block of tp×pp per replica from here
+    master_port: int = 29500  # torch.distributed rendezvous of multi-node replica i: master_port + i
+    extra_args: tuple[str, ...] = ()  # appended to every engine's argv (e.g. --enforce-eager)
+
+
+@dataclass(frozen=True)
+class NodeShare:
+    """The GPUs of one replica on one node, in pipeline order; `rank` is the vLLM node rank."""
+
+    node: str
+    rank: int
+    gpus: tuple[str, ...]
+    gpu_type: str
+
+
+@dataclass(frozen=True)
+class Process:
+    """One OS process to start: a replica's engine (or one node's share of it)."""
+
+    replica_id: str
+    role: str
+    node: str
+    node_rank: int
+    gpus: tuple[str, ...]
+    gpu_type: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def headless(self) -> bool:
+        return "--headless" in self.argv
+
+
+@dataclass(frozen=True)
+class ReplicaLaunch:
+    """Everything needed to start, reach and identify one replica."""
+
+    replica: ReplicaPlan
+    host: str
+    port: int
+    side_channel_port: int
+    processes: tuple[Process, ...]
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def ordered(plan: Plan) -> list[ReplicaPlan]:
+    """Replicas in the order ports are assigned (the order plan.yaml lists them)."""
+    return sorted(plan.replicas, key=lambda r: (r.role, r.id))
+
+
+def node_of(gpu: str) -> str:
+    return gpu.split("/", 1)[0]
+
+
+def gpu_index(gpu: str) -> str:
+    return gpu.split("/", 1)[1]
+
+
+def node_shares(replica: ReplicaPlan) -> list[NodeShare]:
+    """Group the replica's stages by node, in pipeline order (assumes `plan_problems` found nothing)."""
+    shares: list[NodeShare] = []
+    for stage, gpu_type in zip(replica.stages, replica.gpu_types, strict=True):
+        node = node_of(stage.gpus[0])
+        if shares and shares[-1].node == node:
+            last = shares[-1]
+            shares[-1] = NodeShare(node, last.rank, last.gpus + tuple(stage.gpus), last.gpu_type)
+        else:
+            shares.append(NodeShare(node, len(shares), tuple(stage.gpus), gpu_type))
+    return shares
+
+
+def replica_problems(replica: ReplicaPlan, connector: Connector) -> list[str]:
+    """Why vLLM could not run this replica as planned (empty when it can)."""
+    where = f"replica {replica.id}"
+    problems = []
+    if replica.pp != len(replica.stages) or any(len(s.gpus) != replica.tp for s in replica.stages):
+        problems.append(f"{where}: tp={replica.tp}, pp={replica.pp} disagree with its {len(replica.stages)} stages.")
+        return problems
+    if len(replica.gpu_types) != len(replica.stages):
+        problems.append(f"{where}: gpu_types lists {len(replica.gpu_types)} types for {len(replica.stages)} stages.")
+        return problems
+    for i, stage in enumerate(replica.stages):
+        if len({node_of(g) for g in stage.gpus}) > 1:
+            problems.append(f"{where}: stage {i} (a TP group) spans several nodes; vLLM needs it on one node.")
+    if problems:
+        return problems
+    shares = node_shares(replica)
+    nodes = [s.node for s in shares]
+    if len(set(nodes)) != len(nodes):
+        problems.append(
+            f"{where}: its stages visit node(s) {', '.join(sorted({n for n in nodes if nodes.count(n) > 1}))} "
+            "more than once; vLLM's multi-node ranks need each node's stages to be consecutive."
+        )
+    elif len({len(s.gpus) for s in shares}) > 1:
+        counts = ", ".join(f"{s.node}: {len(s.gpus)}" for s in shares)
+        problems.append(f"{where}: vLLM's multi-node mp backend needs the same GPU count on every node ({counts}).")
+    if connector != "none" and replica.role == "decode" and replica.pp > 1:
+        problems.append(f"{where}: a decode replica with PP={replica.pp}; {CONNECTOR_CLASS[connector]} needs PP=1.")
+    return problems
+
+
+def plan_problems(plan: Plan, connector: Connector) -> list[str]:
+    """Every reason the plan cannot be launched with `connector`, listed together."""
+    problems = [p for r in ordered(plan) for p in replica_problems(r, connector)]
+    ids = {r.id: r for r in plan.replicas}
+    for route in plan.routes:
+        source, target = ids.get(route.source), ids.get(route.target)
+        if source is None or target is None:
+            missing = route.source if source is None else route.target
+            problems.append(f"route {route.source} → {route.target}: no replica {missing} in the plan.")
+        elif connector == "nixl" and source.tp % target.tp and target.tp % source.tp:
+            problems.append(
+                f"route {route.source} → {route.target}: TP {source.tp} and {target.tp} do not divide one another "
+                "(NixlConnector needs that)."
+            )
+    used = [g for r in plan.replicas for g in r.gpus]
+    twice = sorted({g for g in used if used.count(g) > 1})
+    if twice:
+        problems.append(f"GPU(s) {', '.join(twice)} appear in more than one replica.")
+    if connector == "none" and any(r.role != "colocated" for r in plan.replicas):
+        problems.append("connector 'none' can only run colocated replicas; prefill/decode need a KV connector.")
+    return problems
+
+
+def kv_transfer_config(replica: ReplicaPlan, connector: Connector) -> str | None:
+    """The `--kv-transfer-config` JSON for a disaggregated replica; None for colocated ones."""
+    if connector == "none" or replica.role == "colocated":
+        return None
+    config = {"kv_connector": CONNECTOR_CLASS[connector], "kv_role": KV_ROLE[replica.role], "engine_id": replica.id}
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
+def replica_launch(
+    replica: ReplicaPlan,
+    index: int,
+    side_channel_port: int,
+    options: EngineOptions,
+    dtype: str,
+    hosts: Mapping[str, str],
+) -> ReplicaLaunch:
+    """The processes of replica number `index` (its position in `ordered(plan)`)."""
+    shares = node_shares(replica)
+    host = hosts.get(shares[0].node, shares[0].node)
+    port = options.api_port + index
+    common = [
+        "--served-model-name",
+        options.served_name,
+        "--tensor-parallel-size",
+        str(replica.tp),
+        "--pipeline-parallel-size",
+        str(replica.pp),
+        "--distributed-executor-backend",
+        "mp",
+        "--max-num-seqs",
+        str(replica.engine.max_num_seqs),
+        "--max-num-batched-tokens",
+        str(replica.engine.max_num_batched_tokens),
+        "--max-model-len",
+        str(replica.engine.max_model_len),
+        "--gpu-memory-utilization",
+        f"{replica.engine.gpu_memory_utilization:g}",
+        *DTYPE_ARGS[dtype],
+    ]
+    kv_config = kv_transfer_config(replica, options.connector)
+    if kv_config is not None:
+        common += ["--kv-transfer-config", kv_config]
+    processes = []
+    for share in shares:
+        share_host = hosts.get(share.node, share.node)
+        argv = [*options.engine_cmd, "serve", options.model]
+        if share.rank == 0:
+            argv += ["--host", share_host, "--port", str(port)]
+        argv += common
+        if len(shares) > 1:
+            argv += ["--nnodes", str(len(shares)), "--node-rank", str(share.rank), "--master-addr", host]
+            argv += ["--master-port", str(options.master_port + index)]
+            if share.rank > 0:
+                argv.append("--headless")
+        argv += options.extra_args
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(gpu_index(g) for g in share.gpus)}
+        if replica.pp > 1:
+            env["VLLM_PP_LAYER_PARTITION"] = ",".join(str(s.layers[1] - s.layers[0]) for s in replica.stages)
+        if len(shares) > 1:
+            env["VLLM_HOST_IP"] = share_host
+        if options.connector == "nixl" and kv_config is not None:
+            env["VLLM_NIXL_SIDE_CHANNEL_HOST"] = share_host
+            env["VLLM_NIXL_SIDE_CHANNEL_PORT"] = str(side_channel_port)
+        processes.append(
+            Process(replica.id, replica.role, share.node, share.rank, share.gpus, share.gpu_type, tuple(argv), env)
+        )
+    return ReplicaLaunch(replica, host, port, side_channel_port, tuple(processes))
+
+
+def build_launches(plan: Plan, options: EngineOptions, hosts: Mapping[str, str] | None = None) -> list[ReplicaLaunch]:
+    """Every replica's processes. `hosts` maps plan node → address (default: the node name itself).
+
+    Raises nothing; call `plan_problems` first (the CLI refuses to start when it lists anything).
+    """
+    hosts = hosts or {}
+    launches, side_port = [], options.side_channel_port
+    for index, replica in enumerate(ordered(plan)):
+        launches.append(replica_launch(replica, index, side_port, options, plan.dtype, hosts))
+        side_port += replica.tp * replica.pp
+    return launches

@@ -1,0 +1,105 @@
+"""Which prefill and which decode replica serve a request: the plan's max-flow, made per-request.
+
+Policy (pure, no I/O, so it is tested without servers):
+- prefill (and colocated) replicas are weighted by the flow the plan sends through them (the sum of
+  their routes' rate_rps; a colocated replica by its capacity). Among the replicas whose outstanding
+  requests are below their limit (the plan's max_num_seqs), the next one is chosen by *smooth weighted
+  round robin* (the nginx scheme): each pick adds every eligible weight to a running credit, takes the
+  largest credit and charges it the eligible total. Over any n requests a replica's share differs from
+  its weight share by less than one request, so the observed split follows the plan without sampling
+  noise; a saturated replica is skipped until it drains. When every replica is saturated, all are
+  eligible again (the engines queue).
+- decode: the same scheme over the P→D routes *from the chosen prefill*, weighted by their rate_rps,
+  so each pair's share of the traffic is the plan's flow on that edge.
+The seed sets the initial credits (a phase offset), so two routers with different seeds do not send
+their first requests to the same replica; the same seed gives the same sequence of choices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One engine the router can send to."""
+
+    id: str
+    role: str  # prefill | decode | colocated
+    url: str
+    max_outstanding: int
+
+
+@dataclass(frozen=True)
+class RouteWeight:
+    source: str
+    target: str
+    weight: float
+
+
+class SmoothWeighted:
+    """Smooth weighted round robin over named items (O(k) per pick for k items)."""
+
+    def __init__(self, weights: Mapping[str, float], rng: np.random.Generator) -> None:
+        self.weights = {k: float(w) for k, w in sorted(weights.items()) if w > 0}
+        if not self.weights:
+            raise ValueError("smooth weighted round robin needs at least one positive weight")
+        self.credit = {k: float(rng.uniform(0.0, w)) for k, w in self.weights.items()}
+
+    def pick(self, eligible: Collection[str] | None = None) -> str:
+        names = [k for k in self.weights if eligible is None or k in eligible] or list(self.weights)
+        total = 0.0
+        for k in names:
+            self.credit[k] += self.weights[k]
+            total += self.weights[k]
+        best = max(names, key=lambda k: self.credit[k])  # first of equal credits: names are sorted
+        self.credit[best] -= total
+        return best
+
+
+class RoutingPolicy:
+    """Per-request choice of (first replica, decode replica or None for colocated)."""
+
+    def __init__(
+        self,
+        backends: Sequence[Backend],
+        routes: Sequence[RouteWeight],
+        colocated_weights: Mapping[str, float],
+        seed: int = 0,
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        self.backends = {b.id: b for b in backends}
+        outflow: dict[str, dict[str, float]] = {}
+        for route in routes:
+            if route.weight > 0:
+                outflow.setdefault(route.source, {})[route.target] = route.weight
+        entry = {p: sum(ds.values()) for p, ds in outflow.items()}
+        entry.update({c: w for c, w in colocated_weights.items() if w > 0})
+        if not entry:
+            raise ValueError("the plan routes no traffic: no P→D route and no colocated replica has a rate")
+        self.first = SmoothWeighted(entry, rng)
+        self.second = {p: SmoothWeighted(ds, rng) for p, ds in sorted(outflow.items())}
+
+    def choose(self, outstanding: Mapping[str, int]) -> tuple[str, str | None]:
+        """(prefill or colocated id, decode id or None); `outstanding` counts in-flight requests per id."""
+        eligible = [k for k in self.first.weights if outstanding.get(k, 0) < self.backends[k].max_outstanding]
+        first = self.first.pick(eligible)
+        second = self.second.get(first)
+        return first, (second.pick() if second is not None else None)
+
+    def weights(self) -> dict[tuple[str, str | None], float]:
+        """Each pair's planned share of the traffic (sums to 1): what observed counts should approach."""
+        total = sum(self.first.weights.values())
+        shares: dict[tuple[str, str | None], float] = {}
+        for p, w in self.first.weights.items():
+            second = self.second.get(p)
+            if second is None:
+                shares[(p, None)] = w / total
+                continue
+            out = sum(second.weights.values())
+            for d, wd in second.weights.items():
+                shares[(p, d)] = w / total * wd / out
+        return shares

@@ -1,0 +1,252 @@
+"""`hexplan simulate` (a plan under a request stream) and `hexplan compare` (ours vs baseline planners)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from planner.baselines import baseline
+from planner.cli.app import ClusterArgument, ProfilesOption, app, console, load, resolve_plan_cluster
+from planner.cli.plans import ClusterOption, PlanArgument
+from planner.errors import InfeasibleError, InputError
+from planner.evaluate import evaluate
+from planner.plan import Plan, read_plan
+from planner.sim import SimResult, Simulation, Slo, default_slo, goodput, replay, saturation, simulate_rate
+from planner.solver import solve
+from planner.topology import Cluster
+from planner.workload import read_trace
+
+DEFAULT_DURATION_S = 300.0
+DEFAULT_LOAD = 0.8  # offered load as a fraction of the plan's max-flow rate when no --rate/--trace is given
+
+
+def _positive(value: float | None, option: str) -> None:
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise InputError(f"{option}: expected a positive number, got {value}.")
+
+
+def _ms(values: dict[str, float]) -> str:
+    return " / ".join("—" if math.isnan(v) else f"{v * 1e3:,.0f}" for v in values.values())
+
+
+def result_table(result: SimResult, title: str) -> Table:
+    table = Table(title=title, show_header=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("offered load", f"{result.offered_rps:.3f} req/s"),
+        ("throughput", f"{result.throughput_rps:.3f} req/s"),
+        ("output tokens", f"{result.output_tokens_per_s:,.0f} tokens/s"),
+        ("TTFT p50 / p90 / p99", f"{_ms(result.ttft_s)} ms"),
+        ("TPOT p50 / p90 / p99", f"{_ms(result.tpot_s)} ms"),
+        ("end-to-end p50 / p90 / p99", f"{_ms(result.e2e_s)} ms"),
+        (
+            f"SLO attainment (TTFT ≤ {result.slo.ttft:g}s, TPOT ≤ {result.slo.tpot * 1e3:g}ms)",
+            f"{result.slo_attainment:.1%}",
+        ),
+        (
+            "requests arrived / finished / dropped / unfinished",
+            f"{result.arrived} / {result.finished} / {result.dropped} / {result.unfinished}",
+        ),
+        ("preemptions", str(result.preemptions)),
+        ("max queue (waiting requests)", str(max((n for _, n in result.queue), default=0))),
+    ]
+    rows += [(f"utilisation {rid}", f"{u:.0%}") for rid, u in result.replica_utilisation.items()]
+    rows += [(f"link {key}", f"{u:.0%} busy") for key, u in result.link_utilisation.items()]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+@app.command("simulate")
+def simulate_command(
+    plan_file: PlanArgument,
+    cluster: ClusterOption = None,
+    rate: Annotated[float | None, typer.Option(help="Poisson arrivals, req/s (default: 80% of the plan's)")] = None,
+    trace: Annotated[Path | None, typer.Option(help="replay a CSV (TIMESTAMP,ContextTokens,GeneratedTokens)")] = None,
+    duration: Annotated[float | None, typer.Option(help="seconds of arrivals (default 300; trace: all)")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="random seed (arrivals and lengths)")] = 0,
+    speedup: Annotated[float, typer.Option("--speedup", help="divide trace timestamps by this")] = 1.0,
+    ttft: Annotated[float | None, typer.Option(help="TTFT SLO in s (default: the cluster's, else 5)")] = None,
+    tpot: Annotated[float | None, typer.Option(help="TPOT SLO in s (default: the cluster's, else 0.2)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
+    sweep: Annotated[bool, typer.Option("--sweep", help="bisect the highest rate with ≥ 90% SLO attainment")] = False,
+    profiles: ProfilesOption = None,
+) -> None:
+    """Simulate a plan serving Poisson or trace-replayed requests; print latency, throughput and utilisation."""
+    for value, option in (
+        (rate, "--rate"),
+        (duration, "--duration"),
+        (speedup, "--speedup"),
+        (ttft, "--ttft"),
+        (tpot, "--tpot"),
+    ):
+        _positive(value, option)
+    if rate is not None and trace is not None:
+        raise InputError("--rate and --trace: give one request source, not both.")
+    if sweep and trace is not None:
+        raise InputError("--sweep bisects a Poisson rate; it cannot be combined with --trace.")
+    recorded = read_plan(plan_file)
+    cluster_path = resolve_plan_cluster(plan_file, recorded.cluster.file, cluster)
+    the_cluster = load(cluster_path, profiles)
+    plan = evaluate(recorded, the_cluster)
+    base = default_slo(the_cluster)
+    slo = Slo(ttft or base.ttft, tpot or base.tpot)
+    if sweep:
+        seconds = duration or DEFAULT_DURATION_S
+        best, result = goodput(plan, the_cluster, duration=seconds, seed=seed, slo=slo)
+        payload: dict[str, object] = {"goodput_rps": best, "at_goodput": result.to_json() if result else None}
+        title = f"{plan_file}: goodput {best:.3f} req/s (≥ 90% within SLO; max-flow {plan.summary.throughput_rps:.3f})"
+    else:
+        if trace is not None:
+            arrivals = replay(read_trace(trace), speedup, duration)
+            if len(arrivals) == 0:
+                raise InputError(f"{trace}: no request arrives within --duration {duration} s.")
+            seconds = float(arrivals.time[-1]) + 1e-9
+            result = Simulation(
+                plan, the_cluster, arrivals, slo=slo, warmup=0.0, duration=seconds, drain=math.inf
+            ).run()
+            source = f"trace {trace} (speedup {speedup:g})"
+        else:
+            seconds = duration or DEFAULT_DURATION_S
+            offered = rate or DEFAULT_LOAD * plan.summary.throughput_rps
+            result = simulate_rate(plan, the_cluster, offered, duration=seconds, seed=seed, slo=slo)
+            source = f"Poisson {offered:.3f} req/s for {seconds:g} s, seed {seed}"
+        payload = result.to_json()
+        title = f"{plan_file}: {source} (max-flow {plan.summary.throughput_rps:.3f} req/s)"
+    if as_json:
+        print(json.dumps(payload, sort_keys=True, indent=2, ensure_ascii=False))
+    elif result is not None:
+        console.print(result_table(result, title))
+    else:
+        console.print(f"{title}: no rate tried met the SLO.")
+
+
+def _plans(cluster: Cluster, names: list[str], seed: int, time_limit: float) -> list[tuple[str, Plan | str]]:
+    """(name, plan or the reason there is none) for ours and each baseline."""
+    planners = [("hexgen2", solve)] + [(name, baseline(name)) for name in names]
+    out: list[tuple[str, Plan | str]] = []
+    for name, planner in planners:
+        try:
+            out.append((name, planner(cluster, seed=seed, time_limit=time_limit)))
+        except InfeasibleError as exc:
+            out.append((name, exc.message))
+    return out
+
+
+@app.command("compare")
+def compare_command(
+    cluster_file: ClusterArgument,
+    baselines: Annotated[str, typer.Option("--baselines", help="comma-separated: distserve,hexgen,vllm")] = (
+        "distserve,hexgen,vllm"
+    ),
+    time_limit: Annotated[float, typer.Option("--time-limit", help="seconds per planner")] = 30.0,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    duration: Annotated[float, typer.Option("--duration", help="simulated seconds per run")] = 300.0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    profiles: ProfilesOption = None,
+) -> None:
+    """Plan the cluster with hexgen2 and baseline planners; simulate each and compare throughput per dollar."""
+    _positive(time_limit, "--time-limit")
+    _positive(duration, "--duration")
+    names = [n.strip() for n in baselines.split(",") if n.strip()]
+    for name in names:
+        baseline(name)  # fail fast on a typo, before any planning
+    cluster = load(cluster_file, profiles)
+    rows = compare_plans(cluster, _plans(cluster, names, seed, time_limit), duration=duration, seed=seed)
+    if as_json:
+        print(json.dumps(rows, sort_keys=True, indent=2, ensure_ascii=False))
+        return
+    console.print(compare_table(rows, f"{cluster_file}: plans compared by simulation ({duration:g} s per run)"))
+
+
+def compare_plans(
+    cluster: Cluster, plans: list[tuple[str, Plan | str]], *, duration: float, seed: int
+) -> list[dict[str, object]]:
+    """Saturation throughput, goodput and latency at a common load for each plan; ratios ours / theirs."""
+    runs = {
+        name: saturation(plan, cluster, duration=duration, seed=seed) for name, plan in plans if isinstance(plan, Plan)
+    }
+    common = 0.8 * min((r.throughput_rps for r in runs.values()), default=0.0)
+    rows: list[dict[str, object]] = []
+    for name, plan in plans:
+        if not isinstance(plan, Plan):
+            rows.append({"planner": name, "infeasible": plan})
+            continue
+        best, _ = goodput(plan, cluster, duration=duration, seed=seed)
+        at_common = simulate_rate(plan, cluster, common, duration=duration, seed=seed) if common > 0 else None
+        cost = plan.summary.cost_per_hour_usd
+        tokens = runs[name].output_tokens_per_s
+        rows.append(
+            {
+                "planner": name,
+                "gpus": plan.summary.gpus_used,
+                "cost_per_hour_usd": cost,
+                "predicted_rps": plan.summary.throughput_rps,
+                "throughput_rps": runs[name].throughput_rps,
+                "goodput_rps": best,
+                "common_load_rps": common,
+                "e2e_p50_s": at_common.e2e_s["p50"] if at_common else float("nan"),
+                "e2e_p99_s": at_common.e2e_s["p99"] if at_common else float("nan"),
+                "output_tokens_per_usd": tokens * 3600 / cost if cost > 0 else float("nan"),
+            }
+        )
+    ours = rows[0] if "throughput_rps" in rows[0] else None
+    for row in rows:
+        if ours and "throughput_rps" in row:
+            row["ours_over_this"] = _ratio(ours["throughput_rps"], row["throughput_rps"])
+            row["ours_over_this_per_usd"] = _ratio(ours["output_tokens_per_usd"], row["output_tokens_per_usd"])
+    return rows
+
+
+def _ratio(ours: object, theirs: object) -> float:
+    return float(ours) / float(theirs) if float(theirs) > 0 else math.inf  # type: ignore[arg-type]
+
+
+def compare_table(rows: list[dict[str, object]], title: str) -> Table:
+    table = Table(title=title)
+    columns = (
+        "planner",
+        "GPUs",
+        "$/h",
+        "max-flow req/s",
+        "sim req/s",
+        "goodput req/s",
+        "e2e p50 / p99 s",
+        "out tok per $",
+        "ours ÷ this",
+        "ours ÷ this per $",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column == "planner" else "right")
+    notes: list[str] = []
+    for row in rows:
+        if "infeasible" in row:
+            table.add_row(str(row["planner"]), *(["—"] * 8), "infeasible")
+            notes.append(f"{row['planner']}: {row['infeasible']}")
+            continue
+        table.add_row(
+            str(row["planner"]),
+            str(row["gpus"]),
+            f"{row['cost_per_hour_usd']:.2f}",
+            f"{row['predicted_rps']:.2f}",
+            f"{row['throughput_rps']:.2f}",
+            f"{row['goodput_rps']:.2f}",
+            f"{row['e2e_p50_s']:.1f} / {row['e2e_p99_s']:.1f}",
+            f"{row['output_tokens_per_usd']:,.0f}",
+            f"{row.get('ours_over_this', math.nan):.2f}×",
+            f"{row.get('ours_over_this_per_usd', math.nan):.2f}×",
+        )
+    if rows and "common_load_rps" in next((r for r in rows if "gpus" in r), {}):
+        load = next(r for r in rows if "gpus" in r)["common_load_rps"]
+        table.caption = (
+            f"sim req/s: served under 1.5× overload; goodput: highest rate with ≥ 90% of requests in SLO; "
+            f"latency at a common {load:.2f} req/s (80% of the weakest plan)"
+        )
+    table.caption = "\n".join([table.caption or "", *notes]).strip()
+    return table

@@ -1,0 +1,307 @@
+"""The simulation of one plan under one request stream: entities built from the plan, event handlers.
+
+Request life (disaggregated): arrive → front-end queue of a prefill replica → prefill batch
+(first token) → KV shipped over the node links (bandwidth shared by concurrent transfers)
+→ decode replica's waiting queue → continuous batching until the last token.
+Colocated replicas do both phases on the same GPUs: a prefill iteration runs instead of a
+decode step, so running sequences stall while new prompts are processed.
+
+Every time comes from planner.costmodel via ReplicaTiming / kv_parts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from planner.costmodel import kv_capacity_tokens
+from planner.errors import InputError
+from planner.evaluate import layout_of
+from planner.plan import Plan, ReplicaPlan
+from planner.sim import policies
+from planner.sim.arrivals import Arrivals
+from planner.sim.entities import BatchServer, Link, PrefillServer, Request
+from planner.sim.events import ARRIVE, FINISH, SAMPLE, Event, run
+from planner.sim.metrics import SimResult, Slo, summarise
+from planner.sim.timing import KvPart, ReplicaTiming, kv_parts
+from planner.topology import Cluster
+
+Events = Iterable[Event]
+
+
+def _kv_capacity(cluster: Cluster, replica: ReplicaPlan) -> float:
+    return kv_capacity_tokens(cluster, layout_of(replica), replica.engine.max_num_batched_tokens)
+
+
+class Simulation:
+    """One run. Build, then `run()` once; handlers are the `_on_*` methods."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        cluster: Cluster,
+        arrivals: Arrivals,
+        *,
+        slo: Slo,
+        warmup: float,
+        duration: float,
+        drain: float,
+        sample_s: float = 1.0,
+    ) -> None:
+        self.cluster, self.arrivals, self.slo = cluster, arrivals, slo
+        self.warmup, self.duration, self.until, self.sample_s = warmup, duration, duration + drain, sample_s
+        routed: dict[str, float] = {}
+        for route in plan.routes:
+            routed[route.source] = routed.get(route.source, 0.0) + route.rate_rps
+        self.fronts: list[PrefillServer | BatchServer] = []
+        self.decodes: list[BatchServer] = []
+        for replica in sorted(plan.replicas, key=lambda r: r.id):
+            timing = ReplicaTiming(cluster, layout_of(replica))
+            engine, capacity = replica.engine, _kv_capacity(cluster, replica)
+            if replica.role == "prefill":
+                self.fronts.append(
+                    PrefillServer(
+                        len(self.fronts),
+                        replica.id,
+                        timing,
+                        engine.max_num_seqs,
+                        engine.max_num_batched_tokens,
+                        engine.max_model_len,
+                        capacity,
+                        routed.get(replica.id, 0.0),
+                    )
+                )
+            else:
+                servers = self.decodes if replica.role == "decode" else self.fronts
+                weight = replica.capacity_rps if replica.role == "colocated" else 0.0
+                servers.append(
+                    BatchServer(
+                        len(servers),
+                        replica.id,
+                        timing,
+                        replica.role == "colocated",
+                        engine.max_num_seqs,
+                        engine.max_num_batched_tokens,
+                        engine.max_model_len,
+                        capacity,
+                        weight,
+                    )
+                )
+        decode_index = {d.id: d.index for d in self.decodes}
+        front_by_id = {f.id: f for f in self.fronts}
+        for route in sorted(plan.routes, key=lambda r: (r.source, r.target)):
+            front = front_by_id.get(route.source)
+            if route.rate_rps > 0 and isinstance(front, PrefillServer) and route.target in decode_index:
+                front.targets.append((decode_index[route.target], route.rate_rps))
+                front.credit.append(0.0)
+        if not any(f.weight > 0 for f in self.fronts):
+            raise InputError(
+                "the plan routes no traffic (throughput 0): there is nothing to simulate.",
+                hint="re-solve the cluster or check the plan's routes",
+            )
+        self.parts: dict[tuple[int, int], tuple[KvPart, ...]] = {}
+        self.links: dict[tuple[str, str], Link] = {}
+        self.requests: list[Request] = []
+        self.in_system = 0  # admitted, neither finished nor dropped
+        self.queue_samples: list[tuple[float, int]] = []
+
+    # ------------------------------------------------------------------ run
+
+    def run(self) -> SimResult:
+        initial = [Event(self.sample_s, SAMPLE, self._on_sample)]
+        if len(self.arrivals):
+            initial.append(Event(float(self.arrivals.time[0]), ARRIVE, self._on_arrive, 0))
+        end = run(initial, self.until)
+        horizon = min(self.until, end) if math.isfinite(self.until) else end
+        horizon = max(horizon, 1e-9)
+        for link in self.links.values():
+            link.advance(horizon)
+        servers = [*self.fronts, *self.decodes]
+        return summarise(
+            self.requests,
+            warmup=self.warmup,
+            duration=self.duration,
+            slo=self.slo,
+            preemptions=sum(s.preemptions for s in servers if isinstance(s, BatchServer)),
+            replica_utilisation={s.id: min(s.busy_s / horizon, 1.0) for s in sorted(servers, key=lambda s: s.id)},
+            link_utilisation={f"{a}→{b}": min(x.busy_s / horizon, 1.0) for (a, b), x in sorted(self.links.items())},
+            queue=self.queue_samples,
+            sim_seconds=horizon,
+        )
+
+    # ------------------------------------------------------------------ arrivals and endings
+
+    def _on_arrive(self, now: float, i: int) -> Events:
+        a = self.arrivals
+        request = Request(i, now, int(a.prompt[i]), int(a.output[i]))
+        self.requests.append(request)
+        events = [Event(float(a.time[i + 1]), ARRIVE, self._on_arrive, i + 1)] if i + 1 < len(a) else []
+        request.front = policies.choose_front(self.fronts)
+        server = self.fronts[request.front]
+        if request.prompt + request.output > server.max_model_len:
+            request.dropped = f"prompt + output > max_model_len {server.max_model_len}"
+        elif isinstance(server, PrefillServer):
+            if request.prompt > server.kv_capacity:
+                request.dropped = "prompt larger than the prefill replica's KV memory"
+            else:
+                server.queue.append(request)
+                events += self._start_prefill(server, now)
+        elif request.prompt + request.output + 1 > server.kv_capacity:
+            request.dropped = "request larger than the replica's KV memory"
+        else:
+            server.waiting.append(request)
+            events += self._start_batch(server, now)
+        if not request.dropped:
+            self.in_system += 1
+        return events
+
+    def _finish(self, request: Request, now: float) -> None:
+        if request.finish >= 0:
+            raise RuntimeError(f"request {request.id} finished twice")
+        request.finish = now
+        self.in_system -= 1
+
+    def _on_sample(self, now: float, _: object) -> Events:
+        waiting = sum(len(s.queue) if isinstance(s, PrefillServer) else len(s.waiting) for s in self.fronts)
+        waiting += sum(len(s.waiting) for s in self.decodes)
+        self.queue_samples.append((now, waiting))
+        later = now + self.sample_s
+        busy = len(self.requests) < len(self.arrivals) or self.in_system > 0
+        return [Event(later, SAMPLE, self._on_sample)] if later <= self.until and busy else []
+
+    # ------------------------------------------------------------------ prefill replicas
+
+    def _start_prefill(self, server: PrefillServer, now: float) -> Events:
+        if server.busy or not server.queue:
+            return []
+        batch = policies.prefill_batch(server)
+        if not batch:
+            return []
+        period, latency = server.timing.prefill([r.prompt for r in batch])
+        server.busy = True
+        server.busy_s += period
+        server.in_batch += len(batch)
+        server.kv_used += sum(r.prompt for r in batch)
+        return [
+            Event(now + latency, FINISH, self._on_prefilled, (server, batch)),
+            Event(now + period, FINISH, self._on_prefill_free, server),
+        ]
+
+    def _on_prefill_free(self, now: float, server: PrefillServer) -> Events:
+        server.busy = False
+        return self._start_prefill(server, now)
+
+    def _on_prefilled(self, now: float, payload: tuple[PrefillServer, list[Request]]) -> Events:
+        server, batch = payload
+        server.in_batch -= len(batch)
+        events: list[Event] = []
+        freed = False
+        for request in batch:
+            request.first_token, request.generated = now, 1
+            if request.output <= 1:
+                self._finish(request, now)
+            else:
+                request.decode = policies.choose_decode(server)
+                decode = self.decodes[request.decode]
+                if request.prompt + request.output > min(decode.max_model_len, decode.kv_capacity - 1):
+                    request.dropped = f"request does not fit decode replica {decode.id}"
+                    self.in_system -= 1
+                else:
+                    events += self._ship(now, server, request)
+                    continue
+            server.kv_used -= request.prompt
+            freed = True
+        return events + self._start_prefill(server, now) if freed else events
+
+    # ------------------------------------------------------------------ KV transfer
+
+    def _ship(self, now: float, server: PrefillServer, request: Request) -> Events:
+        key = (server.index, request.decode)
+        parts = self.parts.get(key)
+        if parts is None:
+            decode = self.decodes[request.decode]
+            parts = self.parts[key] = kv_parts(self.cluster, server.timing.layout, decode.timing.layout)
+        request.parts_left = len(parts)
+        request.kv_latency = max(p.latency for p in parts)
+        events = []
+        for part in parts:
+            link = self.links.get(part.key)
+            if link is None:
+                link = self.links[part.key] = Link(part.key, self.cluster.node_bandwidth(*part.key), part.latency)
+            # a part with parallel streams (intra-node) moves proportionally fewer bytes of link time
+            link.add(now, request, request.prompt * part.bytes_per_token * link.bandwidth / part.bandwidth)
+            events.append(Event(link.next_finish(), FINISH, self._on_link, (link, link.version)))
+        return events
+
+    def _on_link(self, now: float, payload: tuple[Link, int]) -> Events:
+        link, version = payload
+        if version != link.version:
+            return []
+        events = []
+        for request in link.pop_finished(now):
+            request.parts_left -= 1
+            if request.parts_left == 0:
+                events.append(Event(now + request.kv_latency, FINISH, self._on_kv_arrived, request))
+        if link.flows:
+            events.append(Event(link.next_finish(), FINISH, self._on_link, (link, link.version)))
+        return events
+
+    def _on_kv_arrived(self, now: float, request: Request) -> Events:
+        prefill = self.fronts[request.front]
+        assert isinstance(prefill, PrefillServer)
+        prefill.kv_used -= request.prompt
+        decode = self.decodes[request.decode]
+        request.needs_prefill = False
+        request.kv_arrived = now
+        decode.waiting.append(request)
+        return [*self._start_batch(decode, now), *self._start_prefill(prefill, now)]
+
+    # ------------------------------------------------------------------ decode and colocated replicas
+
+    def _start_batch(self, server: BatchServer, now: float) -> Events:
+        if server.busy:
+            return []
+        to_prefill, ready = policies.admit(server)
+        for request in ready:
+            server.join(request)
+        if to_prefill:
+            tokens = sum(r.prompt + max(r.generated, 1) for r in to_prefill)
+            period, _ = server.timing.prefill([r.context for r in to_prefill])
+            server.reserved += tokens
+            server.in_prefill += len(to_prefill)
+            server.busy = True
+            server.busy_s += period
+            return [Event(now + period, FINISH, self._on_batch_prefilled, (server, to_prefill, tokens))]
+        if not server.running:
+            return []
+        for request in policies.preempt_for_step(server):
+            request.needs_prefill = True
+            request.preemptions += 1
+            server.preemptions += 1
+            server.waiting.appendleft(request)
+        step = server.timing.decode_step(server.running, round(server.kv_used / server.running))
+        server.busy = True
+        server.busy_s += step
+        return [Event(now + step, FINISH, self._on_stepped, server)]
+
+    def _on_batch_prefilled(self, now: float, payload: tuple[BatchServer, list[Request], int]) -> Events:
+        server, batch, tokens = payload
+        server.reserved -= tokens
+        server.in_prefill -= len(batch)
+        server.busy = False
+        for request in batch:
+            request.needs_prefill = False
+            if request.first_token < 0:
+                request.first_token, request.generated = now, 1
+            if request.generated >= request.output:
+                self._finish(request, now)
+            else:
+                server.join(request)
+        return self._start_batch(server, now)
+
+    def _on_stepped(self, now: float, server: BatchServer) -> Events:
+        server.step += 1
+        server.busy = False
+        for request in server.pop_done():
+            self._finish(request, now)
+        return self._start_batch(server, now)

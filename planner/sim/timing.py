@@ -1,0 +1,53 @@
+"""The simulator's clock rates, all taken from planner.costmodel (no second cost model here).
+
+Why a wrapper: the cost model is pure but not free, and the simulator asks the same
+questions thousands of times (same batch shape, same decode batch), so answers are memoised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from planner.costmodel import Layout, decode_step_time, kv_transfer_loads, prefill_batch_time
+from planner.topology import Cluster
+
+
+@dataclass(eq=False)
+class ReplicaTiming:
+    cluster: Cluster
+    layout: Layout
+    _prefill: dict[tuple[int, int, int], tuple[float, float]] = field(default_factory=dict)
+    _decode: dict[tuple[int, int], float] = field(default_factory=dict)
+
+    def prefill(self, prompts: list[int]) -> tuple[float, float]:
+        """(period, latency) of a prefill batch; depends on the prompts only via n, Σs, Σs²."""
+        key = (len(prompts), sum(prompts), sum(p * p for p in prompts))
+        hit = self._prefill.get(key)
+        if hit is None:
+            hit = self._prefill[key] = prefill_batch_time(self.cluster, self.layout, prompts)
+        return hit
+
+    def decode_step(self, batch: int, context: int) -> float:
+        """One decode step of `batch` sequences at mean context `context` (whole tokens)."""
+        key = (batch, context)
+        hit = self._decode.get(key)
+        if hit is None:
+            hit = self._decode[key] = decode_step_time(self.cluster, self.layout, batch, context)
+        return hit
+
+
+@dataclass(frozen=True)
+class KvPart:
+    """One node pair a request's KV crosses from a prefill to a decode replica."""
+
+    key: tuple[str, str]
+    bytes_per_token: float
+    bandwidth: float
+    latency: float
+
+
+def kv_parts(cluster: Cluster, prefill: Layout, decode: Layout) -> tuple[KvPart, ...]:
+    return tuple(
+        KvPart(key, per_token, bandwidth, cluster.node_latency(*key))
+        for key, (per_token, bandwidth) in sorted(kv_transfer_loads(cluster, prefill, decode).items())
+    )

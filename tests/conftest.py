@@ -1,0 +1,152 @@
+"""Shared fixtures for the whole test suite.
+
+Other helpers may ADD fixtures here; never change the behaviour of an existing one.
+
+- `ROOT`, `EXAMPLES`: absolute paths, so tests do not depend on the working directory.
+- `catalog`: the shipped catalogue (profiles/*.yaml), loaded once per session.
+- `tiny_cluster`: examples/tiny.yaml resolved (llama-3.1-8b on 4×A100-80G + 4×L40).
+- `run_cli(*args)`: runs the real `hexplan` entry point (`planner.cli:main`, including its
+  error handling) in-process and returns a `CliResult(exit_code, stdout, stderr)`.
+- `write_yaml(text, name=...)`: writes a file under tmp_path and returns its path.
+- `hand_replica(cluster, role, *stages, split=())`, `hand_plan(cluster, *replicas)`: build a plan by hand
+  (stages are TP groups of GPU ids in pipeline order; layers split evenly unless `split` gives the boundaries).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from planner.cli import main
+from planner.costmodel import Layout, Stage
+from planner.evaluate import Assessment, assemble, assess
+from planner.plan import Plan, SolverInfo
+from planner.profiles import Catalog, load_catalog
+from planner.spec import load_cluster
+from planner.topology import Cluster
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+@dataclass(frozen=True)
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+def _run_cli(*args: object) -> CliResult:
+    """Call `planner.cli.main` as the `hexplan` script would, capturing both streams.
+
+    In-process (no interpreter start-up per call) but through the real `main`, so a
+    PlannerError is rendered and turned into exit status 2 exactly as for users. A wide
+    COLUMNS keeps rich tables from wrapping cells. Bugs propagate with their traceback.
+    """
+    runner = CliRunner(env={"COLUMNS": "240", "NO_COLOR": "1"})
+    argv = sys.argv
+    with runner.isolation() as (out, err, _):
+        sys.argv = ["hexplan", *(str(a) for a in args)]
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            sys.argv = argv
+            sys.stdout.flush()  # plain print() output sits in the text wrapper's buffer until flushed
+            sys.stderr.flush()
+        stdout, stderr = out.getvalue().decode(), err.getvalue().decode()
+    return CliResult(code, stdout, stderr)
+
+
+@pytest.fixture
+def run_cli() -> Callable[..., CliResult]:
+    return _run_cli
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return load_catalog()
+
+
+@pytest.fixture(scope="session")
+def tiny_cluster(catalog: Catalog) -> Cluster:
+    return load_cluster(EXAMPLES / "tiny.yaml", catalog)
+
+
+@pytest.fixture
+def write_yaml(tmp_path: Path) -> Callable[..., Path]:
+    def write(text: str, name: str = "cluster.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+def _hand_replica(cluster: Cluster, role: str, *stages: Sequence[str], split: Sequence[int] = ()) -> Assessment:
+    layers = cluster.model.layers
+    bounds = [0, *(split or [layers * (i + 1) // len(stages) for i in range(len(stages) - 1)]), layers]
+    layout = Layout(tuple(Stage(tuple(g), bounds[i], bounds[i + 1]) for i, g in enumerate(stages)))
+    found = assess(cluster, role, layout)  # type: ignore[arg-type]
+    assert found is not None, f"{role} on {stages} does not fit"
+    return found
+
+
+def _hand_plan(cluster: Cluster, *replicas: Assessment) -> Plan:
+    return assemble(cluster, replicas, SolverInfo(version="0.1.0"))[0]
+
+
+@pytest.fixture(scope="session")
+def hand_replica() -> Callable[..., Assessment]:
+    return _hand_replica
+
+
+@pytest.fixture(scope="session")
+def hand_plan() -> Callable[..., Plan]:
+    return _hand_plan
+
+
+# --- launcher (helper "launch"): one fake multi-node Ray cluster per test session -------------------------------
+RAY_TEST_NODES = {"a100-0": "A100-80G", "a100-1": "A100-80G", "l40-0": "L40"}  # plan node name → GPU type, 2 GPUs each
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """Address of a local `ray.cluster_utils.Cluster`: 3 nodes with 2 fake GPUs each, labelled as the launcher expects.
+
+    Shared by every @pytest.mark.ray test (starting Ray costs ~20 s and ~700 MiB here). The head is one of the three
+    labelled nodes, so nothing else runs. RAY_AUTH_MODE=disabled is set for the session (and inherited by the
+    `hexlaunch` subprocesses the tests run). The test process itself does not connect.
+    """
+    import os
+
+    previous = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    from ray.cluster_utils import Cluster
+
+    nodes = iter(RAY_TEST_NODES.items())
+    name, gpu = next(nodes)
+    labels = {"hexgen2.io/node": name, "hexgen2.io/gpu": gpu}
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 1, "num_gpus": 2, "labels": labels, "include_dashboard": False},
+    )
+    for name, gpu in nodes:
+        cluster.add_node(num_cpus=1, num_gpus=2, labels={"hexgen2.io/node": name, "hexgen2.io/gpu": gpu})
+    yield cluster.address
+    cluster.shutdown()
+    if previous is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = previous

@@ -1,0 +1,49 @@
+"""Baseline planners: same Plan format, honest figures, and each one's defining restriction."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.baselines import BASELINES, baseline
+from planner.errors import InfeasibleError, InputError
+from planner.evaluate import evaluate
+from planner.plan import plan_to_yaml
+from planner.spec import load_cluster
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baseline_plans_evaluate_to_themselves_and_are_deterministic(tiny_cluster, name):
+    plan = BASELINES[name](tiny_cluster, seed=0, time_limit=30)
+    assert plan.summary.throughput_rps > 0
+    assert plan_to_yaml(evaluate(plan, tiny_cluster)) == plan_to_yaml(plan)
+    assert plan_to_yaml(BASELINES[name](tiny_cluster, seed=0, time_limit=30)) == plan_to_yaml(plan)
+    assert plan.solver.name == f"{name}-style"
+
+
+def test_distserve_is_homogeneous_and_disaggregated(tiny_cluster):
+    plan = BASELINES["distserve"](tiny_cluster, seed=0, time_limit=30)
+    assert len({t for r in plan.replicas for t in r.gpu_types}) == 1
+    assert {r.role for r in plan.replicas} == {"prefill", "decode"}
+    for role in ("prefill", "decode"):
+        assert len({(r.tp, r.pp) for r in plan.replicas if r.role == role}) == 1  # uniform layouts
+
+
+def test_colocated_baselines(tiny_cluster):
+    hexgen = BASELINES["hexgen"](tiny_cluster, seed=0, time_limit=30)
+    vllm = BASELINES["vllm"](tiny_cluster, seed=0, time_limit=30)
+    for plan in (hexgen, vllm):
+        assert {r.role for r in plan.replicas} == {"colocated"}
+    assert all(r.pp == 1 and len({g.split("/")[0] for g in r.gpus}) == 1 for r in vllm.replicas)
+
+
+def test_distserve_reports_infeasible_when_no_single_type_holds_both_phases(catalog, tiny_cluster):
+    cluster = load_cluster(tiny_cluster.source.parent / "paper-hetero-1.yaml", catalog)
+    with pytest.raises(InfeasibleError, match="distserve baseline finds no replica layout"):
+        BASELINES["distserve"](cluster, seed=0, time_limit=30)
+    hexgen = BASELINES["hexgen"](cluster, seed=0, time_limit=30)
+    assert any(len(set(r.gpu_types)) > 1 for r in hexgen.replicas)  # asymmetric pipelines across GPU types
+
+
+def test_unknown_baseline_is_an_input_error():
+    with pytest.raises(InputError, match="unknown baseline 'vlm'; known: distserve, hexgen, vllm"):
+        baseline("vlm")
