@@ -31,6 +31,7 @@ lint: $(STAMP)
 
 # Contract with real vLLM (not part of `make test`; ~5 min and ~6 GB the first time, no GPU needed): solve every
 # example, dry-run it for each KV connector, and feed every engine argv to vLLM's own parser (tests/vllm_contract.py).
+# A plan the launcher refuses still yields its JSON; the contract script then reports its problems as failures.
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
 CONTRACT := out/vllm-contract
@@ -49,7 +50,8 @@ test-vllm: $(STAMP) $(VLLM_STAMP)
 		$(BIN)/hexplan solve $$cluster -o $(CONTRACT)/$$name.plan.yaml --time-limit 30 > /dev/null; \
 		for connector in nixl mooncake lmcache; do \
 			$(BIN)/hexlaunch $(CONTRACT)/$$name.plan.yaml --dry-run --format json --connector $$connector \
-				--state-dir $(CONTRACT)/state 2> /dev/null > $(CONTRACT)/$$name.$$connector.json; \
+				--state-dir $(CONTRACT)/state 2> /dev/null > $(CONTRACT)/$$name.$$connector.json \
+				|| true; \
 		done; \
 	done
 	VLLM_TARGET_DEVICE=cpu $(VLLM_VENV)/bin/python tests/vllm_contract.py $(CONTRACT)/*.json

@@ -148,7 +148,7 @@ def status(state_dir: StateDirOption = None) -> None:
     deployment = st.load(state_dir or st.default_state_dir())
     table = Table(title=f"deployment {deployment.deployment} on Ray {deployment.address}")
     for column in ("replica", "role", "node", "GPUs", "state", "URL"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("replica", "URL"))
     for row in ray_backend.status(deployment):
         colour = "green" if row.state == "serving" else "yellow" if row.state in ("running", "starting") else "red"
         table.add_row(row.id, row.role, ",".join(row.nodes), " ".join(row.gpus), f"[{colour}]{row.state}[/]", row.url)

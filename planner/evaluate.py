@@ -26,6 +26,7 @@ from planner.costmodel import (
 )
 from planner.errors import InputError
 from planner.flow import FlowResult, max_flow
+from planner.kvnet import kv_network
 from planner.plan import (
     ClusterRef,
     EnginePlan,
@@ -105,37 +106,39 @@ def tp_compatible(a: int, b: int) -> bool:
     return a % b == 0 or b % a == 0
 
 
-def route_capacities(
-    cluster: Cluster, prefill: Sequence[Assessment], decode: Sequence[Assessment], launchable: bool
-) -> dict[tuple[str, str], float]:
-    caps: dict[tuple[str, str], float] = {}
-    for p in prefill:
-        for d in decode:
-            if launchable and not tp_compatible(p.layout.tp, d.layout.tp):
-                continue
-            cap = kv_transfer_capacity(cluster, p.layout, d.layout)
-            if cap > 0:
-                caps[(p.id, d.id)] = cap
-    return caps
+def route_capacity(cluster: Cluster, prefill: Assessment, decode: Assessment, launchable: bool) -> float:
+    """Requests/s of KV caches the links between two replicas carry on their own; 0 when the
+    connector cannot join them (TP sizes that do not divide)."""
+    if launchable and not tp_compatible(prefill.layout.tp, decode.layout.tp):
+        return 0.0
+    return kv_transfer_capacity(cluster, prefill.layout, decode.layout)
 
 
-def assemble(
-    cluster: Cluster, assessments: Sequence[Assessment], solver: SolverInfo
-) -> tuple[Plan, FlowResult]:
+def assemble(cluster: Cluster, assessments: Sequence[Assessment], solver: SolverInfo) -> tuple[Plan, FlowResult]:
     """Max-flow over the assessed replicas, then the Plan with routes and summary."""
     launchable = solver.connector != "none"
     by_role = {role: [a for a in assessments if a.role == role] for role in ("prefill", "decode", "colocated")}
-    kv_caps = route_capacities(cluster, by_role["prefill"], by_role["decode"], launchable)
+    by_id = {a.id: a for a in assessments}
+    network = kv_network(
+        cluster, by_role["prefill"], by_role["decode"], lambda p, d: route_capacity(cluster, p, d, launchable)
+    )
     flow = max_flow(
         {a.id: a.capacity_rps for a in by_role["prefill"]},
         {a.id: a.capacity_rps for a in by_role["decode"]},
-        kv_caps,
+        network.direct,
         {a.id: a.capacity_rps for a in by_role["colocated"]},
+        hubs=network.hubs,
+        hub_arcs=network.hub_arcs,
     )
-    by_id = {a.id: a for a in assessments}
     kv_bits = kv_bytes_per_request(cluster) * 8 / 1e9
     routes = [
-        RoutePlan(source=p, target=d, rate_rps=rate, capacity_rps=kv_caps[(p, d)], kv_gbps=rate * kv_bits)
+        RoutePlan(
+            source=p,
+            target=d,
+            rate_rps=rate,
+            capacity_rps=route_capacity(cluster, by_id[p], by_id[d], launchable),
+            kv_gbps=rate * kv_bits,
+        )
         for (p, d), rate in sorted(flow.routes.items())
     ]
     ttft = tpot = 0.0
@@ -211,7 +214,9 @@ def check_layout(cluster: Cluster, role: Role, layout: Layout, where: str, launc
         if stage.tp != layout.tp:
             raise PlanError(f"{where}.stages[{i}]: every stage needs the same TP size ({layout.tp}), got {stage.tp}.")
         if cluster.model.heads % stage.tp or (cluster.model.kv_heads % stage.tp and stage.tp % cluster.model.kv_heads):
-            raise PlanError(f"{where}.stages[{i}]: TP {stage.tp} does not divide the model's {cluster.model.heads} heads.")
+            raise PlanError(
+                f"{where}.stages[{i}]: TP {stage.tp} does not divide the model's {cluster.model.heads} heads."
+            )
         expected = stage.layer_end
     if expected != layers:
         raise PlanError(f"{where}: stages cover layers [0, {expected}) but the model has {layers}.")

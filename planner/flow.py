@@ -5,10 +5,16 @@ Network (capacities in requests/s):
     source ─▶ P_in ─[prefill cap]─▶ P_out ─[KV cap]─▶ D_in ─[decode cap]─▶ D_out ─▶ sink
     source ─▶ C_in ─[colocated cap]─▶ C_out ─▶ sink         (replicas doing both phases)
 
+KV caches travel either over a route's own arc (P_out→D_in, capacity = what the links between
+the two replicas carry) or through shared *hubs*: capacitated nodes that several routes cross,
+such as a node's NIC or the network link between two nodes (see planner.kvnet). A hub H is
+split into H_in ─[hub cap]─▶ H_out; `hub_arcs` connect P_out, hubs and D_in in any DAG.
+
 The source and sink arcs carry the same capacity as the replica arc after them, so no arc
-is infinite. The max-flow value is the plan's sustainable request rate; the flow on each
-P_out→D_in arc is the share of requests the router sends along that route; the arcs of a
-minimum cut say what limits the plan (prefill, decode or KV transfer).
+is infinite. The max-flow value is the plan's sustainable request rate. The flow is decomposed
+into P→D paths, and each (prefill, decode) pair's total is the share of requests the router
+sends along that route. The arcs of a minimum cut say what limits the plan (prefill, decode or
+KV transfer, hubs included).
 
 Solved with scipy's Edmonds–Karp (`scipy.sparse.csgraph.maximum_flow`, O(V·E²)), which needs
 integer capacities: rates are scaled so the largest total fits in 2³⁰.
@@ -17,7 +23,7 @@ integer capacities: rates are scaled so the largest total fits in 2³⁰.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,6 +33,7 @@ from scipy.sparse.csgraph import maximum_flow
 
 Bottleneck = Literal["prefill", "decode", "kv_transfer", "colocated", "none"]
 _SOURCE, _SINK = 0, 1
+_UNBOUNDED = 2.0**31 - 1  # scaled capacity of arcs that only connect (never part of a min cut)
 
 
 @dataclass(frozen=True)
@@ -44,15 +51,20 @@ def max_flow(
     kv: Mapping[tuple[str, str], float],
     colocated: Mapping[str, float] | None = None,
     *,
+    hubs: Mapping[str, float] | None = None,
+    hub_arcs: Sequence[tuple[str, str]] = (),
     method: Literal["edmonds_karp", "dinic"] = "edmonds_karp",
 ) -> FlowResult:
     """Maximum request rate through the replica network; see the module docstring.
 
-    Every argument maps replica ids (or id pairs) to capacities in requests/s; a missing KV
-    pair means no route. Inputs are read in sorted order, so the result is deterministic.
+    Every argument maps replica ids (or id pairs, or hub ids) to capacities in requests/s; a
+    missing KV pair means no direct route. `hub_arcs` are (from, to) pairs whose ends are a
+    prefill id (as tail), a hub id, or a decode id (as head). Inputs are read in sorted order,
+    so the result is deterministic.
     """
     colocated = colocated or {}
-    ids = sorted(prefill) + sorted(decode) + sorted(colocated)
+    hubs = hubs or {}
+    ids = sorted(prefill) + sorted(decode) + sorted(colocated) + sorted(hubs)
     index = {rid: 2 + 2 * i for i, rid in enumerate(ids)}  # X_in = index, X_out = index + 1
     total = max(sum(prefill.values()) + sum(colocated.values()), sum(decode.values()) + sum(colocated.values()), 1e-12)
     scale = 2.0**30 / total
@@ -67,9 +79,13 @@ def max_flow(
             arcs.append((node, node + 1, cap, kind))
             if kind != "prefill":
                 arcs.append((node + 1, _SINK, cap, kind))
-    for (p, d) in sorted(kv):
+    for p, d in sorted(kv):
         if p in prefill and d in decode and kv[(p, d)] > 0:
             arcs.append((index[p] + 1, index[d], kv[(p, d)], "kv_transfer"))
+    for hub in sorted(hubs):
+        arcs.append((index[hub], index[hub] + 1, hubs[hub], "kv_transfer"))
+    for tail, head in sorted(set(hub_arcs)):
+        arcs.append((index[tail] + 1, index[head], _UNBOUNDED / scale, "link"))
 
     n = 2 + 2 * len(ids)
     caps = np.array([int(min(cap * scale, 2**31 - 1)) for *_, cap, _ in arcs], dtype=np.int32)
@@ -80,20 +96,58 @@ def max_flow(
     flow = result.flow.tocsr()
     flows = np.asarray(flow[tails, heads]).ravel()
 
-    replica_flow = {rid: 0.0 for rid in ids}
-    routes: dict[tuple[str, str], float] = {}
     owner = {index[rid]: rid for rid in ids}
-    for (tail, head, _, kind), value in zip(arcs, flows):
-        rate = float(value) / scale
-        if kind == "kv_transfer":
-            if value > 0:
-                routes[(owner[tail - 1], owner[head])] = rate
-        elif head == tail + 1 and tail in owner:  # the replica's own in→out arc
-            replica_flow[owner[tail]] = rate
+    replica_flow = {
+        owner[tail]: float(value) / scale
+        for (tail, head, _, _), value in zip(arcs, flows)
+        if head == tail + 1 and tail in owner and owner[tail] not in hubs  # a replica's own in→out arc
+    }
+    routes = _decompose(arcs, flows, owner, set(prefill), set(decode), scale)
 
     cut = _min_cut_capacity(n, arcs, caps, flows, scale)
     bottleneck: Bottleneck = max(cut, key=lambda kind: (cut[kind], kind)) if cut else "none"
     return FlowResult(float(result.flow_value) / scale, replica_flow, routes, bottleneck, cut)
+
+
+def _decompose(
+    arcs: list[tuple[int, int, float, str]],
+    flows: np.ndarray,
+    owner: Mapping[int, str],
+    prefill: set[str],
+    decode: set[str],
+    scale: float,
+) -> dict[tuple[str, str], float]:
+    """Split the KV part of the flow into prefill→decode paths; sum each pair's paths.
+
+    The KV part is a DAG (P_out → hubs → D_in), so depth-first path peeling terminates; arcs are
+    visited in sorted order, so the decomposition is deterministic.
+    """
+    remaining: dict[int, list[list[int]]] = {}  # node → [[head, flow left], …] on KV arcs
+    for (tail, head, _, kind), value in zip(arcs, flows):
+        if kind in ("kv_transfer", "link") and value > 0:
+            remaining.setdefault(tail, []).append([head, int(value)])
+    for out in remaining.values():
+        out.sort()
+    node_of = {rid: node for node, rid in owner.items()}
+    routes: dict[tuple[str, str], float] = {}
+    for p in sorted(prefill):
+        start = node_of[p] + 1
+        while True:
+            path, node = [], start
+            while not (node in owner and owner[node] in decode and node != start):
+                step = next((arc for arc in remaining.get(node, []) if arc[1] > 0), None)
+                if step is None:
+                    break
+                path.append(step)
+                node = step[0]
+            if not path or not (node in owner and owner[node] in decode):
+                break
+            amount = min(arc[1] for arc in path)
+            for arc in path:
+                arc[1] -= amount
+            key = (p, owner[node])
+            routes[key] = routes.get(key, 0.0) + amount / scale
+    return routes
 
 
 def _min_cut_capacity(

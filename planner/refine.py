@@ -7,7 +7,7 @@ A move replaces some (group, role) items of the state by others:
 - move      one node's share of a group (or half of it) into another group;
 - swap      the roles of a prefill and a decode group (targets KV-transfer bottlenecks).
 Groups a move creates are tried in every feasible role (≤ 4 combinations), and in small states
-(≤ 16 groups) every candidate grouping is also scored with fresh phase-2 roles, so one move can
+(≤ 8 groups) every candidate grouping is also scored with fresh phase-2 roles, so one move can
 regroup and re-role at once. The min cut of the current plan says which moves come first:
 prefill-bound favours flips to prefill and splits of prefill groups, decode-bound the reverse,
 KV-bound swaps. Pairs of far-apart groups are sampled with the caller's numpy Generator.
@@ -17,7 +17,8 @@ plus a sample), applies the best strictly improving move, then greedily re-appli
 improving moves whose groups are untouched while they still improve, so a large cluster climbs
 many moves per step. A climb ends when no move improves. The search climbs from several starts
 (phase 1–2 states for different K), then perturbs the best state with a few random moves and
-climbs again (iterated local search), a fixed number of times or until the deadline.
+climbs again (iterated local search), until `KICK_PATIENCE` rounds in a row find nothing better,
+`KICKS` rounds, or the deadline.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from planner.strategy import node_parts
 
 EXHAUSTIVE = 256  # below this many candidate moves, score them all
 SAMPLE = 64  # otherwise score the bottleneck moves and this many others
-REROLE_MAX_GROUPS = 16  # up to this many groups, every candidate grouping also gets phase-2 roles
-KICKS = 8  # perturb-and-climb rounds after the first climbs
+REROLE_MAX_GROUPS = 8  # up to this many groups, every candidate grouping also gets phase-2 roles
+KICKS = 8  # perturb-and-climb rounds after the first climbs, at most
+KICK_PATIENCE = 3  # stop kicking after this many rounds in a row find nothing better
 KICK_MOVES = 3  # random moves per perturbation
 IMPROVEMENT = 1e-6  # relative gain a move must bring, so float noise never cycles
 OTHER: dict[str, Role] = {"prefill": "decode", "decode": "prefill"}
@@ -216,21 +218,26 @@ def refine(
     best: State | None = None
     iterations, converged = 0, True
 
-    def climb(state: State) -> None:
+    def climb(state: State) -> bool:
         nonlocal best, iterations, converged
         result = _climb(scorer, state, rng, deadline, on_step)
         iterations += result.iterations
         converged &= result.converged
-        if best is None or _better(scorer.score(result.state), scorer.score(best)):
+        improved = best is None or _better(scorer.score(result.state), scorer.score(best))
+        if improved:
             best = result.state
+        return improved
 
     for start in starts:
         climb(start)
+    failures = 0
     for _ in range(kicks):
+        if failures >= KICK_PATIENCE:
+            break
         if time.monotonic() >= deadline:
             converged = False
             break
         assert best is not None
-        climb(_kick(scorer, best, rng))
+        failures = 0 if climb(_kick(scorer, best, rng)) else failures + 1
     assert best is not None
     return RefineResult(best, iterations, converged)

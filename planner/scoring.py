@@ -3,22 +3,22 @@
 A state is a list of (GPU group, role). Its score is the max-flow value (throughput objective)
 or max-flow per $/h of the GPUs in replicas (cost objective). Per-group assessments and per-pair
 KV capacities are cached, so a move re-evaluates only the groups it changed; the max-flow itself
-is re-solved with scipy's Dinic (same value as Edmonds–Karp, faster in the inner loop).
-For large clusters each prefill replica keeps only its `route_limit` best KV routes.
+is re-solved with scipy's Dinic (same value as Edmonds–Karp, faster in the inner loop). The KV
+network shares NICs and links between routes (planner.kvnet); for large clusters each replica
+keeps only its `route_limit` fastest own-arc routes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-import numpy as np
-
-from planner.costmodel import kv_transfer_capacity
-from planner.evaluate import Assessment, tp_compatible
+from planner.costmodel import Layout, Stage
+from planner.evaluate import Assessment, route_capacity
 from planner.flow import FlowResult, max_flow
+from planner.kvnet import kv_network
 from planner.plan import Role
-from planner.strategy import best_assessment
+from planner.strategy import best_assessment, group_shape, node_parts
 from planner.topology import Cluster
 
 Group = tuple[str, ...]
@@ -62,20 +62,36 @@ class Scorer:
             g: (frozenset(group), role) for group, role in anchor or () for g in group if g in cluster.gpu_by_id
         }
         self._assessments: dict[tuple[Group, Role], Assessment | None] = {}
+        self._shapes: dict[tuple[Role, tuple], Assessment | None] = {}
         self._kv: dict[tuple[str, str], float] = {}
         self._scores: dict[State, Score] = {}
 
     def assessment(self, group: Group, role: Role) -> Assessment | None:
         key = (tuple(sorted(group)), role)
         if key not in self._assessments:
-            self._assessments[key] = self.layout_policy(self.cluster, key[0], role, self.launchable)
+            self._assessments[key] = self._assess(key[0], role)
         return self._assessments[key]
+
+    def _assess(self, group: Group, role: Role) -> Assessment | None:
+        """Groups of the same shape perform the same: reuse the layout found for the first of them."""
+        parts = node_parts(self.cluster, group)
+        shape = (role, group_shape(self.cluster, parts))
+        if shape not in self._shapes:
+            self._shapes[shape] = self.layout_policy(self.cluster, group, role, self.launchable)
+        found = self._shapes[shape]
+        if found is None or found.layout.gpus == tuple(g for _, p in parts for g in p):
+            return found
+        gpus = iter(g for _, p in parts for g in p)
+        stages = tuple(
+            Stage(tuple(next(gpus) for _ in stage.gpus), stage.layer_start, stage.layer_end)
+            for stage in found.layout.stages
+        )
+        return replace(found, layout=Layout(stages))
 
     def kv_capacity(self, p: Assessment, d: Assessment) -> float:
         key = (p.id, d.id)
         if key not in self._kv:
-            ok = not self.launchable or tp_compatible(p.layout.tp, d.layout.tp)
-            self._kv[key] = kv_transfer_capacity(self.cluster, p.layout, d.layout) if ok else 0.0
+            self._kv[key] = route_capacity(self.cluster, p, d, self.launchable)
         return self._kv[key]
 
     def score(self, state: Sequence[tuple[Group, Role]]) -> Score:
@@ -106,9 +122,14 @@ class Scorer:
         live = [(a, role) for group, role in state if (a := self.assessment(group, role)) is not None]
         prefill = [a for a, role in live if role == "prefill"]
         decode = [a for a, role in live if role == "decode"]
-        kv = self._routes(prefill, decode)
+        network = kv_network(self.cluster, prefill, decode, self.kv_capacity)
         flow = max_flow(
-            {a.id: a.capacity_rps for a in prefill}, {a.id: a.capacity_rps for a in decode}, kv, method="dinic"
+            {a.id: a.capacity_rps for a in prefill},
+            {a.id: a.capacity_rps for a in decode},
+            self._sparsify(network.direct, len(prefill) + len(decode)),
+            hubs=network.hubs,
+            hub_arcs=network.hub_arcs,
+            method="dinic",
         )
         used = [a for a in prefill + decode if flow.replica_flow.get(a.id, 0.0) > 0]
         cost = self.cluster.price_per_hour(g for a in used for g in a.layout.gpus)
@@ -117,30 +138,17 @@ class Scorer:
             value = -1.0  # infeasible: below every real plan, so the search moves back inside the budget
         return Score(value, flow.value, cost, flow)
 
-    def _routes(self, prefill: list[Assessment], decode: list[Assessment]) -> dict[tuple[str, str], float]:
-        """KV capacity of every usable route; with many replicas, each keeps only its `route_limit` fastest
-        routes, counted from both ends so that no replica is cut off."""
-        if not prefill or not decode:
-            return {}
-        caps = np.array([[self.kv_capacity(p, d) for d in decode] for p in prefill])
-        keep = caps > 0
-        if keep.sum() > self.route_limit * (len(prefill) + len(decode)):
-            limit = self.route_limit
-            by_row = np.zeros_like(keep)
-            if caps.shape[1] > limit:
-                rows = np.argpartition(-caps, limit - 1, axis=1)[:, :limit]
-                np.put_along_axis(by_row, rows, True, axis=1)
-            else:
-                by_row[:] = True
-            by_col = np.zeros_like(keep)
-            if caps.shape[0] > limit:
-                cols = np.argpartition(-caps, limit - 1, axis=0)[:limit, :]
-                np.put_along_axis(by_col, cols, True, axis=0)
-            else:
-                by_col[:] = True
-            keep &= by_row | by_col
-        rows, cols = np.nonzero(keep)
-        return {(prefill[i].id, decode[j].id): float(caps[i, j]) for i, j in zip(rows, cols)}
+    def _sparsify(self, direct: dict[tuple[str, str], float], replicas: int) -> dict[tuple[str, str], float]:
+        """With many replicas, each keeps only its `route_limit` fastest own-arc routes, counted from
+        both ends so that no replica is cut off (hub routes are few and always kept)."""
+        if len(direct) <= self.route_limit * replicas:
+            return direct
+        ranked: dict[str, list[tuple[float, tuple[str, str]]]] = {}
+        for pair, cap in direct.items():
+            ranked.setdefault(pair[0], []).append((cap, pair))
+            ranked.setdefault(pair[1], []).append((cap, pair))
+        keep = {pair for routes in ranked.values() for _, pair in sorted(routes, reverse=True)[: self.route_limit]}
+        return {pair: direct[pair] for pair in sorted(keep)}
 
     def assessments(self, state: Sequence[tuple[Group, Role]]) -> list[Assessment]:
         """The replicas a state deploys: feasible groups that carry flow."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 
 from planner.costmodel import (
     DEFAULT_BATCHED_TOKENS,
@@ -41,6 +42,18 @@ def node_parts(cluster: Cluster, gpus: Sequence[str]) -> list[tuple[str, list[st
     for g in sorted(gpus, key=lambda g: (cluster.node_index[cluster.gpu_by_id[g].node], cluster.gpu_by_id[g].index)):
         by_node.setdefault(cluster.gpu_by_id[g].node, []).append(g)
     return list(by_node.items())
+
+
+def group_shape(cluster: Cluster, parts: list[tuple[str, list[str]]]) -> tuple:
+    """Everything the cost model reads about a group, without GPU or node names: per node part
+    (GPU type, intra-node link, GPU count, NIC) and the links between consecutive parts. Two groups
+    of one shape have the same best layout up to renaming GPUs (used to cache layouts)."""
+    nodes = [cluster.node_by_name[name] for name, _ in parts]
+    inside = tuple((n.gpu.key, n.intra_link.key, len(p), n.nic) for n, (_, p) in zip(nodes, parts))
+    between = tuple(
+        (cluster.node_bandwidth(a.name, b.name), cluster.node_latency(a.name, b.name)) for a, b in pairwise(nodes)
+    )
+    return inside, between
 
 
 def split_layers(layers: int, per_layer_cost: Sequence[float], max_layers: Sequence[int]) -> list[int] | None:

@@ -41,15 +41,23 @@ def small_cluster(rng: np.random.Generator, *, max_gpus: int = 12, model: str = 
     }
 
 
-def large_cluster(rng: np.random.Generator, gpus: int, *, model: str = "llama-3.1-70b", types: int = 3) -> dict:
-    """8-GPU nodes of `types` GPU types in two zones: fast inside a zone, slower across."""
-    kinds = list(LARGE_GPU_TYPES[:types])
-    nodes = []
-    for i in range(max(1, gpus // 8)):
-        gpu = kinds[i % len(kinds)]
-        nodes.append(
-            {"name": f"{gpu.lower()}-{i}", "gpu": gpu, "count": 8, "nic": "400Gbps", "zone": "a" if i % 2 else "b"}
-        )
+def large_cluster(
+    rng: np.random.Generator, gpus: int, *, model: str = "llama-3.1-70b", types: int = 3, node_size: int = 8
+) -> dict:
+    """Nodes of `node_size` GPUs of `types` GPU types (in a seeded order), in two zones (two
+    network tiers): fast inside a zone, slower across."""
+    kinds = [str(k) for k in rng.permutation(LARGE_GPU_TYPES[:types])]
+    count = max(1, gpus // node_size)
+    nodes = [
+        {
+            "name": f"{kinds[i % len(kinds)].lower()}-{i}",
+            "gpu": kinds[i % len(kinds)],
+            "count": node_size,
+            "nic": "400Gbps",
+            "zone": "a" if i < count / 2 else "b",
+        }
+        for i in range(count)
+    ]
     return {
         "model": model,
         "workload": {"prompt_tokens": 1024, "output_tokens": 256},
