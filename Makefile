@@ -19,7 +19,7 @@ demo: $(STAMP)
 	@mkdir -p out
 	$(BIN)/hexplan validate $(DEMO_CLUSTER)
 	$(BIN)/hexplan solve $(DEMO_CLUSTER) -o out/plan.yaml
-	$(BIN)/hexplan show out/plan.yaml
+	$(BIN)/hexplan simulate out/plan.yaml --duration 300
 
 test: $(STAMP)
 	$(BIN)/ruff check .
@@ -58,6 +58,11 @@ test-vllm: $(STAMP) $(VLLM_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/solve_scaling.py
+	$(BIN)/python benchmarks/optimality.py
+	$(BIN)/python benchmarks/ablation.py
+	$(BIN)/python benchmarks/sim_speed.py
+	$(BIN)/python benchmarks/fidelity.py
+	$(BIN)/python benchmarks/paper.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) out .pytest_cache .ruff_cache

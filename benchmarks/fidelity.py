@@ -2,9 +2,7 @@
 
 Usage: .venv/bin/python benchmarks/fidelity.py [--duration S] [--time-limit S]
 Each example is planned by hexgen2 (seed 0); the plan is simulated under Poisson arrivals at 1.5× its
-max-flow rate and the served rate is measured after a warm-up of a quarter of the run. A second run
-caps every batch replica's max_num_seqs at 95 % of the plan's value, to show how much of a gap is
-preemption thrash (KV memory sized for the *mean* context, see RESULTS.md).
+max-flow rate and the served rate is measured after a warm-up of a quarter of the run.
 """
 
 from __future__ import annotations
@@ -15,27 +13,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from planner.plan import Plan
 from planner.profiles import load_catalog
 from planner.sim import saturation
 from planner.solver import solve
 from planner.spec import load_cluster
 
 LARGE_DURATION_S = 120.0  # large-1024 serves ~1,000 req/s: a shorter run has as many requests
-
-
-def headroom(plan: Plan, fraction: float) -> Plan:
-    replicas = [
-        r
-        if r.role == "prefill"
-        else r.model_copy(
-            update={
-                "engine": r.engine.model_copy(update={"max_num_seqs": max(1, int(r.engine.max_num_seqs * fraction))})
-            }
-        )
-        for r in plan.replicas
-    ]
-    return plan.model_copy(update={"replicas": replicas})
 
 
 def main() -> None:
@@ -52,8 +35,6 @@ def main() -> None:
         "sim req/s",
         "sim / max-flow",
         "preemptions",
-        "sim @95% seqs",
-        "ratio @95%",
     ):
         table.add_column(column, justify="left" if column in ("example", "bottleneck") else "right")
     for path in sorted(Path("examples").glob("*.yaml")):
@@ -62,7 +43,6 @@ def main() -> None:
         duration = LARGE_DURATION_S if len(cluster.gpus) > 256 else args.duration
         predicted = plan.summary.throughput_rps
         run = saturation(plan, cluster, duration=duration, seed=0)
-        capped = saturation(headroom(plan, 0.95), cluster, duration=duration, seed=0)
         table.add_row(
             path.name,
             plan.summary.bottleneck,
@@ -70,8 +50,6 @@ def main() -> None:
             f"{run.throughput_rps:.2f}",
             f"{run.throughput_rps / predicted:.3f}",
             str(run.preemptions),
-            f"{capped.throughput_rps:.2f}",
-            f"{capped.throughput_rps / predicted:.3f}",
         )
     Console(width=160).print(table)
 

@@ -71,19 +71,42 @@ def main() -> int:
         print(json.dumps(one(args.one, args.time_limit)))
         return 0
     table = Table(title=f"hexplan solve scaling (time limit {args.time_limit:g} s, seed 0)")
-    for column in ("GPUs", "model", "solve s", "peak MiB", "req/s", "bound req/s", "plan/bound", "replicas", "GPUs used",
-                   "K tried", "steps", "converged"):
+    for column in (
+        "GPUs",
+        "model",
+        "solve s",
+        "peak MiB",
+        "req/s",
+        "bound req/s",
+        "plan/bound",
+        "replicas",
+        "GPUs used",
+        "K tried",
+        "steps",
+        "converged",
+    ):
         table.add_column(column, justify="right")
     for size in args.sizes:
         out = subprocess.run(
             [sys.executable, __file__, "--one", str(size), "--time-limit", str(args.time_limit)],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         r = json.loads(out)
         table.add_row(
-            str(r["gpus"]), r["model"], f"{r['seconds']:.2f}", f"{r['peak_mib']:.0f}", f"{r['throughput']:.1f}",
-            f"{r['bound']:.1f}", f"{r['throughput'] / r['bound']:.1%}", str(r["replicas"]), str(r["gpus_used"]),
-            str(r["k_tried"]), str(r["iterations"]), "yes" if r["converged"] else "no",
+            str(r["gpus"]),
+            r["model"],
+            f"{r['seconds']:.2f}",
+            f"{r['peak_mib']:.0f}",
+            f"{r['throughput']:.1f}",
+            f"{r['bound']:.1f}",
+            f"{r['throughput'] / r['bound']:.1%}",
+            str(r["replicas"]),
+            str(r["gpus_used"]),
+            str(r["k_tried"]),
+            str(r["iterations"]),
+            "yes" if r["converged"] else "no",
         )
     Console(width=160).print(table)
     return 0
