@@ -3,7 +3,7 @@
 The contract with the operator (README "Launch on a GPU cluster"): every Ray node that hosts part of
 a plan is started with two labels,
 
-    ray start ... --labels='{"hexgen2.io/node": "<node name in cluster.yaml>", "hexgen2.io/gpu": "<GPU type key>"}'
+    ray start ... --labels "hexgen2.io/node=<node name in cluster.yaml>,hexgen2.io/gpu=<GPU type key>"
 
 and its GPU count (`--num-gpus`, auto-detected on GPU machines). Labels rather than custom resources
 because Ray recommends labels for placement by identity (resources are for quantities), and because a
@@ -96,7 +96,7 @@ def match_nodes(wanted: Sequence[NodeNeed], available: Sequence[RayNode]) -> dic
         raise LaunchError(
             listed("the Ray cluster does not hold what the plan names; nothing was started:", problems),
             hint=(
-                f'start each Ray node with --labels \'{{"{NODE_LABEL}": NAME, "{GPU_LABEL}": TYPE}}\' and its GPUs '
+                f'start each Ray node with --labels "{NODE_LABEL}=NAME,{GPU_LABEL}=TYPE" and its GPUs '
                 f"(labelled nodes now: {', '.join(labelled) or 'none'})"
             ),
         )

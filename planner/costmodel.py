@@ -351,9 +351,17 @@ def kv_transfer_loads(cluster: Cluster, prefill: Layout, decode: Layout) -> dict
 
 
 def kv_transfer_capacity(cluster: Cluster, prefill: Layout, decode: Layout) -> float:
-    """Requests/s whose KV caches the links between the two replicas can carry."""
-    seconds = kv_transfer_time(cluster, prefill, decode)
-    return 0.0 if seconds == math.inf or seconds <= 0 else 1.0 / seconds
+    """Requests/s whose KV caches the links between the two replicas can carry.
+
+    Bandwidth-bound: concurrent transfers overlap their latency, so latency counts in TTFT
+    (kv_transfer_time), not here; this is also what the shared hubs of planner.kvnet assume.
+    """
+    worst = 0.0
+    for bytes_per_token, bandwidth in kv_transfer_loads(cluster, prefill, decode).values():
+        if bandwidth <= 0:
+            return 0.0
+        worst = max(worst, cluster.workload.prompt.mean * bytes_per_token / bandwidth)
+    return 1.0 / worst if worst > 0 else 0.0
 
 
 def layer_split(layers: int, weights: list[float]) -> list[tuple[int, int]]:

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from planner.evaluate import PlanError, evaluate
-from planner.plan import Plan, ReplicaPlan, RoutePlan, _rounded
+from planner.plan import Plan, ReplicaPlan, RoutePlan, round_floats
 from planner.topology import Cluster
 
 REL_TOL = 1e-6
@@ -61,7 +61,7 @@ METRICS = (
 
 def same(a: object, b: object) -> bool:
     """Equal at the plan file's precision: 6 significant digits, then a relative 1e-6."""
-    a, b = _rounded(a), _rounded(b)
+    a, b = round_floats(a), round_floats(b)
     if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
         return math.isclose(a, b, rel_tol=REL_TOL, abs_tol=1e-12)
     return a == b
@@ -362,11 +362,11 @@ def check_plan(plan: Plan, cluster: Cluster) -> tuple[Plan, PlanDiff]:
 
 
 def _jsonable(value: object) -> object:
-    return _rounded(list(value) if isinstance(value, tuple) else value)
+    return round_floats(list(value) if isinstance(value, tuple) else value)
 
 
 def _pct(value: float | None) -> float | None:
-    return None if value is None else _rounded(value)
+    return None if value is None else round_floats(value)
 
 
 def diff_to_dict(diff: PlanDiff, gates: Sequence[GateResult] = ()) -> dict:
@@ -379,7 +379,7 @@ def diff_to_dict(diff: PlanDiff, gates: Sequence[GateResult] = ()) -> dict:
         return (
             None
             if r is None
-            else _rounded({"rate_rps": r.rate_rps, "capacity_rps": r.capacity_rps, "kv_gbps": r.kv_gbps})
+            else round_floats({"rate_rps": r.rate_rps, "capacity_rps": r.capacity_rps, "kv_gbps": r.kv_gbps})
         )
 
     by_kind = {kind: [r for r in diff.replicas if r.kind == kind] for kind in ("added", "removed", "changed")}
@@ -389,8 +389,8 @@ def diff_to_dict(diff: PlanDiff, gates: Sequence[GateResult] = ()) -> dict:
         "gates": [
             {
                 "name": g.name,
-                "limit": _rounded(g.limit),
-                "value": _rounded(g.value) if math.isfinite(g.value) else None,
+                "limit": round_floats(g.limit),
+                "value": round_floats(g.value) if math.isfinite(g.value) else None,
                 "passed": g.passed,
                 "detail": g.detail,
             }
@@ -398,9 +398,9 @@ def diff_to_dict(diff: PlanDiff, gates: Sequence[GateResult] = ()) -> dict:
         ],
         "metrics": {
             m.metric.name: {
-                "old": _rounded(m.old),
-                "new": _rounded(m.new),
-                "delta": _rounded(m.delta),
+                "old": round_floats(m.old),
+                "new": round_floats(m.new),
+                "delta": round_floats(m.delta),
                 "pct": _pct(m.pct),
             }
             for m in diff.metrics
@@ -439,8 +439,8 @@ def diff_to_dict(diff: PlanDiff, gates: Sequence[GateResult] = ()) -> dict:
                 "to": r.target,
                 "old": route(r.old),
                 "new": route(r.new),
-                "old_weight": _rounded(r.old_weight),
-                "new_weight": _rounded(r.new_weight),
+                "old_weight": round_floats(r.old_weight),
+                "new_weight": round_floats(r.new_weight),
             }
             for r in diff.routes
         ],

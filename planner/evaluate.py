@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import pairwise
 
 from planner import __version__
 from planner.costmodel import (
@@ -26,7 +27,7 @@ from planner.costmodel import (
 )
 from planner.errors import InputError
 from planner.flow import FlowResult, max_flow
-from planner.kvnet import kv_network
+from planner.kvnet import kv_network, tp_compatible
 from planner.plan import (
     ClusterRef,
     EnginePlan,
@@ -101,11 +102,6 @@ def assess(cluster: Cluster, role: Role, layout: Layout) -> Assessment | None:
     return Assessment(role, layout, capacity, d.tpot_s / max(1.0 - prefill_share, 1e-6), engine)
 
 
-def tp_compatible(a: int, b: int) -> bool:
-    """NIXL needs the TP sizes of a prefill and a decode replica to divide one another."""
-    return a % b == 0 or b % a == 0
-
-
 def route_capacity(cluster: Cluster, prefill: Assessment, decode: Assessment, launchable: bool) -> float:
     """Requests/s of KV caches the links between two replicas carry on their own; 0 when the
     connector cannot join them (TP sizes that do not divide)."""
@@ -120,7 +116,11 @@ def assemble(cluster: Cluster, assessments: Sequence[Assessment], solver: Solver
     by_role = {role: [a for a in assessments if a.role == role] for role in ("prefill", "decode", "colocated")}
     by_id = {a.id: a for a in assessments}
     network = kv_network(
-        cluster, by_role["prefill"], by_role["decode"], lambda p, d: route_capacity(cluster, p, d, launchable)
+        cluster,
+        by_role["prefill"],
+        by_role["decode"],
+        lambda p, d: route_capacity(cluster, p, d, launchable),
+        launchable=launchable,
     )
     flow = max_flow(
         {a.id: a.capacity_rps for a in by_role["prefill"]},
@@ -220,6 +220,13 @@ def check_layout(cluster: Cluster, role: Role, layout: Layout, where: str, launc
         expected = stage.layer_end
     if expected != layers:
         raise PlanError(f"{where}: stages cover layers [0, {expected}) but the model has {layers}.")
+    stage_nodes = [cluster.gpu_by_id[s.gpus[0]].node for s in layout.stages]
+    if launchable and any(a != b and b in stage_nodes[:i] for i, (a, b) in enumerate(pairwise(stage_nodes))):
+        raise PlanError(f"{where}: the stages on one node must be consecutive (node order {', '.join(stage_nodes)}).")
+    per_node = Counter(cluster.gpu_by_id[g].node for g in layout.gpus)
+    if launchable and len(set(per_node.values())) > 1:
+        counts = ", ".join(f"{node}: {n}" for node, n in sorted(per_node.items()))
+        raise PlanError(f"{where}: a replica across nodes needs the same number of GPUs on each node ({counts}).")
     if launchable and role == "decode" and layout.pp > 1:
         raise PlanError(f"{where}: a decode replica with PP={layout.pp}; NIXL KV transfer needs decode PP = 1.")
 

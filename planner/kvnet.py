@@ -7,8 +7,9 @@ goes through shared hubs, each with capacity = bandwidth ÷ KV bytes of a mean r
 
     P_out ─▶ E:a (NIC of node a, out) ─▶ L:a|b (network link a–b) ─▶ I:b (NIC of node b, in) ─▶ D_in
 
-Any path through these hubs is a legal route (any prefill replica on a may send to any decode
-replica on b), so the max-flow stays exact. Routes inside one node (NVLink/PCIe, not shared with
+(The wire hub is left out when both NICs are slower than the link: it could never bind.) Any
+path through these hubs is a legal route (any prefill replica on a may send to any decode replica
+on b), so the max-flow stays exact. Routes inside one node (NVLink/PCIe, not shared with
 the network), routes of replicas spanning several nodes, and node pairs where some replica pair
 cannot talk (TP sizes that do not divide) keep their own arc: an approximation for the middle case.
 """
@@ -39,40 +40,72 @@ def home_node(cluster: Cluster, replica: Assessment) -> str | None:
     return nodes.pop() if len(nodes) == 1 else None
 
 
+def tp_compatible(a: int, b: int) -> bool:
+    """KV connectors need the TP sizes of a prefill and a decode replica to divide one another."""
+    return a % b == 0 or b % a == 0
+
+
 def kv_network(
     cluster: Cluster,
     prefill: Sequence[Assessment],
     decode: Sequence[Assessment],
     route_capacity: Callable[[Assessment, Assessment], float],
+    *,
+    launchable: bool,
 ) -> KvNetwork:
-    """Direct arcs and shared hubs for every usable route (route_capacity > 0)."""
+    """Direct arcs and shared hubs for every usable route (see the module docstring).
+
+    Cost: O(#node pairs + #own-arc routes); hub routes never need a per-pair capacity.
+    """
     per_request = kv_bytes_per_request(cluster)
-    home = {a.id: home_node(cluster, a) for a in [*prefill, *decode]}
-    caps = {(p.id, d.id): route_capacity(p, d) for p in prefill for d in decode}
-    pairs: dict[tuple[str, str], list[tuple[str, str]]] = {}
-    blocked: set[tuple[str, str]] = set()
-    for (p, d), cap in caps.items():
-        a, b = home[p], home[d]
-        if a is None or b is None or a == b:
-            continue
-        pairs.setdefault((a, b), []).append((p, d))
-        if cap <= 0:
-            blocked.add((a, b))
-    direct = {pair: cap for pair, cap in caps.items() if cap > 0}
+    by_node: dict[str, tuple[list[Assessment], list[Assessment]]] = {}
+    spanning_p, spanning_d = [], []
+    for replicas, side, spanning in ((prefill, 0, spanning_p), (decode, 1, spanning_d)):
+        for a in replicas:
+            node = home_node(cluster, a)
+            if node is None:
+                spanning.append(a)
+            else:
+                by_node.setdefault(node, ([], []))[side].append(a)
+    direct: dict[tuple[str, str], float] = {}
+
+    def own_arc(p: Assessment, d: Assessment) -> None:
+        if (cap := route_capacity(p, d)) > 0:
+            direct[(p.id, d.id)] = cap
+
     hubs: dict[str, float] = {}
-    arcs: list[tuple[str, str]] = []
-    for (a, b), routes in sorted(pairs.items()):
-        if (a, b) in blocked:
-            continue
-        link = cluster.links.get((min(a, b), max(a, b)))
-        if link is None:
-            continue
-        egress, wire, ingress = f"E:{a}", f"L:{a}|{b}", f"I:{b}"
-        hubs[egress] = cluster.node_by_name[a].nic / per_request
-        hubs[wire] = link.bandwidth / per_request
-        hubs[ingress] = cluster.node_by_name[b].nic / per_request
-        arcs += [(egress, wire), (wire, ingress)]
-        for p, d in routes:
-            direct.pop((p, d), None)
-            arcs += [(p, egress), (ingress, d)]
-    return KvNetwork(direct, hubs, tuple(sorted(set(arcs))))
+    arcs: set[tuple[str, str]] = set()
+    for a, (senders, _) in sorted(by_node.items()):
+        for b, (_, receivers) in sorted(by_node.items()):
+            if not senders or not receivers:
+                continue
+            link = cluster.links.get((min(a, b), max(a, b)))
+            tps_ok = not launchable or all(
+                tp_compatible(tp, tq)
+                for tp in {p.layout.tp for p in senders}
+                for tq in {d.layout.tp for d in receivers}
+            )
+            if a == b or link is None or not tps_ok:
+                for p in senders:
+                    for d in receivers:
+                        own_arc(p, d)
+                continue
+            egress, ingress = f"E:{a}", f"I:{b}"
+            nic_a, nic_b = cluster.node_by_name[a].nic, cluster.node_by_name[b].nic
+            hubs[egress], hubs[ingress] = nic_a / per_request, nic_b / per_request
+            if link.bandwidth < min(nic_a, nic_b):  # else the NICs bound the pair's traffic already
+                wire = f"L:{a}|{b}"
+                hubs[wire] = link.bandwidth / per_request
+                arcs.update({(egress, wire), (wire, ingress)})
+            else:
+                arcs.add((egress, ingress))
+            arcs.update((p.id, egress) for p in senders)
+            arcs.update((ingress, d.id) for d in receivers)
+    for p in spanning_p:
+        for d in decode:
+            own_arc(p, d)
+    for d in spanning_d:
+        for p in prefill:
+            if home_node(cluster, p) is not None:
+                own_arc(p, d)
+    return KvNetwork(direct, hubs, tuple(sorted(arcs)))

@@ -108,14 +108,14 @@ def replica_id(role: str, gpus: list[str] | tuple[str, ...]) -> str:
     return f"{ROLE_PREFIX[role]}-{sorted(gpus)[0].split('/')[0]}-{digest}"
 
 
-def _rounded(value: object) -> object:
+def round_floats(value: object) -> object:
     """Round floats to 6 significant digits so tiny float noise never shows up in a diff."""
     if isinstance(value, float):
         return float(f"{value:.6g}")
     if isinstance(value, dict):
-        return {k: _rounded(v) for k, v in value.items()}
+        return {k: round_floats(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_rounded(v) for v in value]
+        return [round_floats(v) for v in value]
     return value
 
 
@@ -126,7 +126,7 @@ def plan_to_yaml(plan: Plan) -> str:
             "routes": sorted(plan.routes, key=lambda r: (r.source, r.target)),
         }
     )
-    return dump_yaml(_rounded(ordered.model_dump(mode="json", by_alias=True)))
+    return dump_yaml(round_floats(ordered.model_dump(mode="json", by_alias=True)))
 
 
 def write_plan(plan: Plan, path: Path) -> None:

@@ -185,6 +185,8 @@ def _climb(
         improving.sort(key=lambda entry: (-entry[0], entry[1]))
         state, current = improving[0][2], scorer.score(improving[0][2])
         for _, move, _ in improving[1:]:
+            if time.monotonic() >= deadline:
+                break
             candidate = move.apply(state)
             if candidate is not None and _better(score := scorer.score(candidate), current):
                 state, current = candidate, score

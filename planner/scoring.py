@@ -122,7 +122,7 @@ class Scorer:
         live = [(a, role) for group, role in state if (a := self.assessment(group, role)) is not None]
         prefill = [a for a, role in live if role == "prefill"]
         decode = [a for a, role in live if role == "decode"]
-        network = kv_network(self.cluster, prefill, decode, self.kv_capacity)
+        network = kv_network(self.cluster, prefill, decode, self.kv_capacity, launchable=self.launchable)
         flow = max_flow(
             {a.id: a.capacity_rps for a in prefill},
             {a.id: a.capacity_rps for a in decode},

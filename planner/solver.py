@@ -35,8 +35,9 @@ from planner.topology import Cluster
 
 Progress = Callable[[float, float], None]  # (fraction of the time budget used, best throughput so far)
 KV_HEADROOM = 0.25  # a replica needs its weights plus about this fraction again for KV cache
-PHASE12_SHARE = 0.5
-STARTS = 3  # best phase 1–2 states the refinement climbs from  # at most this share of the time limit goes to trying K values
+PHASE12_SHARE = 0.5  # at most this share of the time limit goes to trying K values
+SEARCH_SHARE = 0.97  # the search stops here; the rest is for assembling the plan
+STARTS = 3  # best phase 1–2 states the refinement climbs from
 
 
 def replica_bytes(cluster: Cluster) -> float:
@@ -85,7 +86,7 @@ def solve(
     """
     check_model_fits(cluster)
     began = time.monotonic()
-    deadline = began + time_limit
+    deadline = began + SEARCH_SHARE * time_limit
     objective = objective or cluster.objective
     scorer = Scorer(cluster, launchable=connector != "none", objective=objective, anchor=anchor, max_moved=max_moved)
     rng = np.random.default_rng(seed)

@@ -5,7 +5,8 @@ Rules (vLLM's and the connector's):
   which divides the attention heads (and the KV heads, or is a multiple of them);
 - PP stages may cross nodes and GPU types; layers are split unevenly so that the slowest stage is
   as fast as possible while every stage fits its memory (weights, activations, KV working set);
-- with a KV connector (NIXL & co.) a decode replica has PP = 1.
+- with a KV connector (NIXL & co.) a decode replica has PP = 1, and a replica spanning nodes has
+  the same number of GPUs on each (vLLM starts one engine process per node with equal GPU counts).
 
 Prefill groups take the lowest-latency layout among those within 10 % of the best capacity (and the
 TTFT SLO); decode groups take the highest-capacity layout meeting the TPOT SLO (decode_perf enforces it).
@@ -112,6 +113,8 @@ def _stage_cost(cluster: Cluster, stage_gpus: Sequence[str], role: Role) -> floa
 def candidate_layouts(cluster: Cluster, gpus: Sequence[str], role: Role, launchable: bool) -> list[Layout]:
     """Every admissible layout of the group for the role (see module docstring)."""
     parts = node_parts(cluster, gpus)
+    if launchable and len({len(p) for _, p in parts}) > 1:
+        return []  # vLLM's multi-node launch runs the same number of GPUs on every node
     layouts = []
     for tp in sorted({math.gcd(*(len(p) for _, p in parts))} | {1, 2, 4, 8, 16}):
         if not valid_tp(cluster, tp) or any(len(p) % tp for _, p in parts):

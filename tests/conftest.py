@@ -150,3 +150,84 @@ def ray_cluster() -> Iterator[str]:
         os.environ.pop("RAY_AUTH_MODE", None)
     else:
         os.environ["RAY_AUTH_MODE"] = previous
+
+
+# --- solver tests (helper "solver-tests"): the invariants every plan the scheduler writes must satisfy ------------
+def _check_plan(plan: Plan, cluster: Cluster, *, rel: float = 1e-6, idle_ok: bool = False) -> Plan:
+    """Assert the launchability, memory and flow invariants of issue 3 on `plan`; return evaluate(plan).
+
+    `rel` is the relative tolerance on rates: 1e-6 for a plan from `solve()`, ~1e-5 for one read back from a
+    file (plan files round floats to 6 significant digits). `idle_ok` allows replicas that carry no requests
+    (the scheduler drops them, but a re-plan may keep a running one).
+    """
+    from collections import Counter
+
+    from planner.costmodel import kv_capacity_tokens
+    from planner.evaluate import evaluate, layout_of
+
+    def close(a: float, b: float) -> bool:
+        return a == pytest.approx(b, rel=rel, abs=1e-9)
+
+    launchable = plan.solver.connector != "none"
+    twice = [g for g, n in Counter(g for r in plan.replicas for g in r.gpus).items() if n > 1]
+    assert not twice, f"GPUs used by more than one replica: {twice}"
+    for r in plan.replicas:
+        assert all(g in cluster.gpu_by_id for g in r.gpus), f"{r.id}: GPUs not in the cluster"
+        assert sorted(r.gpus) == sorted(g for s in r.stages for g in s.gpus), f"{r.id}: gpus ≠ stage GPUs"
+        assert r.pp == len(r.stages) and all(len(s.gpus) == r.tp for s in r.stages), f"{r.id}: TP×PP ≠ stages"
+        for stage, gpu_type in zip(r.stages, r.gpu_types, strict=True):
+            slots = [cluster.gpu_by_id[g] for g in stage.gpus]
+            assert len({s.node for s in slots}) == 1, f"{r.id}: a stage spans nodes {stage.gpus}"
+            assert {s.gpu.key for s in slots} == {gpu_type}, f"{r.id}: stage GPU types ≠ {gpu_type}"
+        tokens = kv_capacity_tokens(cluster, layout_of(r), r.engine.max_num_batched_tokens)
+        assert tokens > 0, f"{r.id}: weights and activations do not fit ({tokens:.0f} KV tokens)"
+        if launchable and r.role == "decode":
+            assert r.pp == 1, f"{r.id}: decode PP={r.pp} under connector {plan.solver.connector}"
+    replicas = {r.id: r for r in plan.replicas}
+    out: Counter[str] = Counter()
+    into: Counter[str] = Counter()
+    for route in plan.routes:
+        p, d = replicas[route.source], replicas[route.target]
+        assert (p.role, d.role) == ("prefill", "decode"), f"route {p.id} → {d.id} is not prefill → decode"
+        if launchable:
+            assert p.tp % d.tp == 0 or d.tp % p.tp == 0, f"route {p.id} → {d.id}: TP {p.tp} and {d.tp} do not divide"
+        out[p.id] += route.rate_rps
+        into[d.id] += route.rate_rps
+    for r in plan.replicas:  # flow conservation: what a replica sends or receives is at most what it can serve
+        flow = out[r.id] if r.role == "prefill" else into[r.id]
+        assert idle_ok or flow > 0, f"{r.id} deployed but carries no requests"
+        assert flow <= r.capacity_rps * (1 + rel), f"{r.id}: {flow} req/s through a {r.capacity_rps} req/s replica"
+    assert close(sum(out.values()), plan.summary.throughput_rps), "routes do not add up to the throughput"
+    honest = evaluate(plan, cluster)
+    assert close(honest.summary.throughput_rps, plan.summary.throughput_rps), "evaluate() disagrees"
+    recomputed = {(r.source, r.target): r.rate_rps for r in honest.routes}
+    claimed = {(r.source, r.target): r.rate_rps for r in plan.routes}
+    assert recomputed.keys() == claimed.keys(), "evaluate() routes differently"
+    assert all(close(recomputed[k], claimed[k]) for k in claimed), "evaluate() gives other route rates"
+    return honest
+
+
+@pytest.fixture(scope="session")
+def check_plan() -> Callable[..., Plan]:
+    return _check_plan
+
+
+@pytest.fixture(scope="session")
+def solved_plan(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """`solved_plan(cluster_file, *options)`: path of the plan `hexplan solve cluster_file *options -q` writes.
+
+    Each distinct command runs once per session (solving costs seconds); callers must not modify the file.
+    """
+    cache: dict[tuple[str, ...], Path] = {}
+    directory = tmp_path_factory.mktemp("solved")
+
+    def solved(*args: object) -> Path:
+        key = tuple(str(a) for a in args)
+        if key not in cache:
+            path = directory / f"plan-{len(cache)}.yaml"
+            result = _run_cli("solve", *key, "-q", "-o", path)
+            assert result.exit_code == 0, result.output
+            cache[key] = path
+        return cache[key]
+
+    return solved

@@ -107,4 +107,4 @@ def test_match_nodes_lists_everything_missing() -> None:
         "  - e: 2 Ray nodes carry hexgen2.io/node=e (xe, ye).",
     ):
         assert line in text.splitlines()
-    assert "To fix: start each Ray node with --labels" in text
+    assert 'To fix: start each Ray node with --labels "hexgen2.io/node=NAME,hexgen2.io/gpu=TYPE" and its GPUs' in text
