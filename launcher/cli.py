@@ -68,7 +68,7 @@ def start(
     ] = False,
     output_format: Annotated[Format, typer.Option("--format", help="dry-run output")] = Format.text,
     model: Annotated[
-        str | None, typer.Option(help="Hugging Face id or local path vLLM loads (default: the plan's model name)")
+        str | None, typer.Option(help="Hugging Face id or local path vLLM loads (default: the plan's model_path)")
     ] = None,
     engine_cmd: Annotated[
         str, typer.Option("--engine-cmd", help="engine executable (and leading args) replacing `vllm`")
@@ -94,7 +94,7 @@ def start(
     plan = read_plan(plan_file)
     chosen: Connector = connector or plan.solver.connector
     options = EngineOptions(
-        model=model or plan.model,
+        model=model or plan.model_path or plan.model,
         served_name=plan.model,
         engine_cmd=tuple(shlex.split(engine_cmd)),
         connector=chosen,
@@ -104,7 +104,7 @@ def start(
         extra_args=tuple(engine_arg or ()),
     )
     state_dir = state_dir or st.default_state_dir()
-    if model is None and "/" not in plan.model:
+    if model is None and not plan.model_path and "/" not in plan.model:
         report(
             f"vLLM will be asked to load '{plan.model}' (the plan's model name); pass --model with its "
             "Hugging Face id or a local path"

@@ -181,6 +181,7 @@ def assemble(cluster: Cluster, assessments: Sequence[Assessment], solver: Solver
     ]
     plan = Plan(
         model=cluster.model.name,
+        model_path=cluster.model.hf_id,
         dtype=cluster.dtype,
         cluster=ClusterRef(file=cluster.source.as_posix(), sha256=cluster.sha256),
         solver=solver,

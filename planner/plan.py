@@ -91,6 +91,7 @@ class ClusterRef(_Strict):
 class Plan(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     model: str
+    model_path: str = Field("", description="what vLLM loads: the model's Hugging Face id (from the catalogue)")
     dtype: str
     cluster: ClusterRef
     solver: SolverInfo

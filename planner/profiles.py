@@ -302,6 +302,7 @@ def model_from_hf_config(path: Path) -> ModelProfile:
         )
     return ModelProfile(
         name=str(config.get("_name_or_path") or path.parent.name),
+        hf_id=str(path.parent),  # vLLM loads the directory that holds config.json
         kv_heads=int(kv_heads),
         head_dim=int(head_dim),
         gated_mlp=not is_opt,

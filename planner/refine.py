@@ -18,7 +18,7 @@ improving moves whose groups are untouched while they still improve, so a large 
 many moves per step. A climb ends when no move improves. The search climbs from several starts
 (phase 1–2 states for different K), then perturbs the best state with a few random moves and
 climbs again (iterated local search), until `KICK_PATIENCE` rounds in a row find nothing better,
-`KICKS` rounds, or the deadline.
+`KICKS` rounds (more of both for small states), or the deadline.
 """
 
 from __future__ import annotations
@@ -40,9 +40,12 @@ SAMPLE = 64  # otherwise score the bottleneck moves and this many others
 REROLE_MAX_GROUPS = 8  # up to this many groups, every candidate grouping also gets phase-2 roles
 KICKS = 8  # perturb-and-climb rounds after the first climbs, at most
 KICK_PATIENCE = 3  # stop kicking after this many rounds in a row find nothing better
+SMALL_STATE = 8  # groups; small states climb in milliseconds, so they get more rounds:
+SMALL_KICKS, SMALL_PATIENCE = 32, 10
 KICK_MOVES = 3  # random moves per perturbation
 IMPROVEMENT = 1e-6  # relative gain a move must bring, so float noise never cycles
 OTHER: dict[str, Role] = {"prefill": "decode", "decode": "prefill"}
+IDLE: Role = "decode"  # role recorded for a group that fits none; its assessment is None, so it serves nothing
 
 Item = tuple[Group, Role]
 
@@ -82,11 +85,11 @@ def _halves(scorer: Scorer, group: Group) -> tuple[Group, Group] | None:
 
 
 def _role_choices(scorer: Scorer, groups: tuple[Group, ...]) -> Iterator[tuple[Item, ...]]:
-    """Every assignment of feasible roles to the groups a move creates."""
+    """Every assignment of feasible roles to the groups a move creates. A group that fits no role
+    stays in the state as idle (scored as absent), so a move may park GPUs that a later merge uses."""
     options = [[role for role in ("prefill", "decode") if scorer.assessment(g, role) is not None] for g in groups]
-    if all(options):
-        for roles in itertools.product(*options):
-            yield tuple((tuple(sorted(g)), r) for g, r in zip(groups, roles))
+    for roles in itertools.product(*(choice or [IDLE] for choice in options)):
+        yield tuple((tuple(sorted(g)), r) for g, r in zip(groups, roles))
 
 
 def _nodes(scorer: Scorer, group: Group) -> set[str]:
@@ -211,10 +214,9 @@ def refine(
     rng: np.random.Generator,
     *,
     deadline: float,
-    kicks: int = KICKS,
     on_step: Callable[[float], None] | None = None,
 ) -> RefineResult:
-    """Multi-start iterated local search: climb from each start, then `kicks` times perturb the best
+    """Multi-start iterated local search: climb from each start, then repeatedly perturb the best
     state and climb again, keeping the best. Fixed counts, so the seed alone decides the result
     unless the deadline cuts the search short (then `converged` is False)."""
     best: State | None = None
@@ -232,9 +234,12 @@ def refine(
 
     for start in starts:
         climb(start)
+    assert best is not None
+    small = len(best) <= SMALL_STATE
+    kicks, patience = (SMALL_KICKS, SMALL_PATIENCE) if small else (KICKS, KICK_PATIENCE)
     failures = 0
     for _ in range(kicks):
-        if failures >= KICK_PATIENCE:
+        if failures >= patience:
             break
         if time.monotonic() >= deadline:
             converged = False

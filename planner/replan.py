@@ -9,6 +9,7 @@ TP-friendly blocks) with a cap on moved GPUs — 0, 2, 4, 8, … — and return 
 
 from __future__ import annotations
 
+from planner.errors import InfeasibleError
 from planner.partition import make_blocks
 from planner.plan import Connector, Plan
 from planner.scoring import Scorer, State, canonical
@@ -63,7 +64,10 @@ def replan(
         budgets.append(max(2, budgets[-1] * 2))
     share = (1 - FREE_SHARE) * time_limit / len(budgets)
     for budget in budgets:
-        plan = solve(cluster, time_limit=share, start=start, anchor=anchor, max_moved=budget, **common)
+        try:
+            plan = solve(cluster, time_limit=share, start=start, anchor=anchor, max_moved=budget, **common)
+        except InfeasibleError:
+            continue  # nothing runs without moving more GPUs than this budget
         if plan.summary.throughput_rps >= (1 - max_loss) * free.summary.throughput_rps:
             return plan
     return free

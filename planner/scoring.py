@@ -151,7 +151,13 @@ class Scorer:
         return {pair: direct[pair] for pair in sorted(keep)}
 
     def assessments(self, state: Sequence[tuple[Group, Role]]) -> list[Assessment]:
-        """The replicas a state deploys: feasible groups that carry flow."""
+        """The replicas a state deploys: feasible groups that carry flow, and (when re-planning) the
+        running plan's replicas that stay as they are, even idle: stopping them would move GPUs."""
         flow = self.score(state).flow
-        live = [a for group, role in canonical(state) if (a := self.assessment(group, role)) is not None]
-        return [a for a in live if flow.replica_flow.get(a.id, 0.0) > 0]
+        deployed = []
+        for group, role in canonical(state):
+            a = self.assessment(group, role)
+            kept = all(self._anchor.get(g) == (frozenset(group), role) for g in group)
+            if a is not None and (flow.replica_flow.get(a.id, 0.0) > 0 or (self._anchor and kept)):
+                deployed.append(a)
+        return deployed

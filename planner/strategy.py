@@ -8,8 +8,10 @@ Rules (vLLM's and the connector's):
 - with a KV connector (NIXL & co.) a decode replica has PP = 1, and a replica spanning nodes has
   the same number of GPUs on each (vLLM starts one engine process per node with equal GPU counts).
 
-Prefill groups take the lowest-latency layout among those within 10 % of the best capacity (and the
-TTFT SLO); decode groups take the highest-capacity layout meeting the TPOT SLO (decode_perf enforces it).
+Both roles take the highest-capacity layout (ties: the lower latency) among those meeting the SLO:
+TTFT for prefill (checked here), TPOT for decode (decode_perf sizes the batch for it). The paper's
+"lowest-latency prefill layout" costs throughput when prefill is the bottleneck; a TTFT SLO is the
+way to ask for latency.
 """
 
 from __future__ import annotations
@@ -28,9 +30,6 @@ from planner.costmodel import (
 from planner.evaluate import Assessment, assess
 from planner.plan import Role
 from planner.topology import Cluster
-
-PREFILL_CAPACITY_SLACK = 0.9
-
 
 def valid_tp(cluster: Cluster, tp: int) -> bool:
     model = cluster.model
@@ -143,8 +142,4 @@ def best_assessment(cluster: Cluster, gpus: Sequence[str], role: Role, launchabl
         options = [a for a in options if a.latency_s <= cluster.slo_ttft]
     if not options:
         return None
-    best = max(a.capacity_rps for a in options)
-    if role == "prefill":
-        near = [a for a in options if a.capacity_rps >= PREFILL_CAPACITY_SLACK * best]
-        return min(near, key=lambda a: (a.latency_s, -a.capacity_rps, a.layout.tp))
-    return max(options, key=lambda a: (a.capacity_rps, -a.layout.tp))
+    return max(options, key=lambda a: (a.capacity_rps, -a.latency_s, -a.layout.tp))

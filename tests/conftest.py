@@ -191,6 +191,7 @@ def _check_plan(plan: Plan, cluster: Cluster, *, rel: float = 1e-6, idle_ok: boo
         assert (p.role, d.role) == ("prefill", "decode"), f"route {p.id} → {d.id} is not prefill → decode"
         if launchable:
             assert p.tp % d.tp == 0 or d.tp % p.tp == 0, f"route {p.id} → {d.id}: TP {p.tp} and {d.tp} do not divide"
+        assert route.rate_rps <= route.capacity_rps * (1 + rel), f"route {p.id} → {d.id} over its link capacity"
         out[p.id] += route.rate_rps
         into[d.id] += route.rate_rps
     for r in plan.replicas:  # flow conservation: what a replica sends or receives is at most what it can serve

@@ -71,7 +71,7 @@ def test_dry_run_json_is_the_engine_builder_output(plan: Plan, plan_file: Path, 
     code, out, _ = run(plan_file, "--dry-run", "--format", "json", "--state-dir", tmp_path, "--base-port", 9000)
     assert code == 0
     doc = json.loads(out)
-    options = EngineOptions(model=plan.model, served_name=plan.model, api_port=9000)
+    options = EngineOptions(model=plan.model_path, served_name=plan.model, api_port=9000)
     expected = {p.replica_id + f"/{p.node_rank}": p for lau in build_launches(plan, options) for p in lau.processes}
     got = {p["actor"].split("/", 1)[1]: p for r in doc["replicas"] for p in r["processes"]}
     assert got.keys() == expected.keys()

@@ -10,7 +10,7 @@ import typer
 from planner.cli.app import ProfilesOption, app, console, load, resolve_plan_cluster
 from planner.cli.render import replicas_table, routes_table, summary_table
 from planner.evaluate import PlanError, evaluate
-from planner.plan import plan_to_yaml, read_plan, write_plan
+from planner.plan import plan_to_yaml, read_plan, round_floats, write_plan
 
 PlanArgument = Annotated[Path, typer.Argument(help="plan file written by `hexplan solve`")]
 ClusterOption = Annotated[
@@ -51,6 +51,6 @@ def evaluate_command(
     console.print(replicas_table(honest))
     console.print(routes_table(honest))
     claimed = plan.summary.throughput_rps
-    if abs(claimed - honest.summary.throughput_rps) > 1e-6 * max(1.0, claimed):
+    if round_floats(claimed) != round_floats(honest.summary.throughput_rps):  # at the file's precision
         honest_rps = honest.summary.throughput_rps
         console.print(f"[yellow]note[/]: the file claims {claimed:.3f} req/s; evaluation gives {honest_rps:.3f}.")
