@@ -31,6 +31,7 @@ from planner.evaluate import Assessment, assess
 from planner.plan import Role
 from planner.topology import Cluster
 
+
 def valid_tp(cluster: Cluster, tp: int) -> bool:
     model = cluster.model
     return model.heads % tp == 0 and (model.kv_heads % tp == 0 or tp % model.kv_heads == 0)
