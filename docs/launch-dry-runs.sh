@@ -10,25 +10,19 @@ echo
 echo "What \`hexlaunch PLAN --dry-run\` prints for the plan \`hexplan solve\` makes from each file in examples/"
 echo "(seed 0). No Ray cluster is contacted: hosts are shown as the plan's node names (at launch they become the"
 echo "addresses of the Ray nodes labelled with those names), and the router's interpreter path is the one of the"
-echo "machine that generated this page. \`--model\` is the catalogue's Hugging Face id of the plan's model."
+echo "machine that generated this page. vLLM loads the plan's \`model_path\` (the catalogue's Hugging Face id)."
 echo "\`make test-vllm\` checks every argv of these plans against vLLM's own parser. Regenerate with"
 echo "\`bash docs/launch-dry-runs.sh\` (the solver's plans change as the solver does)."
 for cluster in examples/*.yaml; do
   name=$(basename $cluster .yaml)
   .venv/bin/hexplan solve $cluster -o $work/$name.plan.yaml --time-limit 30 > /dev/null
-  model=$(.venv/bin/python -c "
-import sys
-from planner.plan import read_plan
-from planner.profiles import load_catalog
-from pathlib import Path
-print(load_catalog().models[read_plan(Path(sys.argv[1])).model].hf_id)" $work/$name.plan.yaml)
   echo
   echo "## $name"
   echo
-  echo "\`hexplan solve $cluster\` then \`hexlaunch $name.plan.yaml --dry-run --model $model\`:"
+  echo "\`hexplan solve $cluster\` then \`hexlaunch $name.plan.yaml --dry-run\`:"
   echo
   echo '```text'
-  (cd $work && $root/.venv/bin/hexlaunch $name.plan.yaml --dry-run --model $model --state-dir /tmp/hexlaunch-docs) || true
+  (cd $work && $root/.venv/bin/hexlaunch $name.plan.yaml --dry-run --state-dir /tmp/hexlaunch-docs) || true
   echo '```'
 done
 } > $out

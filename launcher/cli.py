@@ -84,19 +84,25 @@ def start(
     base_port: Annotated[int, typer.Option(help="HTTP port of the first replica; the next ones count up")] = 8100,
     side_channel_port: Annotated[int, typer.Option(help="first NIXL side-channel port")] = 5600,
     master_port: Annotated[int, typer.Option(help="first torch.distributed port of multi-node replicas")] = 29500,
-    seed: Annotated[int, typer.Option(help="router seed (phase of its weighted round robin)")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="router seed (phase of its weighted round robin)")] = 0,
     health_timeout: Annotated[float, typer.Option(help="seconds to wait for every /health")] = 900.0,
     state_dir: StateDirOption = None,
 ) -> None:
     """Start the plan's replicas and router (or, with --dry-run, show what would start)."""
     from launcher import dryrun, ray_backend
 
+    try:
+        engine_argv = tuple(shlex.split(engine_cmd))
+    except ValueError as exc:
+        raise LaunchError(f"--engine-cmd {engine_cmd!r}: {exc} (it is split like a shell command line).") from None
+    if not engine_argv:
+        raise LaunchError("--engine-cmd is empty; it names the engine executable (default: vllm).")
     plan = read_plan(plan_file)
     chosen: Connector = connector or plan.solver.connector
     options = EngineOptions(
         model=model or plan.model_path or plan.model,
         served_name=plan.model,
-        engine_cmd=tuple(shlex.split(engine_cmd)),
+        engine_cmd=engine_argv,
         connector=chosen,
         api_port=base_port,
         side_channel_port=side_channel_port,

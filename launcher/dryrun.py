@@ -15,6 +15,7 @@ from launcher.engine import EngineOptions, ReplicaLaunch
 from launcher.nodes import NODE_LABEL
 from launcher.ray_backend import router_argv
 from launcher.router import policy_from, router_config
+from launcher.state import engine_actor_name, placement_group_name, router_actor_name
 from planner.plan import Plan
 
 
@@ -33,7 +34,7 @@ def dry_run_document(
     for launch in launches:
         processes = [
             {
-                "actor": f"{deployment}/{p.replica_id}/{p.node_rank}",
+                "actor": engine_actor_name(deployment, p.replica_id, p.node_rank),
                 "node": p.node,
                 "node_rank": p.node_rank,
                 "gpu_type": p.gpu_type,
@@ -53,7 +54,7 @@ def dry_run_document(
                 "tp": replica.tp,
                 "pp": replica.pp,
                 "url": launch.url,
-                "placement_group": f"{deployment}/{replica.id}",
+                "placement_group": placement_group_name(deployment, replica.id),
                 "processes": processes,
             }
         )
@@ -71,7 +72,7 @@ def dry_run_document(
         "connector": options.connector,
         "replicas": replicas,
         "router": {
-            "actor": f"{deployment}/router",
+            "actor": router_actor_name(deployment),
             "url": f"http://{host}:{port}",
             "node": "the node running hexlaunch",
             "argv": router_argv(config_path, host, port),

@@ -27,6 +27,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from launcher.errors import LaunchError
 from planner.plan import Connector, Plan, ReplicaPlan
 
 CONNECTOR_CLASS = {"nixl": "NixlConnector", "mooncake": "MooncakeConnector", "lmcache": "LMCacheConnectorV1"}
@@ -100,12 +101,20 @@ def ordered(plan: Plan) -> list[ReplicaPlan]:
     return sorted(plan.replicas, key=lambda r: (r.role, r.id))
 
 
+def split_gpu(gpu: str) -> tuple[str, str]:
+    """A GPU id "node/index" → (node, index). read_plan rejects other shapes; plans built in code get LaunchError."""
+    node, slash, index = gpu.partition("/")
+    if not (node and slash and index.isdigit()):
+        raise LaunchError(f"GPU id {gpu!r} is not of the form node/index (e.g. a100-0/3).")
+    return node, index
+
+
 def node_of(gpu: str) -> str:
-    return gpu.split("/", 1)[0]
+    return split_gpu(gpu)[0]
 
 
 def gpu_index(gpu: str) -> str:
-    return gpu.split("/", 1)[1]
+    return split_gpu(gpu)[1]
 
 
 def node_shares(replica: ReplicaPlan) -> list[NodeShare]:
@@ -130,6 +139,13 @@ def replica_problems(replica: ReplicaPlan, connector: Connector) -> list[str]:
         return problems
     if len(replica.gpu_types) != len(replica.stages):
         problems.append(f"{where}: gpu_types lists {len(replica.gpu_types)} types for {len(replica.stages)} stages.")
+        return problems
+    for gpu in [g for s in replica.stages for g in s.gpus]:
+        try:
+            split_gpu(gpu)
+        except LaunchError as exc:
+            problems.append(f"{where}: {exc.message}")
+    if problems:
         return problems
     for i, stage in enumerate(replica.stages):
         if len({node_of(g) for g in stage.gpus}) > 1:
@@ -171,6 +187,10 @@ def plan_problems(plan: Plan, connector: Connector) -> list[str]:
         problems.append(f"GPU(s) {', '.join(twice)} appear in more than one replica.")
     if connector == "none" and any(r.role != "colocated" for r in plan.replicas):
         problems.append("connector 'none' can only run colocated replicas; prefill/decode need a KV connector.")
+    if not any(r.rate_rps > 0 for r in plan.routes) and not any(
+        r.role == "colocated" and r.capacity_rps > 0 for r in plan.replicas
+    ):
+        problems.append("the plan routes no traffic: no P→D route and no colocated replica has a positive rate.")
     return problems
 
 

@@ -32,6 +32,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 
 from launcher import state as st
 from launcher.engine import EngineOptions, ReplicaLaunch, build_launches, plan_problems
@@ -39,6 +40,7 @@ from launcher.errors import LaunchError, listed
 from launcher.nodes import GPU_LABEL, NODE_LABEL, match_nodes, needs, ray_nodes
 from launcher.router import router_config
 from planner.plan import Plan
+from planner.yamlio import write_atomic
 
 Report = Callable[[str], None]
 STOP_GRACE_S = 20.0
@@ -112,12 +114,31 @@ class LaunchSettings:
     placement_timeout_s: float = 60.0
 
 
-def connect(address: str | None) -> None:
-    import ray
+def require_ray() -> ModuleType:
+    """Ray comes with the optional `[launch]` extra; without it, say how to get it instead of a traceback."""
+    try:
+        import ray
+    except ModuleNotFoundError as exc:
+        raise LaunchError(
+            f"this command needs Ray, which is not installed here ({exc}).", hint="pip install 'hexgen2[launch]'"
+        ) from None
+    return ray
 
+
+def connect(address: str | None) -> None:
+    """Join the Ray cluster; an unreachable address is a LaunchError (a quick TCP probe first: `ray.init`
+    retries an unreachable host:port for minutes before failing)."""
+    ray = require_ray()
     if ray.is_initialized():
         return
-    ray.init(address=address, namespace=st.NAMESPACE, log_to_driver=False, logging_level="WARNING")
+    hint = "check --address (or RAY_ADDRESS, or the address in the state file) and that Ray runs there"
+    host, colon, port = (address or "").removeprefix("ray://").rpartition(":")
+    if colon and port.isdigit() and not port_open(host.strip("[]"), int(port), timeout_s=5.0):
+        raise LaunchError(f"cannot reach the Ray cluster at {address}: no answer on port {port}.", hint=hint)
+    try:
+        ray.init(address=address, namespace=st.NAMESPACE, log_to_driver=False, logging_level="WARNING")
+    except ConnectionError as exc:
+        raise LaunchError(f"cannot reach the Ray cluster at {address or 'auto'}: {exc}", hint=hint) from None
 
 
 def start_local_ray(plan_nodes: Sequence[tuple[str, str]], state_dir: Path, report: Report) -> tuple[str, int]:
@@ -159,10 +180,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def port_open(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
+def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def healthy(url: str, timeout_s: float = 2.0) -> bool:
@@ -184,8 +207,7 @@ def launch(plan: Plan, options: EngineOptions, settings: LaunchSettings, report:
             f"{existing}: a deployment is already recorded here.",
             hint="run `hexlaunch stop` first, or pass another --state-dir",
         )
-    import ray
-
+    ray = require_ray()
     address, local_pid = settings.address or os.environ.get("RAY_ADDRESS"), None
     if not address:
         wanted = [(n.node, n.gpu_type) for n in needs(build_launches(plan, options))]
@@ -213,14 +235,14 @@ def start_replicas(
     launches: Sequence[ReplicaLaunch], state: st.DeploymentState, settings: LaunchSettings, report: Report
 ) -> None:
     """Reserve every replica's GPUs (all placement groups at once), then start every engine process."""
-    import ray
+    ray = require_ray()
     from ray.util.placement_group import placement_group
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
     groups = []
     for launch in launches:
         replica = launch.replica
-        pg_name = f"{state.deployment}/{replica.id}"
+        pg_name = st.placement_group_name(state.deployment, replica.id)
         state.replicas.append(
             st.ReplicaState(
                 id=replica.id,
@@ -256,7 +278,7 @@ def start_replicas(
     started = []
     for launch, pg, record in zip(launches, groups, state.replicas, strict=True):
         for bundle, process in enumerate(launch.processes):
-            name = f"{state.deployment}/{launch.replica.id}/{process.node_rank}"
+            name = st.engine_actor_name(state.deployment, launch.replica.id, process.node_rank)
             actor = remote.options(
                 name=name,
                 namespace=st.NAMESPACE,
@@ -275,13 +297,13 @@ def start_replicas(
 def start_router(
     plan: Plan, launches: Sequence[ReplicaLaunch], state: st.DeploymentState, settings: LaunchSettings, report: Report
 ) -> None:
-    import ray
+    ray = require_ray()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     config_path = settings.state_dir / "router.json"
-    config_path.write_text(json.dumps(router_config(plan, launches, settings.seed), indent=2, sort_keys=True))
+    write_atomic(config_path, json.dumps(router_config(plan, launches, settings.seed), indent=2, sort_keys=True))
     argv = router_argv(config_path, settings.router_host, settings.router_port)
-    name = f"{state.deployment}/router"
+    name = st.router_actor_name(state.deployment)
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     actor = (
         ray.remote(ProcessActor)
@@ -313,7 +335,7 @@ def wait_healthy(
     launches: Sequence[ReplicaLaunch], state: st.DeploymentState, settings: LaunchSettings, report: Report
 ) -> None:
     """Poll every /health until it answers; raise as soon as an engine process has exited."""
-    import ray
+    ray = require_ray()
 
     waiting = {launch.replica.id: launch.url for launch in launches}
     waiting["router"] = state.router_url or ""
@@ -350,11 +372,14 @@ def actor_names(state: st.DeploymentState) -> list[str]:
 
 def teardown(state: st.DeploymentState, state_dir: Path, report: Report) -> None:
     """Stop every recorded process, actor and placement group; stop a Ray head we started; forget the state."""
-    import ray
+    ray = require_ray()
     from ray.util import get_placement_group, remove_placement_group
 
-    with contextlib.suppress(Exception):
+    try:
         connect(state.address)
+    except LaunchError as exc:
+        if actor_names(state):
+            report(f"{exc.message} Not stopped: {', '.join(actor_names(state))}.")
     if ray.is_initialized():
         stopping = []
         for name in actor_names(state):
@@ -408,8 +433,7 @@ class ReplicaStatus:
 
 def status(state: st.DeploymentState) -> list[ReplicaStatus]:
     """Each replica's (and the router's) process state, refined by a /health probe when running."""
-    import ray
-
+    ray = require_ray()
     connect(state.address)
     rows = [(r.id, r.role, r.nodes, r.gpus, r.actors, r.url) for r in state.replicas]
     if state.router_actor:
@@ -431,8 +455,7 @@ def status(state: st.DeploymentState) -> list[ReplicaStatus]:
 
 def logs(state: st.DeploymentState, replica_id: str, max_bytes: int) -> list[tuple[str, str]]:
     """(actor name, log tail) for each process of a replica ("router" for the router)."""
-    import ray
-
+    ray = require_ray()
     if replica_id == "router":
         names = [state.router_actor] if state.router_actor else []
     else:

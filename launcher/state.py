@@ -12,12 +12,14 @@ launch, so a launch that fails half-way can still be stopped.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from launcher.errors import LaunchError
+from planner.yamlio import format_validation_error, read_text, write_atomic
 
 NAMESPACE = "hexgen2"
 STATE_FILE = "state.json"
@@ -57,24 +59,47 @@ def deployment_name(state_dir: Path) -> str:
     return "hx-" + hashlib.sha1(str(state_dir.resolve()).encode()).hexdigest()[:8]
 
 
+def placement_group_name(deployment: str, replica_id: str) -> str:
+    """The one place Ray names are made, so `--dry-run` shows exactly what a launch creates."""
+    return f"{deployment}/{replica_id}"
+
+
+def engine_actor_name(deployment: str, replica_id: str, node_rank: int) -> str:
+    return f"{deployment}/{replica_id}/{node_rank}"
+
+
+def router_actor_name(deployment: str) -> str:
+    return f"{deployment}/router"
+
+
 def state_path(state_dir: Path) -> Path:
     return state_dir / STATE_FILE
 
 
 def save(state_dir: Path, state: DeploymentState) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    tmp = state_path(state_dir).with_suffix(".tmp")
-    tmp.write_text(state.model_dump_json(indent=2) + "\n")
-    tmp.replace(state_path(state_dir))
+    write_atomic(state_path(state_dir), state.model_dump_json(indent=2) + "\n")
 
 
 def load(state_dir: Path) -> DeploymentState:
+    """The recorded deployment; a missing or damaged file is a LaunchError naming it (never a traceback)."""
     path = state_path(state_dir)
     if not path.exists():
         raise LaunchError(
             f"{path}: no deployment is recorded here.", hint="start one with `hexlaunch plan.yaml`, or pass --state-dir"
         )
-    return DeploymentState.model_validate_json(path.read_text())
+    damaged = (
+        f"delete {path} if nothing of this deployment runs any more; otherwise its Ray actors (namespace "
+        f"{NAMESPACE}, names starting with {deployment_name(state_dir)}/) run until killed or Ray restarts"
+    )
+    try:
+        data = json.loads(read_text(path, what="deployment state"))
+    except json.JSONDecodeError as exc:
+        raise LaunchError(f"{path}: the deployment state is damaged (not JSON: {exc}).", hint=damaged) from None
+    try:
+        return DeploymentState.model_validate(data)
+    except ValidationError as exc:
+        message = format_validation_error(path, exc, DeploymentState)
+        raise LaunchError(f"the deployment state is damaged:\n{message}", hint=damaged) from None
 
 
 def clear(state_dir: Path) -> None:

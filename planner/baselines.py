@@ -4,10 +4,11 @@ All share one signature, `plan_xxx(cluster, *, seed, time_limit) -> Plan`, and a
 name from BASELINES, so `hexplan simulate / compare / diff` work on their plans unchanged.
 Every figure is scored by planner.evaluate (assess + assemble), never estimated here.
 
-- distserve: DistServe-style. Homogeneous only: for each GPU type, that type's GPUs (a subset
-  within the cluster's $/h budget); disaggregated, one uniform prefill layout (TP × PP) and one
-  uniform decode layout (TP, PP = 1 for NIXL); replica counts chosen to balance the two phases;
-  GPUs taken in file order (no network awareness). The best type wins.
+- distserve: DistServe-style. Homogeneous only: for each GPU type, that type's GPUs (the paper's
+  same-budget comparison uses a separate homogeneous cluster file); disaggregated, one uniform
+  prefill layout (TP × PP) and one uniform decode layout (TP, PP = 1 for NIXL); replica counts
+  chosen to balance the two phases; GPUs taken in file order (no network awareness). The best
+  type wins.
 - hexgen: HexGen-style. Heterogeneous, colocated prefill + decode replicas with asymmetric
   pipelines: stages of different GPU types, layers split in proportion to stage speed or memory.
   Seeded random restarts over TP choices and group orders (HexGen searches with a genetic algorithm;
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner import __version__
-from planner.costmodel import Layout, Stage, layer_split
+from planner.costmodel import Layout, Stage, layer_split, valid_tp
 from planner.errors import InfeasibleError, InputError
 from planner.evaluate import Assessment, assemble, assess
 from planner.plan import Plan, Role, SolverInfo
@@ -41,9 +42,8 @@ HEXGEN_TRIALS = 48
 
 
 def tp_sizes(cluster: Cluster, node: Node) -> list[int]:
-    """TP sizes a node admits: fit in the node and divide the model's heads (as planner.evaluate checks)."""
-    heads, kv_heads = cluster.model.heads, cluster.model.kv_heads
-    return [t for t in TP_SIZES if t <= node.count and heads % t == 0 and (kv_heads % t == 0 or t % kv_heads == 0)]
+    """TP sizes a node admits: fit in the node and split the model's heads (costmodel.valid_tp)."""
+    return [t for t in TP_SIZES if t <= node.count and valid_tp(cluster, t)]
 
 
 def _groups(node: Node, tp: int) -> list[tuple[str, ...]]:
@@ -134,12 +134,9 @@ def _homogeneous_plan(
 def plan_distserve(cluster: Cluster, *, seed: int = 0, time_limit: float = 30.0) -> Plan:
     """DistServe-style plan: best single-GPU-type disaggregated deployment (see module docstring)."""
     deadline = time.monotonic() + time_limit
-    budget = cluster.total_price_per_hour
     best: tuple[float, list[Assessment]] | None = None
     for gpu_type in sorted({node.gpu.key for node in cluster.nodes}):
         nodes = [node for node in cluster.nodes if node.gpu.key == gpu_type]
-        if cluster.price_per_hour(f"{n.name}/{i}" for n in nodes for i in range(n.count)) > budget * (1 + 1e-9):
-            continue
         tps = sorted(set.intersection(*(set(tp_sizes(cluster, node)) for node in nodes)))
         for tp_p in tps:
             for pp_p in range(1, MAX_PP + 1):

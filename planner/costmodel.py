@@ -111,6 +111,19 @@ def kv_bytes_per_token_layer(cluster: Cluster) -> float:
     return cluster.model.kv_elements_per_token_layer() * cluster.dtype_bytes
 
 
+def valid_tp(cluster: Cluster, tp: int) -> bool:
+    """TP sizes vLLM accepts: they split the attention heads evenly and the KV heads evenly or by replication."""
+    model = cluster.model
+    return model.heads % tp == 0 and (model.kv_heads % tp == 0 or tp % model.kv_heads == 0)
+
+
+def kv_replication(cluster: Cluster, tp: int) -> float:
+    """How many times the KV cache is stored across a TP group: 1 unless tp > KV heads, when vLLM
+    replicates each KV head on tp / kv_heads GPUs (each GPU holds ⌈kv_heads / tp⌉ heads)."""
+    kv_heads = cluster.model.kv_heads
+    return tp * math.ceil(kv_heads / tp) / kv_heads
+
+
 def kv_bytes_per_request(cluster: Cluster) -> float:
     """KV cache a prefill replica ships to decode for one mean prompt (all layers)."""
     return cluster.workload.prompt.mean * cluster.model.layers * kv_bytes_per_token_layer(cluster)
@@ -156,7 +169,8 @@ def kv_capacity_tokens(cluster: Cluster, layout: Layout, batched_tokens: int) ->
         used = stage_weight_bytes_per_gpu(cluster, stage, i == 0, i == layout.pp - 1)
         used += activation_bytes_per_gpu(cluster, stage.tp, batched_tokens)
         free_per_gpu = usable - used
-        capacity = min(capacity, free_per_gpu * stage.tp / (per_token_layer * max(stage.layers, 1)))
+        stored = per_token_layer * kv_replication(cluster, stage.tp) / stage.tp  # per GPU
+        capacity = min(capacity, free_per_gpu / (stored * max(stage.layers, 1)))
     return capacity
 
 
@@ -246,7 +260,7 @@ def decode_stage_time(
 ) -> float:
     """One stage's time for one decode step of `batch` sequences at mean context `context`."""
     model, b = cluster.model, cluster.dtype_bytes
-    kv_layer = kv_bytes_per_token_layer(cluster)
+    kv_layer = kv_bytes_per_token_layer(cluster) * kv_replication(cluster, hw.tp)
     flops = stage.layers * batch * (2 * model.params_per_layer + 4 * context * model.heads * model.head_dim)
     nbytes = stage.layers * (model.params_per_layer * b + batch * context * kv_layer)
     if last:
@@ -365,7 +379,11 @@ def kv_transfer_capacity(cluster: Cluster, prefill: Layout, decode: Layout) -> f
 
 
 def layer_split(layers: int, weights: list[float]) -> list[tuple[int, int]]:
-    """Split [0, layers) into len(weights) contiguous ranges proportional to weights, each ≥ 1 layer."""
+    """Split [0, layers) into len(weights) contiguous ranges proportional to weights, each ≥ 1 layer.
+
+    Raises InfeasibleError when there are more stages than layers."""
+    if len(weights) > layers:
+        raise InfeasibleError(f"cannot split {layers} layers into {len(weights)} pipeline stages.")
     total = sum(weights)
     bounds, acc = [0], 0.0
     for w in weights[:-1]:

@@ -24,6 +24,7 @@ from planner.costmodel import (
     kv_transfer_capacity,
     kv_transfer_time,
     prefill_perf,
+    valid_tp,
 )
 from planner.errors import InputError
 from planner.flow import FlowResult, max_flow
@@ -96,9 +97,14 @@ def assess(cluster: Cluster, role: Role, layout: Layout) -> Assessment | None:
     p = prefill_perf(cluster, layout)
     if p is None:
         return None
-    # Time sharing: each request costs 1/P of the replica's time in prefill and 1/D in decode.
+    # Time sharing: each request costs 1/P of the replica's time in prefill and 1/D in decode; at rate c
+    # decode steps wait behind prefills c/P of the time, so TPOT = step / (1 − c/P). A TPOT SLO caps c.
     capacity = 1.0 / (1.0 / p.capacity_rps + 1.0 / d.capacity_rps)
-    prefill_share = capacity / p.capacity_rps  # fraction of time decode steps wait behind prefills
+    if cluster.slo_tpot is not None:
+        capacity = min(capacity, p.capacity_rps * (1.0 - d.tpot_s / cluster.slo_tpot))
+        if capacity <= 0:
+            return None
+    prefill_share = capacity / p.capacity_rps
     return Assessment(role, layout, capacity, d.tpot_s / max(1.0 - prefill_share, 1e-6), engine)
 
 
@@ -214,9 +220,11 @@ def check_layout(cluster: Cluster, role: Role, layout: Layout, where: str, launc
             )
         if stage.tp != layout.tp:
             raise PlanError(f"{where}.stages[{i}]: every stage needs the same TP size ({layout.tp}), got {stage.tp}.")
-        if cluster.model.heads % stage.tp or (cluster.model.kv_heads % stage.tp and stage.tp % cluster.model.kv_heads):
+        if not valid_tp(cluster, stage.tp):
+            model = cluster.model
             raise PlanError(
-                f"{where}.stages[{i}]: TP {stage.tp} does not divide the model's {cluster.model.heads} heads."
+                f"{where}.stages[{i}]: TP {stage.tp} must divide the model's {model.heads} attention heads and "
+                f"divide, or be a multiple of, its {model.kv_heads} KV heads."
             )
         expected = stage.layer_end
     if expected != layers:

@@ -1,10 +1,10 @@
 """Exhaustive reference planner for small clusters: the optimum the heuristic is measured against.
 
 It enumerates every grouping of the GPUs (GPUs of one node are interchangeable, so a grouping
-is a multiset partition of the per-node GPU counts), every role for every group, and for every
-(group, role) every admissible layout — keeping, for throughput, the layout of highest capacity
-(the flow value is monotone in each replica's capacity). Each candidate is scored by the same
-cost model and max-flow as the heuristic. A candidate is skipped when min(Σ prefill capacity,
+is a multiset partition of the per-node GPU counts) and every role for every group; each (group,
+role) runs its highest-capacity admissible layout (strategy.best_assessment: the flow value is
+monotone in each replica's capacity, so no other layout can do better). Each candidate is scored by
+the same cost model and max-flow as the heuristic. A candidate is skipped when min(Σ prefill capacity,
 Σ decode capacity) cannot beat the best so far. Exponential: for ≤ ~12 GPUs only.
 """
 
@@ -14,10 +14,7 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from planner.evaluate import Assessment, assess
-from planner.plan import Role
 from planner.scoring import Scorer, State, canonical
-from planner.strategy import candidate_layouts
 from planner.topology import Cluster
 
 Vector = tuple[int, ...]
@@ -37,15 +34,6 @@ def vector_partitions(total: Vector, largest: Vector | None = None) -> Iterator[
             yield [part, *tail]
 
 
-def best_capacity_assessment(
-    cluster: Cluster, group: tuple[str, ...], role: Role, launchable: bool
-) -> Assessment | None:
-    options = [
-        a for layout in candidate_layouts(cluster, group, role, launchable) if (a := assess(cluster, role, layout))
-    ]
-    return max(options, key=lambda a: a.capacity_rps, default=None)
-
-
 @dataclass(frozen=True)
 class ExactResult:
     throughput_rps: float
@@ -55,7 +43,7 @@ class ExactResult:
 
 def exact_optimum(cluster: Cluster, *, launchable: bool = True) -> ExactResult:
     """The best throughput over all groupings × roles × layouts (see module docstring)."""
-    scorer = Scorer(cluster, launchable=launchable, objective="throughput", layout_policy=best_capacity_assessment)
+    scorer = Scorer(cluster, launchable=launchable, objective="throughput")
     option = scorer.assessment
 
     counts = tuple(node.count for node in cluster.nodes)

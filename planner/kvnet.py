@@ -7,7 +7,7 @@ goes through shared hubs, each with capacity = bandwidth ÷ KV bytes of a mean r
 
     P_out ─▶ E:a (NIC of node a, out) ─▶ L:a|b (network link a–b) ─▶ I:b (NIC of node b, in) ─▶ D_in
 
-(The wire hub is left out when both NICs are slower than the link: it could never bind.) Any
+(The wire hub is left out when either NIC is no faster than the link: it could never bind.) Any
 path through these hubs is a legal route (any prefill replica on a may send to any decode replica
 on b), so the max-flow stays exact. Routes inside one node (NVLink/PCIe, not shared with
 the network), routes of replicas spanning several nodes, and node pairs where some replica pair

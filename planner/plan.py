@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from planner.yamlio import dump_yaml, load_yaml, validate, write_atomic
 
@@ -19,6 +19,7 @@ SCHEMA_VERSION = 1
 Role = Literal["prefill", "decode", "colocated"]
 ROLE_PREFIX = {"prefill": "p", "decode": "d", "colocated": "c"}
 Connector = Literal["nixl", "mooncake", "lmcache", "none"]
+GpuId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[0-9]+$")]  # node/index
 
 
 class _Strict(BaseModel):
@@ -26,7 +27,7 @@ class _Strict(BaseModel):
 
 
 class StagePlan(_Strict):
-    gpus: list[str] = Field(min_length=1, description="node/index of each GPU in this stage (its TP group)")
+    gpus: list[GpuId] = Field(min_length=1, description="node/index of each GPU in this stage (its TP group)")
     layers: tuple[int, int] = Field(description="[first, end) layer range held by this stage")
 
 
@@ -41,7 +42,7 @@ class ReplicaPlan(_Strict):
     id: str
     role: Role
     gpu_types: list[str] = Field(description="GPU type of each stage")
-    gpus: list[str] = Field(min_length=1)
+    gpus: list[GpuId] = Field(min_length=1)
     tp: int = Field(gt=0)
     pp: int = Field(gt=0)
     stages: list[StagePlan] = Field(min_length=1)
@@ -78,6 +79,7 @@ class SolverInfo(_Strict):
     k_tried: list[int] = []
     iterations: int = 0
     converged: bool = Field(True, description="refinement stopped because no move improved (not the time limit)")
+    colocated: bool = Field(False, description="colocated (prefill + decode) replicas were allowed (--colocated)")
     time_limit_s: float | None = None
     baseline: str | None = Field(None, description="plan file this one was re-planned from (--baseline)")
     moved_gpus: int | None = Field(None, description="GPUs of the baseline plan that changed replica or role")
@@ -92,15 +94,12 @@ class Plan(_Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     model: str
     model_path: str = Field("", description="what vLLM loads: the model's Hugging Face id (from the catalogue)")
-    dtype: str
+    dtype: Literal["float16", "bfloat16", "fp8"]
     cluster: ClusterRef
     solver: SolverInfo
     summary: Summary
     replicas: list[ReplicaPlan]
     routes: list[RoutePlan]
-
-    def replica(self, replica_id: str) -> ReplicaPlan:
-        return next(r for r in self.replicas if r.id == replica_id)
 
 
 def replica_id(role: str, gpus: list[str] | tuple[str, ...]) -> str:

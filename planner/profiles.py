@@ -294,8 +294,14 @@ def model_from_hf_config(path: Path) -> ModelProfile:
         if not isinstance(value, int) or value <= 0:
             raise InputError(f"{path}: field {theirs}: expected a positive integer, got {value!r}.")
         values[ours] = value
-    kv_heads = config.get("num_key_value_heads") or values["heads"]
-    head_dim = config.get("head_dim") or values["hidden"] // values["heads"]
+    defaults = {"num_key_value_heads": values["heads"], "head_dim": values["hidden"] // values["heads"]}
+    for theirs, default in defaults.items():
+        value = config.get(theirs)
+        if value is None:
+            config[theirs] = default
+        elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise InputError(f"{path}: field {theirs}: expected a positive integer, got {value!r}.")
+    kv_heads, head_dim = config["num_key_value_heads"], config["head_dim"]
     if "num_local_experts" in config or "n_routed_experts" in config:
         raise InputError(
             f"{path}: mixture-of-experts configs are not supported yet; the cost model is for dense models."

@@ -1,12 +1,12 @@
 """Phase 3 of the scheduler: bottleneck-guided local search over groupings and roles.
 
 A move replaces some (group, role) items of the state by others:
-- flip      a group's role;
+- flip      a group's role (prefill, decode, or colocated when allowed);
 - split     a group in two (by node, or a node's GPUs in halves);
 - merge     two groups that share a node, or where one is idle (fits no role);
 - move      one node's share of a group (or half of it) into another group;
 - swap      the roles of a prefill and a decode group (targets KV-transfer bottlenecks).
-Groups a move creates are tried in every feasible role (≤ 4 combinations), and in small states
+Groups a move creates are tried in every feasible role (≤ 9 combinations), and in small states
 (≤ 8 groups) every candidate grouping is also scored with fresh phase-2 roles, so one move can
 regroup and re-role at once. The min cut of the current plan says which moves come first:
 prefill-bound favours flips to prefill and splits of prefill groups, decode-bound the reverse,
@@ -44,7 +44,6 @@ SMALL_STATE = 8  # groups; small states climb in milliseconds, so they get more 
 SMALL_KICKS, SMALL_PATIENCE = 32, 10
 KICK_MOVES = 3  # random moves per perturbation
 IMPROVEMENT = 1e-6  # relative gain a move must bring, so float noise never cycles
-OTHER: dict[str, Role] = {"prefill": "decode", "decode": "prefill"}
 IDLE: Role = "decode"  # role recorded for a group that fits none; its assessment is None, so it serves nothing
 
 Item = tuple[Group, Role]
@@ -87,7 +86,7 @@ def _halves(scorer: Scorer, group: Group) -> tuple[Group, Group] | None:
 def _role_choices(scorer: Scorer, groups: tuple[Group, ...]) -> Iterator[tuple[Item, ...]]:
     """Every assignment of feasible roles to the groups a move creates. A group that fits no role
     stays in the state as idle (scored as absent), so a move may park GPUs that a later merge uses."""
-    options = [[role for role in ("prefill", "decode") if scorer.assessment(g, role) is not None] for g in groups]
+    options = [[role for role in scorer.roles if scorer.assessment(g, role) is not None] for g in groups]
     for roles in itertools.product(*(choice or [IDLE] for choice in options)):
         yield tuple((tuple(sorted(g)), r) for g, r in zip(groups, roles))
 
@@ -115,8 +114,9 @@ def candidate_moves(scorer: Scorer, state: State, bottleneck: str, rng: np.rando
     moves: set[Move] = set()
     for item in items:
         group, role = item
-        flipped = OTHER[role]
-        moves.add(Move(0 if flipped == bottleneck else 2, (item,), ((group, flipped),)))
+        for flipped in scorer.roles:
+            if flipped != role:
+                moves.add(Move(0 if flipped == bottleneck else 2, (item,), ((group, flipped),)))
         halves = _halves(scorer, group)
         if halves:
             for parts in _role_choices(scorer, halves):
@@ -148,7 +148,7 @@ def _with_roles(scorer: Scorer, state: State, current: Score) -> tuple[State, Sc
         options.append(assign_roles(scorer, [group for group, _ in state], floor=current.value))
     best: tuple[State, Score | None] = (state, None)
     for option in options:
-        if scorer.bound(option) <= current.value * (1 + IMPROVEMENT):
+        if scorer.bound(option) <= current.value + IMPROVEMENT * abs(current.value):
             continue
         score = scorer.score(option)
         if best[1] is None or _better(score, best[1]):
@@ -157,7 +157,7 @@ def _with_roles(scorer: Scorer, state: State, current: Score) -> tuple[State, Sc
 
 
 def _better(score: Score, than: Score) -> bool:
-    return score.value > than.value * (1 + IMPROVEMENT) + 1e-12
+    return score.value > than.value + IMPROVEMENT * abs(than.value) + 1e-12
 
 
 def _climb(

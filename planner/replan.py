@@ -24,7 +24,7 @@ def baseline_state(cluster: Cluster, baseline: Plan, scorer: Scorer) -> State:
     kept = [
         (tuple(r.gpus), r.role)
         for r in baseline.replicas
-        if r.role != "colocated"
+        if r.role in scorer.roles
         and all(g in cluster.gpu_by_id for g in r.gpus)
         and scorer.assessment(tuple(r.gpus), r.role) is not None
     ]
@@ -47,14 +47,21 @@ def replan(
     objective: str | None = None,
     max_moved_gpus: int | None = None,
     max_loss: float = 0.05,
+    colocated: bool = False,
     progress: Progress | None = None,
 ) -> Plan:
     """See the module docstring; the plan records how many GPUs moved in solver.moved_gpus."""
     objective = objective or cluster.objective
-    scorer = Scorer(cluster, launchable=connector != "none", objective=objective)
+    scorer = Scorer(cluster, launchable=connector != "none", objective=objective, colocated=colocated)
     start = baseline_state(cluster, baseline, scorer)
-    anchor = canonical([(tuple(r.gpus), r.role) for r in baseline.replicas if r.role != "colocated"])
-    common = {"seed": seed, "connector": connector, "objective": objective, "progress": progress}
+    anchor = canonical([(tuple(r.gpus), r.role) for r in baseline.replicas])
+    common = {
+        "seed": seed,
+        "connector": connector,
+        "objective": objective,
+        "colocated": colocated,
+        "progress": progress,
+    }
     if max_moved_gpus is not None:
         plan = solve(cluster, time_limit=time_limit, start=start, anchor=anchor, max_moved=max_moved_gpus, **common)
         return plan
@@ -70,4 +77,6 @@ def replan(
             continue  # nothing runs without moving more GPUs than this budget
         if plan.summary.throughput_rps >= (1 - max_loss) * free.summary.throughput_rps:
             return plan
-    return free
+    anchored = Scorer(cluster, launchable=connector != "none", objective=objective, anchor=anchor, colocated=colocated)
+    moved = anchored.moved_gpus([(tuple(r.gpus), r.role) for r in free.replicas])
+    return free.model_copy(update={"solver": free.solver.model_copy(update={"moved_gpus": moved})})

@@ -10,7 +10,7 @@ keeps only its `route_limit` fastest own-arc routes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from planner.costmodel import Layout, Stage
@@ -23,14 +23,12 @@ from planner.topology import Cluster
 
 Group = tuple[str, ...]
 State = tuple[tuple[Group, Role], ...]
-LayoutPolicy = Callable[[Cluster, Group, Role, bool], Assessment | None]  # which layout a group runs in a role
 
 
 @dataclass(frozen=True)
 class Score:
     value: float  # what the search maximises
     throughput_rps: float
-    cost_per_hour: float
     flow: FlowResult
 
 
@@ -50,14 +48,14 @@ class Scorer:
         route_limit: int = 16,
         anchor: State | None = None,
         max_moved: int | None = None,
-        layout_policy: LayoutPolicy = best_assessment,
+        colocated: bool = False,
     ) -> None:
         self.cluster = cluster
         self.launchable = launchable
         self.objective = objective
         self.route_limit = route_limit
         self.max_moved = max_moved
-        self.layout_policy = layout_policy
+        self.roles: tuple[Role, ...] = ("prefill", "decode", "colocated") if colocated else ("prefill", "decode")
         self._anchor = {
             g: (frozenset(group), role) for group, role in anchor or () for g in group if g in cluster.gpu_by_id
         }
@@ -77,7 +75,7 @@ class Scorer:
         parts = node_parts(self.cluster, group)
         shape = (role, group_shape(self.cluster, parts))
         if shape not in self._shapes:
-            self._shapes[shape] = self.layout_policy(self.cluster, group, role, self.launchable)
+            self._shapes[shape] = best_assessment(self.cluster, group, role, self.launchable)
         found = self._shapes[shape]
         if found is None or found.layout.gpus == tuple(g for _, p in parts for g in p):
             return found
@@ -101,16 +99,17 @@ class Scorer:
         return self._scores[key]
 
     def bound(self, state: Sequence[tuple[Group, Role]]) -> float:
-        """An upper bound on score(state).value, cheap (no flow): min(Σ prefill, Σ decode capacity).
+        """An upper bound on score(state).value, cheap (no flow): min(Σ prefill, Σ decode) + Σ colocated
+        capacity ≤ min(Σ prefill + Σ colocated, Σ decode + Σ colocated), the value returned.
 
         Only for the throughput objective without a moved-GPU cap; otherwise +inf (no pruning)."""
         if self.objective != "throughput" or self.max_moved is not None:
             return float("inf")
-        sums = {"prefill": 0.0, "decode": 0.0}
+        sums = {"prefill": 0.0, "decode": 0.0, "colocated": 0.0}
         for group, role in state:
             if (a := self.assessment(group, role)) is not None:
                 sums[role] += a.capacity_rps
-        return min(sums.values())
+        return min(sums["prefill"], sums["decode"]) + sums["colocated"]
 
     def moved_gpus(self, state: Sequence[tuple[Group, Role]]) -> int:
         """GPUs of the anchor state (still in the cluster) whose replica (GPU set) or role changed or that
@@ -122,21 +121,23 @@ class Scorer:
         live = [(a, role) for group, role in state if (a := self.assessment(group, role)) is not None]
         prefill = [a for a, role in live if role == "prefill"]
         decode = [a for a, role in live if role == "decode"]
+        both = [a for a, role in live if role == "colocated"]
         network = kv_network(self.cluster, prefill, decode, self.kv_capacity, launchable=self.launchable)
         flow = max_flow(
             {a.id: a.capacity_rps for a in prefill},
             {a.id: a.capacity_rps for a in decode},
             self._sparsify(network.direct, len(prefill) + len(decode)),
+            {a.id: a.capacity_rps for a in both},
             hubs=network.hubs,
             hub_arcs=network.hub_arcs,
             method="dinic",
         )
-        used = [a for a in prefill + decode if flow.replica_flow.get(a.id, 0.0) > 0]
+        used = [a for a in prefill + decode + both if flow.replica_flow.get(a.id, 0.0) > 0]
         cost = self.cluster.price_per_hour(g for a in used for g in a.layout.gpus)
         value = flow.value if self.objective == "throughput" else flow.value / max(cost, 1e-9)
         if self.max_moved is not None and self.moved_gpus(state) > self.max_moved:
             value = -1.0  # infeasible: below every real plan, so the search moves back inside the budget
-        return Score(value, flow.value, cost, flow)
+        return Score(value, flow.value, flow)
 
     def _sparsify(self, direct: dict[tuple[str, str], float], replicas: int) -> dict[tuple[str, str], float]:
         """With many replicas, each keeps only its `route_limit` fastest own-arc routes, counted from

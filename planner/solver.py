@@ -48,22 +48,24 @@ def replica_bytes(cluster: Cluster) -> float:
     return max(weights * (1 + KV_HEADROOM), weights + 4 * long_request * kv_bytes_per_token_layer(cluster))
 
 
-def initial_states(cluster: Cluster, scorer: Scorer, seed: int, deadline: float) -> tuple[list[int], list[State]]:
-    """Phases 1 and 2 for each candidate K (stops early at the deadline, keeping what it has)."""
+def initial_states(cluster: Cluster, scorer: Scorer, seed: int, deadline: float) -> tuple[list[int], list[State], bool]:
+    """Phases 1 and 2 for each candidate K; stops early at the deadline, keeping what it has
+    (the last value says whether every K was tried)."""
     need = replica_bytes(cluster)
     blocks = make_blocks(cluster, need)
 
     def fits(gpus: tuple[str, ...]) -> bool:
         return sum(cluster.gpu_by_id[g].gpu.memory for g in gpus) * cluster.memory_utilization >= need
 
+    ks = candidate_k(cluster, need, len(blocks))
     tried, states = [], []
-    for k in candidate_k(cluster, need, len(blocks)):
+    for k in ks:
         groups = kernighan_lin_refine(cluster, spectral_groups(cluster, blocks, k), fits, seed=seed)
         states.append(assign_roles(scorer, [flatten(g) for g in groups]))
         tried.append(k)
         if time.monotonic() >= deadline:
             break
-    return tried, states
+    return tried, states, len(tried) == len(ks)
 
 
 def solve(
@@ -76,19 +78,29 @@ def solve(
     start: State | None = None,
     anchor: State | None = None,
     max_moved: int | None = None,
+    colocated: bool = False,
     progress: Progress | None = None,
 ) -> Plan:
     """Best plan found for `cluster` within `time_limit` seconds.
 
     `start` replaces phases 1–2 with a known state (re-planning close to a running plan);
     `max_moved` caps how many GPUs of the `anchor` state (the running plan) may change replica or role.
+    `colocated` also lets a group serve both phases (one vLLM engine, no KV transfer) when that
+    beats splitting it; by default every replica is disaggregated, as in HexGen-2.
     Raises InfeasibleError when no group of GPUs can hold the model in either role.
     """
     check_model_fits(cluster)
     began = time.monotonic()
     deadline = began + SEARCH_SHARE * time_limit
     objective = objective or cluster.objective
-    scorer = Scorer(cluster, launchable=connector != "none", objective=objective, anchor=anchor, max_moved=max_moved)
+    scorer = Scorer(
+        cluster,
+        launchable=connector != "none",
+        objective=objective,
+        anchor=anchor,
+        max_moved=max_moved,
+        colocated=colocated,
+    )
     rng = np.random.default_rng(seed)
 
     def report(throughput: float) -> None:
@@ -96,9 +108,9 @@ def solve(
             progress(min(1.0, (time.monotonic() - began) / time_limit), throughput)
 
     if start is None:
-        tried, states = initial_states(cluster, scorer, seed, began + PHASE12_SHARE * time_limit)
+        tried, states, every_k = initial_states(cluster, scorer, seed, began + PHASE12_SHARE * time_limit)
     else:
-        tried, states = [], [start]
+        tried, states, every_k = [], [start], True
     starts = sorted(states, key=lambda s: (-scorer.score(s).value, len(s), s))[:STARTS]
     report(scorer.score(starts[0]).throughput_rps)
     result = refine(scorer, starts, rng, deadline=deadline, on_step=report)
@@ -111,6 +123,12 @@ def solve(
             + ".",
             hint="add GPUs, relax the SLO, or use a smaller model",
         )
+    moved = scorer.moved_gpus([(a.layout.gpus, a.role) for a in replicas]) if anchor else None
+    if max_moved is not None and moved is not None and moved > max_moved:
+        raise InfeasibleError(
+            f"{cluster.source}: every plan found moves {moved} GPUs of the running plan; the limit is {max_moved}.",
+            hint="raise --max-moved-gpus",
+        )
     info = SolverInfo(
         version=__version__,
         seed=seed,
@@ -118,9 +136,10 @@ def solve(
         connector=connector,
         k_tried=tried,
         iterations=result.iterations,
-        converged=result.converged,
+        converged=result.converged and every_k,
+        colocated=colocated,
         time_limit_s=time_limit,
-        moved_gpus=scorer.moved_gpus([(a.layout.gpus, a.role) for a in replicas]) if anchor else None,
+        moved_gpus=moved,
     )
     plan, _ = assemble(cluster, replicas, info)
     report(plan.summary.throughput_rps)

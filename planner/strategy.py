@@ -26,15 +26,11 @@ from planner.costmodel import (
     Stage,
     activation_bytes_per_gpu,
     kv_bytes_per_token_layer,
+    valid_tp,
 )
 from planner.evaluate import Assessment, assess
 from planner.plan import Role
 from planner.topology import Cluster
-
-
-def valid_tp(cluster: Cluster, tp: int) -> bool:
-    model = cluster.model
-    return model.heads % tp == 0 and (model.kv_heads % tp == 0 or tp % model.kv_heads == 0)
 
 
 def node_parts(cluster: Cluster, gpus: Sequence[str]) -> list[tuple[str, list[str]]]:

@@ -134,18 +134,3 @@ class Cluster:
         """Nodes outside the largest connected component (empty when the network is connected)."""
         components = sorted(nx.connected_components(self.node_graph()), key=lambda c: (-len(c), min(c)))
         return sorted(name for component in components[1:] for name in component)
-
-    def gpu_graph(self) -> nx.Graph:
-        """GPU graph of the architecture: one vertex per GPU, edge weight = bandwidth between the two."""
-        graph = nx.Graph()
-        for slot in self.gpus:
-            graph.add_node(slot.id, gpu=slot.gpu.key, memory=slot.gpu.memory)
-        matrix = self.bandwidth_matrix
-        slots = self.gpus
-        for i, a in enumerate(slots):
-            ia = self.node_index[a.node]
-            for b in slots[i + 1 :]:
-                weight = matrix[ia, self.node_index[b.node]]
-                if weight > 0:
-                    graph.add_edge(a.id, b.id, weight=float(weight))
-        return graph

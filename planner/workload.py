@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +43,11 @@ class Trace:
 
 
 def _parse_timestamp(text: str) -> float:
-    # The Azure trace writes 7 fractional digits; datetime takes at most 6.
+    # The Azure trace writes 7 fractional digits; datetime takes at most 6. Naive times are read as
+    # UTC so inter-arrival gaps never depend on the machine's time zone or DST.
     head, _, frac = text.strip().partition(".")
-    return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}" if frac else head).timestamp()
+    moment = datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}" if frac else head)
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def read_trace(path: Path) -> Trace:
@@ -67,9 +69,7 @@ def read_trace(path: Path) -> Trace:
             prompts.append(int(row[1]))
             outputs.append(int(row[2]))
         except (ValueError, IndexError):
-            raise InputError(
-                f"{path}: line {line_no}: expected 'timestamp,int,int', got {','.join(row)!r}."
-            ) from None
+            raise InputError(f"{path}: line {line_no}: expected 'timestamp,int,int', got {','.join(row)!r}.") from None
         if prompts[-1] <= 0 or outputs[-1] <= 0:
             raise InputError(f"{path}: line {line_no}: token counts must be positive, got {','.join(row)!r}.")
     if not times:

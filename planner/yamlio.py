@@ -156,13 +156,21 @@ def validate(model: type[Model], data: object, path: Path, *, context: dict | No
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and rename, so a failure never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write via a temporary file in the same directory and rename, so a failure never leaves half a file.
+
+    Raises InputError when the path cannot be written (a directory, no permission, no space)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write here: {exc.strerror}.") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot write here: {exc.strerror}.") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -8,6 +8,7 @@ from conftest import EXAMPLES
 
 from planner.evaluate import PlanError, evaluate
 from planner.plan import read_plan, write_plan
+from planner.solver import solve
 from planner.spec import load_cluster
 
 HUGE_MODEL = """
@@ -123,3 +124,24 @@ def test_output_is_a_readable_plan_overwriting_the_old_one(run_cli, tmp_path, ti
     assert result.exit_code == 0, result.output
     assert f"wrote {output}" in result.stdout
     assert read_plan(output).model == tiny_cluster.model.name
+
+
+def test_colocated_option_mixes_in_colocated_replicas_only_when_they_win(solved_plan):
+    """--colocated widens the search: never worse than the disaggregated plan, and recorded in the plan."""
+    example = EXAMPLES / "paper-hetero-3.yaml"
+    split = read_plan(solved_plan(example, "--time-limit", "10"))
+    mixed = read_plan(solved_plan(example, "--time-limit", "10", "--colocated"))
+    assert not split.solver.colocated and all(r.role != "colocated" for r in split.replicas)
+    assert mixed.solver.colocated
+    assert mixed.summary.throughput_rps >= split.summary.throughput_rps * (1 - 1e-9)
+
+
+def test_a_tpot_slo_caps_colocated_replicas(write_yaml, catalog):
+    """A colocated replica's TPOT grows as prefills take its time (step / (1 − load/prefill capacity)), so under
+    a TPOT SLO its capacity is cut until the SLO holds."""
+    text = (EXAMPLES / "paper-h100-homogeneous.yaml").read_text() + "\nslo: {tpot: 60ms}\n"
+    cluster = load_cluster(write_yaml(text), catalog)
+    plan = solve(cluster, seed=0, time_limit=10, colocated=True)
+    for replica in plan.replicas:
+        if replica.role != "prefill":  # prefill latency_s is a prompt's latency, not a TPOT
+            assert replica.latency_s <= 0.06 * (1 + 1e-9), replica

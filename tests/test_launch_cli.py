@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from launcher import state as st
 from launcher.cli import main
 from launcher.engine import EngineOptions, build_launches
+from launcher.ray_backend import free_port
 from planner.plan import Plan, write_plan
 from planner.spec import load_cluster
 
@@ -74,6 +77,13 @@ def test_dry_run_json_is_the_engine_builder_output(plan: Plan, plan_file: Path, 
     options = EngineOptions(model=plan.model_path, served_name=plan.model, api_port=9000)
     expected = {p.replica_id + f"/{p.node_rank}": p for lau in build_launches(plan, options) for p in lau.processes}
     got = {p["actor"].split("/", 1)[1]: p for r in doc["replicas"] for p in r["processes"]}
+    deployment = st.deployment_name(tmp_path)
+    for replica in doc["replicas"]:  # the names a launch gives its placement groups and actors (launcher.state)
+        assert replica["placement_group"] == st.placement_group_name(deployment, replica["id"])
+        ranks = [p["node_rank"] for p in replica["processes"]]
+        names = [st.engine_actor_name(deployment, replica["id"], rank) for rank in ranks]
+        assert [p["actor"] for p in replica["processes"]] == names
+    assert doc["router"]["actor"] == st.router_actor_name(deployment)
     assert got.keys() == expected.keys()
     for key, process in expected.items():
         assert got[key]["argv"] == list(process.argv) and got[key]["env"] == dict(process.env)
@@ -119,3 +129,123 @@ def test_cli_and_dry_run_import_neither_ray_nor_aiohttp(plan_file: Path, tmp_pat
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in result.stdout
+
+
+def one_paragraph_error(code: int, err: str, *expected: str) -> None:
+    assert code == 2 and err.count("error: ") == 1 and "Traceback" not in err, err
+    for text in expected:
+        assert text in err, err
+
+
+def recorded(plan: Plan, state_dir: Path, address: str) -> st.DeploymentState:
+    """A deployment state as a launch writes it (no Ray involved)."""
+    replica = plan.replicas[0]
+    deployment = st.deployment_name(state_dir)
+    state = st.DeploymentState(
+        deployment=deployment,
+        address=address,
+        plan_file="plan.yaml",
+        replicas=[
+            st.ReplicaState(
+                id=replica.id,
+                role=replica.role,
+                url="http://127.0.0.1:1",
+                nodes=["a100-0"],
+                gpus=replica.gpus,
+                actors=[st.engine_actor_name(deployment, replica.id, 0)],
+            )
+        ],
+    )
+    st.save(state_dir, state)
+    return state
+
+
+def test_a_plan_that_routes_no_traffic_is_refused_not_a_traceback(plan: Plan, tmp_path: Path) -> None:
+    idle = plan.model_copy(update={"routes": [r.model_copy(update={"rate_rps": 0.0}) for r in plan.routes]})
+    path = tmp_path / "idle.yaml"
+    write_plan(idle, path)
+    code, out, err = run(path, "--dry-run", "--state-dir", tmp_path)
+    assert code == 2 and "Traceback" not in err
+    assert "  - the plan routes no traffic: no P→D route and no colocated replica has a positive rate." in out
+    code, _, err = run(path, "--state-dir", tmp_path)
+    one_paragraph_error(code, err, f"{path}: the plan cannot be launched", "the plan routes no traffic")
+
+
+def test_bad_options_are_one_paragraph_exit_2(plan_file: Path, tmp_path: Path) -> None:
+    code, _, err = run(plan_file, "--dry-run", "--state-dir", tmp_path, "--engine-cmd", "python 'fake.py")
+    one_paragraph_error(code, err, 'error: --engine-cmd "python \'fake.py": No closing quotation')
+    code, _, err = run(plan_file, "--dry-run", "--state-dir", tmp_path, "--engine-cmd", " ")
+    one_paragraph_error(code, err, "error: --engine-cmd is empty")
+    code, _, err = run(plan_file, "--dry-run", "--state-dir", tmp_path, "--seed", "-1")
+    assert code == 2 and "Invalid value for '--seed'" in err and "greater than or equal to 0" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ('{"deployment": "hx-1", "addr', "the deployment state is damaged (not JSON: Unterminated string"),
+        ('{"deployment": "hx-1"}', "state.json: address: Field required"),
+        ("[]", "state.json: (top level): Input should be a valid dictionary"),
+        ("", "the deployment state is damaged (not JSON: Expecting value"),
+    ],
+)
+def test_a_damaged_state_file_is_named_not_a_traceback(plan: Plan, tmp_path: Path, content: str, expected: str) -> None:
+    recorded(plan, tmp_path, "127.0.0.1:1")
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # written atomically: no temporary left behind
+    st.state_path(tmp_path).write_text(content)
+    for command in (["status"], ["logs", plan.replicas[0].id], ["stop"]):
+        code, _, err = run(*command, "--state-dir", tmp_path)
+        one_paragraph_error(code, err, str(tmp_path / "state.json"), expected, "To fix: delete")
+    assert st.state_path(tmp_path).read_text() == content
+
+
+def test_an_unreachable_ray_address_is_one_paragraph(plan: Plan, plan_file: Path, tmp_path: Path, monkeypatch) -> None:
+    port = free_port()  # nothing listens there: refused at once, not minutes of ray.init retries
+    running, fresh = tmp_path / "running", tmp_path / "fresh"
+    recorded(plan, running, f"127.0.0.1:{port}")
+    expected = f"cannot reach the Ray cluster at 127.0.0.1:{port}: no answer on port {port}."
+    for command in (["status"], ["logs", plan.replicas[0].id]):
+        code, _, err = run(*command, "--state-dir", running)
+        one_paragraph_error(code, err, expected, "To fix: check --address")
+    code, _, err = run(plan_file, "--address", f"127.0.0.1:{port}", "--state-dir", fresh)
+    one_paragraph_error(code, err, expected)
+    assert "launch failed; stopping what was started" in err and not st.state_path(fresh).exists()
+    import ray
+
+    def refuse(**_: object) -> None:
+        raise ConnectionError("Could not find any running Ray instance.")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    st.save(running, st.load(running).model_copy(update={"address": "auto"}))
+    code, _, err = run("status", "--state-dir", running)
+    one_paragraph_error(code, err, "cannot reach the Ray cluster at auto: Could not find any running Ray instance.")
+
+
+def test_without_ray_installed_every_ray_command_says_how_to_get_it(
+    plan: Plan, plan_file: Path, tmp_path: Path
+) -> None:
+    recorded(plan, tmp_path / "running", "127.0.0.1:1")
+    commands = [
+        [str(plan_file), "--state-dir", str(tmp_path / "new")],
+        ["status", "--state-dir", str(tmp_path / "running")],
+        ["logs", plan.replicas[0].id, "--state-dir", str(tmp_path / "running")],
+        ["stop", "--state-dir", str(tmp_path / "running")],
+    ]
+    code = (
+        "import sys\nsys.modules['ray'] = None  # as if the [launch] extra were not installed\n"
+        "from launcher.cli import main\n"
+        f"for args in {commands!r}:\n"
+        "    try:\n        main(args)\n    except SystemExit as exc:\n        print('EXIT', exc.code, flush=True)\n"
+    )
+    env = {**os.environ, "COLUMNS": "240", "NO_COLOR": "1"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.stdout.split("\n") == ["EXIT 2"] * len(commands) + [""], result.stderr
+    assert "Traceback" not in result.stderr
+    errors = result.stderr.split("error: ")[1:]
+    assert len(errors) == len(commands)
+    for error in errors:
+        assert error.startswith("this command needs Ray, which is not installed here"), error
+        assert error.rstrip().endswith("To fix: pip install 'hexgen2[launch]'"), error
+    assert st.state_path(tmp_path / "running").exists()

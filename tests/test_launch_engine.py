@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher.engine import EngineOptions, build_launches, kv_transfer_config, plan_problems
+from launcher.engine import EngineOptions, build_launches, gpu_index, kv_transfer_config, node_of, plan_problems
+from launcher.errors import LaunchError
 from planner.plan import Plan, ReplicaPlan, StagePlan
 from planner.profiles import Catalog
 from planner.spec import load_cluster
@@ -165,7 +166,8 @@ def test_uneven_gpu_count_per_node(plan: Plan) -> None:
     )
     assert plan_problems(plan.model_copy(update={"replicas": [two_on_a], "routes": []}), "nixl") == [
         f"replica {prefill.id}: vLLM's multi-node mp backend needs the same GPU count on every node "
-        "(a100-1: 2, l40-0: 1)."
+        "(a100-1: 2, l40-0: 1).",
+        "the plan routes no traffic: no P→D route and no colocated replica has a positive rate.",
     ]
 
 
@@ -182,3 +184,26 @@ def test_tp_sizes_must_divide_for_nixl_only(plan: Plan) -> None:
         f"route {tp3.id} → {tp2.id}: TP 3 and 2 do not divide one another (NixlConnector needs that)."
     ]
     assert plan_problems(bad, "mooncake") == []
+
+
+def test_a_plan_that_routes_no_traffic_is_refused(plan: Plan, three, hand_replica, hand_plan) -> None:
+    """RoutingPolicy needs a positive route or colocated replica; plan_problems says so before the router would fail."""
+    idle = [r.model_copy(update={"rate_rps": 0.0}) for r in plan.routes]
+    assert plan_problems(plan.model_copy(update={"routes": idle}), "nixl") == [
+        "the plan routes no traffic: no P→D route and no colocated replica has a positive rate."
+    ]
+    colocated = hand_plan(three, hand_replica(three, "colocated", ["a100-0/0"]))
+    assert colocated.routes == [] and plan_problems(colocated, "none") == []
+
+
+def test_malformed_gpu_ids_are_problems_not_tracebacks(plan: Plan) -> None:
+    """read_plan rejects such ids; a plan built in code gets them listed (and the parsers raise LaunchError)."""
+    prefill = next(r for r in plan.replicas if r.role == "prefill" and r.pp == 1)
+    bad = edit(prefill, gpus=["a100-0"], stages=[prefill.stages[0].model_copy(update={"gpus": ["a100-0"]})])
+    problems = plan_problems(plan.model_copy(update={"replicas": [bad], "routes": plan.routes}), "nixl")
+    assert f"replica {prefill.id}: GPU id 'a100-0' is not of the form node/index (e.g. a100-0/3)." in problems
+    for parse in (node_of, gpu_index):
+        for gpu in ("a100-0", "/3", "a100-0/x", "a100-0/"):
+            with pytest.raises(LaunchError, match="is not of the form node/index"):
+                parse(gpu)
+    assert (node_of("a100-0/3"), gpu_index("a100-0/3")) == ("a100-0", "3")

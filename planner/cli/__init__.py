@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 
+from rich.markup import escape
+
 from planner.cli.app import app, console_err
 from planner.errors import PlannerError
 
@@ -19,5 +21,5 @@ def main() -> None:
     try:
         app()
     except PlannerError as exc:
-        console_err.print(f"[bold red]error:[/] {exc.render()}", highlight=False, markup=True, soft_wrap=True)
+        console_err.print(f"[bold red]error:[/] {escape(exc.render())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

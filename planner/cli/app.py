@@ -9,9 +9,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from planner.errors import InputError, UnitError
+from planner.evaluate import PlanError, evaluate
+from planner.plan import Plan, read_plan
 from planner.profiles import Catalog, load_catalog
 from planner.spec import load_cluster
 from planner.topology import Cluster
+from planner.units import parse_time
 
 app = typer.Typer(
     name="hexplan",
@@ -28,6 +32,10 @@ ProfilesOption = Annotated[
     typer.Option("--profiles", help="extra catalogue directory (*.yaml with gpus/links/models); repeatable"),
 ]
 ClusterArgument = Annotated[Path, typer.Argument(help="cluster file (see README: cluster.yaml)")]
+PlanArgument = Annotated[Path, typer.Argument(help="plan file written by `hexplan solve`")]
+ClusterOption = Annotated[
+    Path | None, typer.Option("--cluster", "-c", help="cluster file (default: the one the plan records)")
+]
 
 
 def catalog_from(profiles: list[Path] | None) -> Catalog:
@@ -49,3 +57,29 @@ def resolve_plan_cluster(plan_file: Path, recorded: str, given: Path | None) -> 
     if recorded_path.is_absolute() or recorded_path.exists():
         return recorded_path
     return plan_file.parent / recorded_path
+
+
+def evaluate_plan_file(
+    plan_file: Path, given: Path | None, profiles: list[Path] | None
+) -> tuple[Plan, Plan, Cluster, Path]:
+    """(recorded plan, honestly evaluated plan, cluster, cluster file): what every plan-reading command needs.
+
+    A plan that cannot run on the cluster raises PlanError naming both files."""
+    recorded = read_plan(plan_file)
+    cluster_file = resolve_plan_cluster(plan_file, recorded.cluster.file, given)
+    cluster = load(cluster_file, profiles)
+    try:
+        honest = evaluate(recorded, cluster)
+    except PlanError as exc:  # the message names the replica and field inside the plan
+        raise PlanError(f"{plan_file} cannot run on {cluster_file}: {exc.message}", hint=exc.hint) from None
+    return recorded, honest, cluster, cluster_file
+
+
+def parse_duration_option(option: str, value: str | None) -> float | None:
+    """A command-line duration such as '2s' or '100ms' (None stays None)."""
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except UnitError as exc:
+        raise InputError(f"option {option}: {exc}.") from None

@@ -15,7 +15,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from planner.cli.app import ProfilesOption, app, console, console_err, load, resolve_plan_cluster
+from planner.cli.app import (
+    PlanArgument,
+    ProfilesOption,
+    app,
+    console,
+    console_err,
+    evaluate_plan_file,
+    load,
+    resolve_plan_cluster,
+)
 from planner.diff import (
     Change,
     GateResult,
@@ -29,7 +38,7 @@ from planner.diff import (
     diff_to_dict,
 )
 from planner.errors import InputError
-from planner.evaluate import PlanError, evaluate
+from planner.evaluate import PlanError
 from planner.plan import Plan, read_plan
 from planner.topology import Cluster
 
@@ -43,7 +52,6 @@ class Format(StrEnum):
 FormatOption = Annotated[
     Format, typer.Option("--format", "-f", help="table (rich), markdown (for a PR comment) or json")
 ]
-PlanArgument = Annotated[Path, typer.Argument(help="plan file")]
 
 
 # ---- text of single values, shared by the table and markdown renderers
@@ -255,13 +263,7 @@ class Evaluated:
 
 
 def evaluated(plan_file: Path, cluster_file: Path | None, profiles: list[Path] | None) -> Evaluated:
-    plan = read_plan(plan_file)
-    path = resolve_plan_cluster(plan_file, plan.cluster.file, cluster_file)
-    cluster = load(path, profiles)
-    try:
-        honest = evaluate(plan, cluster)
-    except PlanError as exc:
-        raise PlanError(f"{plan_file} cannot run on {path}: {exc.message}", hint=exc.hint) from None
+    plan, honest, cluster, path = evaluate_plan_file(plan_file, cluster_file, profiles)
     return Evaluated(plan_file, path, plan, honest, cluster)
 
 

@@ -7,15 +7,9 @@ from typing import Annotated
 
 import typer
 
-from planner.cli.app import ProfilesOption, app, console, load, resolve_plan_cluster
+from planner.cli.app import ClusterOption, PlanArgument, ProfilesOption, app, console, evaluate_plan_file
 from planner.cli.render import replicas_table, routes_table, summary_table
-from planner.evaluate import PlanError, evaluate
 from planner.plan import plan_to_yaml, read_plan, round_floats, write_plan
-
-PlanArgument = Annotated[Path, typer.Argument(help="plan file written by `hexplan solve`")]
-ClusterOption = Annotated[
-    Path | None, typer.Option("--cluster", "-c", help="cluster file (default: the one the plan records)")
-]
 
 
 @app.command()
@@ -36,12 +30,7 @@ def evaluate_command(
     profiles: ProfilesOption = None,
 ) -> None:
     """Recompute every figure of a plan from its layouts (the file's claimed numbers are ignored)."""
-    plan = read_plan(plan_file)
-    cluster_path = resolve_plan_cluster(plan_file, plan.cluster.file, cluster)
-    try:
-        honest = evaluate(plan, load(cluster_path, profiles))
-    except PlanError as exc:  # name the plan file: the message names the replica and field inside it
-        raise PlanError(f"{plan_file}: {exc.message}", hint=exc.hint) from None
+    plan, honest, _, cluster_path = evaluate_plan_file(plan_file, cluster, profiles)
     if output is not None:
         write_plan(honest, output)
     if as_yaml:

@@ -11,11 +11,19 @@ import typer
 from rich.table import Table
 
 from planner.baselines import baseline
-from planner.cli.app import ClusterArgument, ProfilesOption, app, console, load, resolve_plan_cluster
-from planner.cli.plans import ClusterOption, PlanArgument
+from planner.cli.app import (
+    ClusterArgument,
+    ClusterOption,
+    PlanArgument,
+    ProfilesOption,
+    app,
+    console,
+    evaluate_plan_file,
+    load,
+    parse_duration_option,
+)
 from planner.errors import InfeasibleError, InputError
-from planner.evaluate import evaluate
-from planner.plan import Plan, read_plan
+from planner.plan import Plan
 from planner.sim import SimResult, Simulation, Slo, default_slo, goodput, replay, saturation, simulate_rate
 from planner.solver import solve
 from planner.topology import Cluster
@@ -70,10 +78,10 @@ def simulate_command(
     rate: Annotated[float | None, typer.Option(help="Poisson arrivals, req/s (default: 80% of the plan's)")] = None,
     trace: Annotated[Path | None, typer.Option(help="replay a CSV (TIMESTAMP,ContextTokens,GeneratedTokens)")] = None,
     duration: Annotated[float | None, typer.Option(help="seconds of arrivals (default 300; trace: all)")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="random seed (arrivals and lengths)")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="random seed (arrivals and lengths)")] = 0,
     speedup: Annotated[float, typer.Option("--speedup", help="divide trace timestamps by this")] = 1.0,
-    ttft: Annotated[float | None, typer.Option(help="TTFT SLO in s (default: the cluster's, else 5)")] = None,
-    tpot: Annotated[float | None, typer.Option(help="TPOT SLO in s (default: the cluster's, else 0.2)")] = None,
+    ttft: Annotated[str | None, typer.Option(help="TTFT SLO, e.g. 2s (default: the cluster's, else 5s)")] = None,
+    tpot: Annotated[str | None, typer.Option(help="TPOT SLO, e.g. 100ms (default: the cluster's, else 200ms)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
     sweep: Annotated[bool, typer.Option("--sweep", help="bisect the highest rate with ≥ 90% SLO attainment")] = False,
     profiles: ProfilesOption = None,
@@ -83,20 +91,15 @@ def simulate_command(
         (rate, "--rate"),
         (duration, "--duration"),
         (speedup, "--speedup"),
-        (ttft, "--ttft"),
-        (tpot, "--tpot"),
     ):
         _positive(value, option)
     if rate is not None and trace is not None:
         raise InputError("--rate and --trace: give one request source, not both.")
     if sweep and trace is not None:
         raise InputError("--sweep bisects a Poisson rate; it cannot be combined with --trace.")
-    recorded = read_plan(plan_file)
-    cluster_path = resolve_plan_cluster(plan_file, recorded.cluster.file, cluster)
-    the_cluster = load(cluster_path, profiles)
-    plan = evaluate(recorded, the_cluster)
+    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles)
     base = default_slo(the_cluster)
-    slo = Slo(ttft or base.ttft, tpot or base.tpot)
+    slo = Slo(parse_duration_option("--ttft", ttft) or base.ttft, parse_duration_option("--tpot", tpot) or base.tpot)
     if sweep:
         seconds = duration or DEFAULT_DURATION_S
         best, result = goodput(plan, the_cluster, duration=seconds, seed=seed, slo=slo)
@@ -146,7 +149,7 @@ def compare_command(
         "distserve,hexgen,vllm"
     ),
     time_limit: Annotated[float, typer.Option("--time-limit", help="seconds per planner")] = 30.0,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
     duration: Annotated[float, typer.Option("--duration", help="simulated seconds per run")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     profiles: ProfilesOption = None,

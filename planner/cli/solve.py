@@ -11,13 +11,20 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from planner.cli.app import ClusterArgument, ProfilesOption, app, console, console_err, load
+from planner.cli.app import (
+    ClusterArgument,
+    ProfilesOption,
+    app,
+    console,
+    console_err,
+    load,
+    parse_duration_option,
+)
 from planner.cli.render import replicas_table, routes_table, summary_table
-from planner.errors import InputError, UnitError
+from planner.errors import InputError
 from planner.plan import plan_to_yaml, read_plan, write_plan
 from planner.replan import replan
 from planner.solver import solve as run_solver
-from planner.units import parse_time
 
 
 class Objective(StrEnum):
@@ -32,20 +39,11 @@ class ConnectorChoice(StrEnum):
     none = "none"
 
 
-def _duration(option: str, value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        return parse_time(value)
-    except UnitError as exc:
-        raise InputError(f"option {option}: {exc}.") from None
-
-
 @app.command()
 def solve(
     cluster_file: ClusterArgument,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="plan file to write (default: stdout)")] = None,
-    seed: Annotated[int, typer.Option(help="random seed; same input and seed give the same plan")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="random seed; same input and seed give the same plan")] = 0,
     time_limit: Annotated[float, typer.Option("--time-limit", min=0.1, help="seconds of search at most")] = 60.0,
     objective: Annotated[Objective | None, typer.Option(help="maximise throughput, or throughput per $")] = None,
     slo_ttft: Annotated[str | None, typer.Option("--slo-ttft", help="time-to-first-token SLO, e.g. 2s")] = None,
@@ -61,12 +59,21 @@ def solve(
     max_loss: Annotated[
         float, typer.Option("--max-loss", min=0, max=100, help="with --baseline: % throughput to give up for stability")
     ] = 5.0,
+    colocated: Annotated[
+        bool,
+        typer.Option(
+            "--colocated", help="also consider colocated replicas (prefill + decode on one engine) where they win"
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or tables")] = False,
     profiles: ProfilesOption = None,
 ) -> None:
     """Plan prefill and decode replicas, their layouts and KV routes for a cluster file."""
     cluster = load(cluster_file, profiles)
-    overrides = {"slo_ttft": _duration("--slo-ttft", slo_ttft), "slo_tpot": _duration("--slo-tpot", slo_tpot)}
+    overrides = {
+        "slo_ttft": parse_duration_option("--slo-ttft", slo_ttft),
+        "slo_tpot": parse_duration_option("--slo-tpot", slo_tpot),
+    }
     cluster = dataclasses.replace(cluster, **{k: v for k, v in overrides.items() if v is not None})
     if max_moved_gpus is not None and baseline is None:
         raise InputError("option --max-moved-gpus needs --baseline (the plan whose GPUs should stay put).")
@@ -91,6 +98,7 @@ def solve(
             "time_limit": time_limit,
             "connector": connector.value,
             "objective": objective.value if objective else None,
+            "colocated": colocated,
             "progress": progress,
         }
         if previous is not None:

@@ -59,7 +59,6 @@ class Link:
     version: int = 0
     flows: list[tuple[float, int, Request]] = field(default_factory=list)
     busy_s: float = 0.0
-    bytes_done: float = 0.0
 
     def advance(self, now: float) -> None:
         if self.active:
@@ -71,7 +70,6 @@ class Link:
         self.advance(now)
         heapq.heappush(self.flows, (self.virtual + nbytes, request.id, request))
         self.active += 1
-        self.bytes_done += nbytes
         self.version += 1
 
     def pop_finished(self, now: float) -> list[Request]:
