@@ -59,7 +59,7 @@ def full(cluster: Cluster, seconds: float, rng: np.random.Generator, seed: int) 
 
 def phases_1_2(cluster: Cluster, seconds: float, rng: np.random.Generator, seed: int) -> float:
     scorer = new_scorer(cluster)
-    _, states = initial_states(cluster, scorer, seed, time.monotonic() + seconds)
+    _, states, _ = initial_states(cluster, scorer, seed, time.monotonic() + seconds)
     best = max(states, key=lambda s: scorer.score(s).value)
     return plan_throughput(cluster, scorer, best)
 
@@ -155,6 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="wall-time budget of each method")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("clusters", type=Path, nargs="*", help="cluster files (default: examples/paper-*.yaml)")
     args = parser.parse_args()
     console = Console()
     catalog = load_catalog()
@@ -166,7 +167,7 @@ def main() -> None:
     for name in list(METHODS)[1:]:
         table.add_column(f"full ÷ {name}", justify="right")
     ratios: dict[str, list[float]] = {name: [] for name in list(METHODS)[1:]}
-    for path in sorted(EXAMPLES.glob("paper-*.yaml")):
+    for path in args.clusters or sorted(EXAMPLES.glob("paper-*.yaml")):
         cluster = load_cluster(path, catalog)
         results, seconds = {}, {}
         for name, method in METHODS.items():
