@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
         args.insert(0, "start")
     try:
         app(args=args, prog_name="hexlaunch")
-    except (LaunchError, PlannerError) as exc:
+    except PlannerError as exc:  # LaunchError included
         console_err.print(f"[bold red]error:[/] {escape(exc.render())}", soft_wrap=True)
         sys.exit(exc.exit_code)
 

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
+from planner.errors import PlannerError
 
-class LaunchError(Exception):
-    """Base of every expected launcher failure (a plan it cannot run, a cluster that lacks what it names)."""
 
-    exit_code = 2
-
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-
-    def render(self) -> str:
-        return f"{self.message}\nTo fix: {self.hint}" if self.hint else self.message
+class LaunchError(PlannerError):
+    """Base of every expected launcher failure (a plan it cannot run, a cluster that lacks what it names);
+    shares the planner's message, hint and exit status 2."""
 
 
 def listed(title: str, problems: list[str]) -> str:
