@@ -54,13 +54,15 @@ def max_flow(
     hubs: Mapping[str, float] | None = None,
     hub_arcs: Sequence[tuple[str, str]] = (),
     method: Literal["edmonds_karp", "dinic"] = "edmonds_karp",
+    details: bool = True,
 ) -> FlowResult:
     """Maximum request rate through the replica network; see the module docstring.
 
     Every argument maps replica ids (or id pairs, or hub ids) to capacities in requests/s; a
     missing KV pair means no direct route. `hub_arcs` are (from, to) pairs whose ends are a
     prefill id (as tail), a hub id, or a decode id (as head). Inputs are read in sorted order,
-    so the result is deterministic.
+    so the result is deterministic. With details=False the routes, min cut and bottleneck are
+    left empty ("none"): a search that only compares values skips that work.
     """
     colocated = colocated or {}
     hubs = hubs or {}
@@ -102,8 +104,9 @@ def max_flow(
         for (tail, head, _, _), value in zip(arcs, flows)
         if head == tail + 1 and tail in owner and owner[tail] not in hubs  # a replica's own in→out arc
     }
+    if not details:
+        return FlowResult(float(result.flow_value) / scale, replica_flow, {}, "none", {})
     routes = _decompose(arcs, flows, owner, set(prefill), set(decode), scale)
-
     cut = _min_cut_capacity(n, arcs, caps, flows, scale)
     bottleneck: Bottleneck = max(cut, key=lambda kind: (cut[kind], kind)) if cut else "none"
     return FlowResult(float(result.flow_value) / scale, replica_flow, routes, bottleneck, cut)

@@ -75,17 +75,20 @@ def kv_network(
 
     hubs: dict[str, float] = {}
     arcs: set[tuple[str, str]] = set()
-    for a, (senders, _) in sorted(by_node.items()):
-        for b, (_, receivers) in sorted(by_node.items()):
-            if not senders or not receivers:
-                continue
+    sending = sorted((a, frozenset(p.layout.tp for p in s)) for a, (s, _) in by_node.items() if s)
+    receiving = sorted((b, frozenset(d.layout.tp for d in r)) for b, (_, r) in by_node.items() if r)
+    compatible: dict[tuple[frozenset[int], frozenset[int]], bool] = {}
+    egress_used, ingress_used = set(), set()
+    for a, tps_a in sending:
+        senders = by_node[a][0]
+        for b, tps_b in receiving:
+            receivers = by_node[b][1]
             link = cluster.links.get((min(a, b), max(a, b)))
-            tps_ok = not launchable or all(
-                tp_compatible(tp, tq)
-                for tp in {p.layout.tp for p in senders}
-                for tq in {d.layout.tp for d in receivers}
-            )
-            if a == b or link is None or not tps_ok:
+            if (tps_a, tps_b) not in compatible:
+                compatible[(tps_a, tps_b)] = not launchable or all(
+                    tp_compatible(tp, tq) for tp in tps_a for tq in tps_b
+                )
+            if a == b or link is None or not compatible[(tps_a, tps_b)]:
                 for p in senders:
                     for d in receivers:
                         own_arc(p, d)
@@ -99,8 +102,12 @@ def kv_network(
                 arcs.update({(egress, wire), (wire, ingress)})
             else:
                 arcs.add((egress, ingress))
-            arcs.update((p.id, egress) for p in senders)
-            arcs.update((ingress, d.id) for d in receivers)
+            egress_used.add(a)
+            ingress_used.add(b)
+    for a in egress_used:  # E:a leads only to nodes b whose pair (a, b) goes through hubs
+        arcs.update((p.id, f"E:{a}") for p in by_node[a][0])
+    for b in ingress_used:
+        arcs.update((f"I:{b}", d.id) for d in by_node[b][1])
     for p in spanning_p:
         for d in decode:
             own_arc(p, d)

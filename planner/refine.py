@@ -38,8 +38,8 @@ from planner.strategy import node_parts
 EXHAUSTIVE = 256  # below this many candidate moves, score them all
 SAMPLE = 64  # otherwise score the bottleneck moves and this many others
 REROLE_MAX_GROUPS = 8  # up to this many groups, every candidate grouping also gets phase-2 roles
-KICKS = 8  # perturb-and-climb rounds after the first climbs, at most
-KICK_PATIENCE = 3  # stop kicking after this many rounds in a row find nothing better
+KICKS = 2  # perturb-and-climb rounds after the first climbs, at most (each costs a full climb)
+KICK_PATIENCE = 1  # stop kicking after this many rounds in a row find nothing better
 SMALL_STATE = 8  # groups; small states climb in milliseconds, so they get more rounds:
 SMALL_KICKS, SMALL_PATIENCE = 32, 10
 KICK_MOVES = 3  # random moves per perturbation
@@ -168,7 +168,7 @@ def _climb(
     iterations = 0
     while time.monotonic() < deadline:
         iterations += 1
-        moves = candidate_moves(scorer, state, current.flow.bottleneck, rng)
+        moves = candidate_moves(scorer, state, scorer.bottleneck(state), rng)
         if len(moves) > EXHAUSTIVE:
             urgent = [m for m in moves if m.priority <= 1][:SAMPLE]
             others = [m for m in moves if m.priority > 1]

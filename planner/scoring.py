@@ -63,6 +63,7 @@ class Scorer:
         self._shapes: dict[tuple[Role, tuple], Assessment | None] = {}
         self._kv: dict[tuple[str, str], float] = {}
         self._scores: dict[State, Score] = {}
+        self._bottlenecks: dict[State, str] = {}
 
     def assessment(self, group: Group, role: Role) -> Assessment | None:
         key = (tuple(sorted(group)), role)
@@ -117,13 +118,29 @@ class Scorer:
         unchanged = sum(1 for group, role in state for g in group if self._anchor.get(g) == (frozenset(group), role))
         return len(self._anchor) - unchanged
 
+    def bottleneck(self, state: State) -> str:
+        """What limits the state's plan (the min cut), solved once per state the search moves to."""
+        if state not in self._bottlenecks:
+            self._bottlenecks[state] = self._flow(state, details=True).bottleneck
+        return self._bottlenecks[state]
+
     def _score(self, state: State) -> Score:
+        flow = self._flow(state, details=False)
+        live = [a for group, role in state if (a := self.assessment(group, role)) is not None]
+        used = [a for a in live if flow.replica_flow.get(a.id, 0.0) > 0]
+        cost = self.cluster.price_per_hour(g for a in used for g in a.layout.gpus)
+        value = flow.value if self.objective == "throughput" else flow.value / max(cost, 1e-9)
+        if self.max_moved is not None and self.moved_gpus(state) > self.max_moved:
+            value = -1.0  # infeasible: below every real plan, so the search moves back inside the budget
+        return Score(value, flow.value, flow)
+
+    def _flow(self, state: State, *, details: bool) -> FlowResult:
         live = [(a, role) for group, role in state if (a := self.assessment(group, role)) is not None]
         prefill = [a for a, role in live if role == "prefill"]
         decode = [a for a, role in live if role == "decode"]
         both = [a for a, role in live if role == "colocated"]
         network = kv_network(self.cluster, prefill, decode, self.kv_capacity, launchable=self.launchable)
-        flow = max_flow(
+        return max_flow(
             {a.id: a.capacity_rps for a in prefill},
             {a.id: a.capacity_rps for a in decode},
             self._sparsify(network.direct, len(prefill) + len(decode)),
@@ -131,13 +148,8 @@ class Scorer:
             hubs=network.hubs,
             hub_arcs=network.hub_arcs,
             method="dinic",
+            details=details,
         )
-        used = [a for a in prefill + decode + both if flow.replica_flow.get(a.id, 0.0) > 0]
-        cost = self.cluster.price_per_hour(g for a in used for g in a.layout.gpus)
-        value = flow.value if self.objective == "throughput" else flow.value / max(cost, 1e-9)
-        if self.max_moved is not None and self.moved_gpus(state) > self.max_moved:
-            value = -1.0  # infeasible: below every real plan, so the search moves back inside the budget
-        return Score(value, flow.value, flow)
 
     def _sparsify(self, direct: dict[tuple[str, str], float], replicas: int) -> dict[tuple[str, str], float]:
         """With many replicas, each keeps only its `route_limit` fastest own-arc routes, counted from
