@@ -45,23 +45,30 @@ def cluster_tables(cluster: Cluster) -> list[Table]:
     return tables
 
 
-def summary_table(plan: Plan, title: str = "plan summary") -> Table:
-    s = plan.summary
+def metric_table(title: str, rows: list[tuple[str, str]]) -> Table:
+    """Two columns, metric and value, no header: how every command prints a set of figures."""
     table = Table(title=title, show_header=False)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    rows = [
-        ("throughput", f"{s.throughput_rps:.3f} req/s"),
-        ("output tokens", f"{s.output_tokens_per_s:,.0f} tokens/s"),
-        ("TTFT (unloaded)", f"{s.ttft_s * 1e3:.0f} ms"),
-        ("TPOT", f"{s.tpot_s * 1e3:.1f} ms"),
-        ("cost", f"${s.cost_per_hour_usd:.2f}/h ({s.gpus_used} GPUs)"),
-        ("$ per 1M output tokens", f"{s.usd_per_million_output_tokens:.3f}"),
-        ("bottleneck", s.bottleneck),
-    ]
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def summary_table(plan: Plan, title: str = "plan summary") -> Table:
+    s = plan.summary
+    return metric_table(
+        title,
+        [
+            ("throughput", f"{s.throughput_rps:.3f} req/s"),
+            ("output tokens", f"{s.output_tokens_per_s:,.0f} tokens/s"),
+            ("TTFT (unloaded)", f"{s.ttft_s * 1e3:.0f} ms"),
+            ("TPOT", f"{s.tpot_s * 1e3:.1f} ms"),
+            ("cost", f"${s.cost_per_hour_usd:.2f}/h ({s.gpus_used} GPUs)"),
+            ("$ per 1M output tokens", f"{s.usd_per_million_output_tokens:.3f}"),
+            ("bottleneck", s.bottleneck),
+        ],
+    )
 
 
 def replicas_table(plan: Plan) -> Table:

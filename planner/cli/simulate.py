@@ -22,6 +22,7 @@ from planner.cli.app import (
     load,
     parse_duration_option,
 )
+from planner.cli.render import metric_table
 from planner.errors import InfeasibleError, InputError
 from planner.plan import Plan
 from planner.sim import SimResult, Simulation, Slo, default_slo, goodput, replay, saturation, simulate_rate
@@ -43,9 +44,6 @@ def _ms(values: dict[str, float]) -> str:
 
 
 def result_table(result: SimResult, title: str) -> Table:
-    table = Table(title=title, show_header=False)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
     rows = [
         ("offered load", f"{result.offered_rps:.3f} req/s"),
         ("throughput", f"{result.throughput_rps:.3f} req/s"),
@@ -66,9 +64,7 @@ def result_table(result: SimResult, title: str) -> Table:
     ]
     rows += [(f"utilisation {rid}", f"{u:.0%}") for rid, u in result.replica_utilisation.items()]
     rows += [(f"link {key}", f"{u:.0%} busy") for key, u in result.link_utilisation.items()]
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
+    return metric_table(title, rows)
 
 
 @app.command("simulate")
