@@ -22,6 +22,7 @@ so plans are a function of (cluster, seed) only.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,10 +30,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner import __version__
-from planner.costmodel import Layout, Stage, layer_split, valid_tp
+from planner.costmodel import Layout, Stage, valid_tp
 from planner.errors import InfeasibleError, InputError
 from planner.evaluate import Assessment, assemble, assess
 from planner.plan import Plan, Role, SolverInfo
+from planner.strategy import split_layers
 from planner.topology import Cluster, Node
 
 Baseline = Callable[..., Plan]
@@ -51,8 +53,13 @@ def _groups(node: Node, tp: int) -> list[tuple[str, ...]]:
 
 
 def _layout(cluster: Cluster, groups: Sequence[tuple[str, ...]], weights: Sequence[float]) -> Layout:
-    split = layer_split(cluster.model.layers, list(weights))
-    return Layout(tuple(Stage(g, a, b) for g, (a, b) in zip(groups, split, strict=True)))
+    """Stages with layers in proportion to `weights` (stage speed or memory), no memory caps."""
+    layers = cluster.model.layers
+    counts = split_layers(layers, [1.0 / w for w in weights], [layers] * len(weights))
+    if counts is None:
+        raise InfeasibleError(f"cannot split {layers} layers into {len(weights)} pipeline stages.")
+    bounds = itertools.pairwise(itertools.accumulate(counts, initial=0))
+    return Layout(tuple(Stage(g, a, b) for g, (a, b) in zip(groups, bounds, strict=True)))
 
 
 def _finish(cluster: Cluster, name: str, assessments: list[Assessment], seed: int, time_limit: float) -> Plan:

@@ -378,21 +378,6 @@ def kv_transfer_capacity(cluster: Cluster, prefill: Layout, decode: Layout) -> f
     return 1.0 / worst if worst > 0 else 0.0
 
 
-def layer_split(layers: int, weights: list[float]) -> list[tuple[int, int]]:
-    """Split [0, layers) into len(weights) contiguous ranges proportional to weights, each ≥ 1 layer.
-
-    Raises InfeasibleError when there are more stages than layers."""
-    if len(weights) > layers:
-        raise InfeasibleError(f"cannot split {layers} layers into {len(weights)} pipeline stages.")
-    total = sum(weights)
-    bounds, acc = [0], 0.0
-    for w in weights[:-1]:
-        acc += w
-        bounds.append(min(max(round(layers * acc / total), bounds[-1] + 1), layers - (len(weights) - len(bounds))))
-    bounds.append(layers)
-    return list(pairwise(bounds))
-
-
 def check_model_fits(cluster: Cluster) -> None:
     """Raise InfeasibleError when even all GPUs together cannot hold the weights and one long request's KV."""
     need = cluster.model.total_params * cluster.dtype_bytes

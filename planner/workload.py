@@ -131,12 +131,10 @@ class Lengths:
 
 @dataclass(frozen=True)
 class Workload:
-    """What requests look like: prompt and output lengths, and the trace they came from if any."""
+    """What requests look like: prompt and output length distributions."""
 
     prompt: Lengths
     output: Lengths
-    trace_path: Path | None = None
-    trace_class: str | None = None
 
     @property
     def decode_tokens(self) -> float:
@@ -153,6 +151,4 @@ class Workload:
         return cls(
             prompt=Lengths("empirical", float(trace.prompt.mean()), values=tuple(int(v) for v in trace.prompt)),
             output=Lengths("empirical", float(trace.output.mean()), values=tuple(int(v) for v in trace.output)),
-            trace_path=path,
-            trace_class=workload_class,
         )

@@ -27,13 +27,13 @@ from planner.costmodel import (
     kv_bytes_per_token_layer,
     kv_capacity_tokens,
     kv_transfer_time,
-    layer_split,
     prefill_perf,
     prefill_stage_time,
     stage_hardware,
 )
 from planner.errors import InfeasibleError
 from planner.profiles import load_catalog
+from planner.strategy import split_layers
 from planner.topology import Cluster, Node, NodeLink
 from planner.workload import Lengths, Workload
 
@@ -239,15 +239,18 @@ def test_tpot_slo_caps_the_batch():
     ("layers", "weights"),
     [(80, [1.0, 1.0]), (80, [3.0, 1.0]), (32, [1.0, 1.0, 1.0]), (5, [100.0, 1.0, 1.0, 1.0, 1.0]), (4, [1.0] * 4)],
 )
-def test_layer_split_covers_every_layer(layers, weights):
-    split = layer_split(layers, weights)
-    assert len(split) == len(weights)
-    assert split[0][0] == 0 and split[-1][1] == layers
-    assert all(a[1] == b[0] for a, b in pairwise(split))
-    assert all(end - start >= 1 for start, end in split)
-    sizes = [end - start for start, end in split]
+def test_split_layers_follows_stage_speed(layers, weights):
+    """Uncapped, the min-max split gives each stage ≥ 1 layer and about its speed's share."""
+    sizes = split_layers(layers, [1.0 / w for w in weights], [layers] * len(weights))
+    assert sizes is not None and sum(sizes) == layers and min(sizes) >= 1
     shares = [w / sum(weights) * layers for w in weights]
     assert all(abs(s - share) <= max(1.0, layers / 10) or s == 1 for s, share in zip(sizes, shares, strict=True))
+
+
+def test_split_layers_respects_memory_caps_and_refuses_the_impossible():
+    assert split_layers(80, [1.0, 1.0], [30, 80]) == [30, 50]  # the capped stage gets no more than fits
+    assert split_layers(80, [1.0, 1.0], [30, 40]) is None  # 70 layers of room for 80
+    assert split_layers(2, [1.0, 1.0, 1.0], [2, 2, 2]) is None  # more stages than layers
 
 
 def test_check_model_fits(tiny_cluster, catalog):
