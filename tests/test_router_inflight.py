@@ -1,0 +1,169 @@
+"""launcher.router's in-flight counters, in-process against small fake engines (aiohttp test servers, no Ray, no
+subprocess): they count what is in flight on each backend while requests are held, and return to zero for every
+backend after requests that succeed, fail at either hop, hit an unreachable engine, or are dropped by the client."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import ClientSession, web
+from aiohttp.test_utils import TestServer
+
+from launcher.router import make_app
+
+MODEL = "m"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def fake_engine(
+    engine_id: str, role: str, hold: asyncio.Event | None = None, arrived: list | None = None
+) -> web.Application:
+    """An engine that answers by the prompt: 'prefill-500', 'no-kv', 'decode-500', 'stream' change what it does;
+    with `hold` it keeps every request until the event is set (recording arrivals in `arrived`)."""
+
+    async def completions(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        prompt = str(body.get("prompt", ""))
+        if arrived is not None:
+            arrived.append(engine_id)
+        if hold is not None:
+            await hold.wait()
+        if role == "prefill":
+            if "prefill-500" in prompt:
+                return web.json_response({"error": {"message": "boom"}}, status=500)
+            kv = {} if "no-kv" in prompt else {"kv_transfer_params": {"remote_engine_id": engine_id}}
+            return web.json_response({"choices": [{"text": "x"}], **kv})
+        if "decode-500" in prompt:
+            return web.json_response({"error": {"message": "boom"}}, status=500)
+        if body.get("stream"):
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            for i in range(20):
+                await response.write(f"data: {engine_id}:{i}\n\n".encode())
+                await asyncio.sleep(0.005)
+            await response.write_eof()
+            return response
+        return web.json_response({"choices": [{"text": f" {engine_id}"}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/completions", completions)
+    return app
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def backend(engine_id: str, role: str, url: str, limit: int = 4) -> dict[str, Any]:
+    return {"id": engine_id, "role": role, "url": url, "max_outstanding": limit}
+
+
+async def outstanding(session: ClientSession, router: str) -> dict[str, float]:
+    async with session.get(router + "/metrics") as response:
+        text = await response.text()
+    return {m[1]: float(m[2]) for m in re.finditer(r'hexgen2_router_outstanding\{replica="([^"]+)"\} (\S+)', text)}
+
+
+async def complete(session: ClientSession, router: str, prompt: str, stream: bool = False) -> int:
+    body = {"model": MODEL, "prompt": prompt, "max_tokens": 3, "stream": stream}
+    async with session.post(router + "/v1/completions", json=body) as response:
+        await response.read()
+        return response.status
+
+
+async def serve(apps: dict[str, web.Application]) -> dict[str, TestServer]:
+    servers = {name: TestServer(app, host="127.0.0.1") for name, app in apps.items()}
+    for server in servers.values():
+        await server.start_server()
+    return servers
+
+
+def url(server: TestServer) -> str:
+    return str(server.make_url("")).rstrip("/")
+
+
+def test_counts_what_is_in_flight_and_returns_to_zero() -> None:
+    """Three requests held in the decode engine: the prefill and the decode replica each count 3 in flight
+    (the router counts a request on its first replica until the whole request ends); then 0."""
+
+    async def scenario() -> None:
+        hold, arrived = asyncio.Event(), []
+        engines = await serve({"p1": fake_engine("p1", "prefill"), "d1": fake_engine("d1", "decode", hold, arrived)})
+        config = {
+            "model": MODEL,
+            "seed": 0,
+            "backends": [backend("p1", "prefill", url(engines["p1"])), backend("d1", "decode", url(engines["d1"]))],
+            "routes": [{"source": "p1", "target": "d1", "weight": 1.0}],
+            "colocated_weights": {},
+        }
+        router = (await serve({"router": make_app(config)}))["router"]
+        async with ClientSession() as session:
+            requests = [asyncio.create_task(complete(session, url(router), f"r{i}")) for i in range(3)]
+            while len(arrived) < 3:
+                await asyncio.sleep(0.01)
+            assert await outstanding(session, url(router)) == {"p1": 3.0, "d1": 3.0}
+            hold.set()
+            assert await asyncio.gather(*requests) == [200, 200, 200]
+            assert await outstanding(session, url(router)) == {"p1": 0.0, "d1": 0.0}
+        for server in (router, *engines.values()):
+            await server.close()
+
+    asyncio.run(scenario())
+
+
+def test_counters_return_to_zero_after_failures_at_every_hop() -> None:
+    async def scenario() -> None:
+        engines = await serve(
+            {
+                "p1": fake_engine("p1", "prefill"),
+                "d1": fake_engine("d1", "decode"),
+                "c1": fake_engine("c1", "colocated"),
+            }
+        )
+        dead = f"http://127.0.0.1:{closed_port()}"
+        backends = [
+            backend("p1", "prefill", url(engines["p1"])),
+            backend("d1", "decode", url(engines["d1"])),
+            backend("c1", "colocated", url(engines["c1"])),
+            backend("p-dead", "prefill", dead),
+        ]
+        config = {
+            "model": MODEL,
+            "seed": 3,
+            "backends": backends,
+            "routes": [
+                {"source": "p1", "target": "d1", "weight": 2.0},
+                {"source": "p-dead", "target": "d1", "weight": 1.0},
+            ],
+            "colocated_weights": {"c1": 1.0},
+        }
+        router = (await serve({"router": make_app(config)}))["router"]
+        prompts = ["ok", "prefill-500", "no-kv", "decode-500", "stream"] * 8
+        async with ClientSession() as session:
+            statuses = await asyncio.gather(*(complete(session, url(router), p, stream=p == "stream") for p in prompts))
+            assert set(statuses) >= {200, 500, 502}, statuses
+            await drop_mid_stream(session, url(router))
+            await asyncio.sleep(0.2)  # the router notices the dropped client at its next write
+            counts = await outstanding(session, url(router))
+            assert set(counts) == {"p1", "d1", "c1", "p-dead"}, "every backend was used"
+            assert all(value == 0.0 for value in counts.values()), counts
+        for server in (router, *engines.values()):
+            await server.close()
+
+    asyncio.run(scenario())
+
+
+async def drop_mid_stream(session: ClientSession, router: str) -> None:
+    """Clients that read the first chunk of a streamed answer and hang up."""
+    for _ in range(4):
+        body = {"model": MODEL, "prompt": "stream", "max_tokens": 3, "stream": True}
+        async with session.post(router + "/v1/completions", json=body) as response:
+            if response.status == 200:
+                await response.content.readany()
+            response.close()
