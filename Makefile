@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_CLUSTER ?= examples/paper-hetero-1.yaml
 
-.PHONY: install demo test lint bench test-vllm clean
+.PHONY: install demo test lint bench test-vllm mutate clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,16 @@ test-vllm: $(STAMP) $(VLLM_STAMP)
 		done; \
 	done
 	VLLM_TARGET_DEVICE=cpu $(VLLM_VENV)/bin/python tests/vllm_contract.py $(CONTRACT)/*.json
+
+# Mutation testing of planner/costs, planner/scheduler, planner/sim and the router (scripts/mutate.py): a seeded
+# sample of MUTANTS mutants (0: all ~3000), each run against the tests that execute its line, JOBS at a time.
+# Golden-plan, Ray and architecture tests are left out. Kill rates and survivors print at the end.
+MUTANTS ?= 300
+SEED ?= 0
+JOBS ?= 2
+
+mutate: $(STAMP)
+	$(BIN)/python scripts/mutate.py --mutants $(MUTANTS) --seed $(SEED) --jobs $(JOBS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/solve_scaling.py

@@ -79,8 +79,9 @@ def run_all(chosen: list[Mutant], jobs: int, work: Path, factor: float) -> tuple
     for test in covered.failed:
         print(f"left out (fails in a copy of the repository without any mutation): {test}", flush=True)
     work_list = []
+    sources = {path: (ROOT / path).read_text(encoding="utf-8") for path in {m.path for m in chosen}}
     for mutant in chosen:
-        tests = covered.tests_for(mutant)
+        tests = covered.tests_for(mutant, sources[mutant.path])
         work_list.append(Job(mutant, tests, factor * covered.seconds_of(tests) + 30.0))
     count = 0
 

@@ -61,6 +61,20 @@ def hf_config(
     return str(path)
 
 
+def toy_gpu(
+    *, memory: str = "10GB", bandwidth: str = "100GB/s", fp16: str = "1000000TFLOPS", link: str = "pcie4"
+) -> dict[str, Any]:
+    """An inline GPU with efficiencies 1: by default memory-bound (compute effectively infinite), for analytic tests."""
+    return {
+        "name": "toy",
+        "memory": memory,
+        "memory_bandwidth": bandwidth,
+        "fp16": fp16,
+        "efficiency": {"compute": 1.0, "memory": 1.0},
+        "intra_node_link": link,
+    }
+
+
 def gbps(value: float) -> float:
     """Gbit/s → bytes/s (what the planner works in)."""
     return value * 1e9 / 8
@@ -68,14 +82,15 @@ def gbps(value: float) -> float:
 
 def node(
     name: str,
-    gpu: str = "A100-80G",
+    gpu: str | dict[str, Any] = "A100-80G",
     count: int = 2,
     *,
     nic: float = 200,
     interconnect: str | None = None,
     price: float | None = None,
 ) -> dict[str, Any]:
-    """One `nodes:` entry; `nic` in Gbit/s, `price` in $ per GPU-hour."""
+    """One `nodes:` entry; `gpu` a catalogue name or an inline spec (`toy_gpu`), `nic` in Gbit/s, `price` in $ per
+    GPU-hour."""
     entry: dict[str, Any] = {"name": name, "gpu": gpu, "count": count, "nic": f"{nic:g}Gbps"}
     if interconnect is not None:
         entry["interconnect"] = interconnect

@@ -270,6 +270,25 @@ class _Finder(ast.NodeVisitor):
                 self.add(node, ast.Constant(new), f"{value!r} → {new!r}")
 
 
+def uses(source: str, lineno: int) -> set[int]:
+    """Lines that run the code a mutant on `lineno` changes when that line only runs at import time: the body of a
+    function whose default it mutates, the methods of a class whose attribute it mutates, or every line reading a
+    module-level name it assigns. Empty when the line belongs to none of these."""
+    tree = ast.parse(source)
+    top = next((s for s in tree.body if s.lineno <= lineno <= (s.end_lineno or s.lineno)), None)
+    if isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return set(range(top.body[0].lineno, (top.end_lineno or top.lineno) + 1))
+    if isinstance(top, ast.Assign | ast.AnnAssign):
+        targets = top.targets if isinstance(top, ast.Assign) else [top.target]
+        names = {t.id for target in targets for t in _flat(target) if isinstance(t, ast.Name)}
+        return {
+            node.lineno
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Name) and node.id in names and isinstance(node.ctx, ast.Load)
+        }
+    return set()
+
+
 def _is_docstring(statement: ast.stmt) -> bool:
     return (
         isinstance(statement, ast.Expr)

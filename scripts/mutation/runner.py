@@ -3,7 +3,8 @@ and one pytest process per mutant with a timeout.
 
 Why copies and processes: a mutant must be what every import sees, including subprocesses that tests start, and a
 mutant that hangs or crashes the interpreter must not take the run with it. Each worker owns a copy; a mutant is
-written into it, its stale bytecode removed, and the original restored afterwards. The process is forked from one
+written into it and the original restored afterwards, the module's bytecode removed both times (so no stale .pyc
+can stand for either; every other module, and pytest's rewritten tests, keep theirs). The process is forked from one
 that has already imported pytest, numpy, scipy, networkx, pydantic and the rest (`preload`), which saves ~2 s of
 start-up per mutant; it imports the repository's own modules afresh from its copy.
 
@@ -28,10 +29,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mutation.operators import Mutant
+from mutation.operators import Mutant, uses
 
 SELECTION = ("-m", "not ray", "-k", "not golden", "--ignore=tests/test_architecture.py")  # golden plans excluded
-PYTEST = ("-q", "-p", "no:cacheprovider", "-p", "mutation.plugin", "--no-header", "-o", "addopts=")
+PYTEST = ("-q", "-p", "no:cacheprovider", "-p", "no:anyio", "-p", "mutation.plugin", "--no-header", "-o", "addopts=")
 COPIED = ("planner", "launcher", "tests", "profiles", "examples", "scripts", "pyproject.toml", "setup.cfg")
 KILLER_FILE = ".mutation-killer"
 IMPORT_TIME = ""  # the coverage context of code run outside any test (imports, collection)
@@ -41,7 +42,6 @@ def environment(copy: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         PYTHONPATH=os.pathsep.join([str(copy), str(copy / "scripts")]),
-        PYTHONDONTWRITEBYTECODE="1",
         RAY_AUTH_MODE="disabled",
         OPENBLAS_NUM_THREADS="1",
         OMP_NUM_THREADS="1",
@@ -72,18 +72,28 @@ class CoverageMap:
     seconds: Mapping[str, float]  # test node id → seconds, for the tests that pass unmutated
     failed: tuple[str, ...]  # tests that fail in a copy without any mutation: never run
 
-    def tests_for(self, mutant: Mutant) -> list[str] | None:
-        """Node ids to run for this mutant, cheapest files first; [] when no test executes it; None: every test
-        (its line runs only at import time, e.g. a module constant)."""
-        by_line = self.lines.get(mutant.path, {})
-        contexts = set().union(*(by_line.get(n, frozenset()) for n in range(mutant.lineno, mutant.end_lineno + 1)))
+    def tests_for(self, mutant: Mutant, source: str) -> list[str] | None:
+        """Node ids to run for this mutant, fastest first; [] when no test executes it; None: every test.
+
+        A line that runs only at import time (a default, a class attribute, a module constant) selects the tests
+        that run the code using it (`operators.uses`), or every test when none does."""
+        lines = range(mutant.lineno, mutant.end_lineno + 1)
+        tests, at_import = self._covering(mutant.path, lines)
+        if not tests and at_import:
+            tests, _ = self._covering(mutant.path, uses(source, mutant.lineno))
+            if not tests:
+                return None
+        return self.ordered(tests)
+
+    def _covering(self, path: str, lines: Iterable[int]) -> tuple[set[str], bool]:
+        """The tests running any of these lines (setup-time coverage counts for the whole test file), and whether
+        any of them runs outside tests."""
+        by_line = self.lines.get(path, {})
+        contexts = set().union(*(by_line.get(n, frozenset()) for n in lines))
         tests = {c for c in contexts if "::" in c}
         files = {c for c in contexts if c and "::" not in c}
         tests |= {t for t in self.seconds if t.split("::")[0] in files}
-        tests -= set(self.failed)
-        if not tests:
-            return None if IMPORT_TIME in contexts else []
-        return self.ordered(tests)
+        return tests - set(self.failed), IMPORT_TIME in contexts
 
     def ordered(self, tests: Iterable[str]) -> list[str]:
         """Fastest first: unit tests of the mutated code take milliseconds, and -x stops at the first failure."""
@@ -113,9 +123,10 @@ def coverage_map(copy: Path, paths: Sequence[str], work: Path, cache: Path | Non
 
 
 def _fingerprint(copy: Path, paths: Sequence[str]) -> str:
-    """What the coverage map depends on: every Python file of the copy, the mutated paths, the selection."""
+    """What the coverage map depends on: the code, the tests, the pytest plugin, the mutated paths, the selection."""
     digest = hashlib.sha256(repr((sorted(paths), SELECTION, PYTEST)).encode())
-    for file in sorted(copy.rglob("*.py")):
+    code = [f for folder in ("planner", "launcher", "tests") for f in (copy / folder).rglob("*.py")]
+    for file in sorted([*code, copy / "scripts" / "mutation" / "plugin.py"]):
         digest.update(file.relative_to(copy).as_posix().encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -247,7 +258,6 @@ def _child(copy: Path, args: list[str]) -> None:
         os.chdir(copy)
         os.environ.update(environment(copy, HEXGEN2_MUTATION_KILLER=str(copy / KILLER_FILE)))
         sys.path[:0] = [str(copy), str(copy / "scripts")]
-        sys.dont_write_bytecode = True
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
