@@ -73,6 +73,19 @@ def test_a_pipelines_stages_ship_over_their_own_node_pairs_in_parallel(c) -> Non
     )
 
 
+def test_only_stage_pairs_holding_the_same_layers_transfer(c) -> None:
+    """Both replicas pipelined over nodes a and b with the same split: layers 0–16 stay in a, 16–32 in b, nothing
+    crosses the network, so the network's 1 ms latency is not paid (connector `none` allows decode PP > 1)."""
+    prefill = layout(c.model.layers, ["a/0"], ["b/0"])
+    decode = layout(c.model.layers, ["a/1"], ["b/1"])
+    nvlink = catalog().link("nvlink3")
+    loads = kv_transfer_loads(c, prefill, decode)
+    assert set(loads) == {("a", "a"), ("b", "b")}
+    half = physical_bytes(c) / 2
+    assert kv_transfer_capacity(c, prefill, decode) == pytest.approx(nvlink.bandwidth / half)
+    assert kv_transfer_time(c, prefill, decode) == pytest.approx(half / nvlink.bandwidth + nvlink.latency)
+
+
 def test_stage_pairs_on_one_node_pair_share_it(c) -> None:
     """Prefill stages a/0 and a/1 (both on node a) → decode on b/0: the whole KV crosses the one a→b pair."""
     prefill = layout(c.model.layers, ["a/0"], ["a/1"])

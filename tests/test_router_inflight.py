@@ -5,12 +5,13 @@ backend after requests that succeed, fail at either hop, hit an unreachable engi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import ClientSession, web
+from aiohttp import ClientError, ClientSession, web
 from aiohttp.test_utils import TestServer
 
 from launcher.router import make_app
@@ -33,8 +34,8 @@ def fake_engine(
         if hold is not None:
             await hold.wait()
         if role == "prefill":
-            if "prefill-500" in prompt:
-                return web.json_response({"error": {"message": "boom"}}, status=500)
+            if "prefill-500" in prompt or "prefill-400" in prompt:
+                return web.json_response({"error": {"message": "boom"}}, status=400 if "400" in prompt else 500)
             kv = {} if "no-kv" in prompt else {"kv_transfer_params": {"remote_engine_id": engine_id}}
             return web.json_response({"choices": [{"text": "x"}], **kv})
         if "decode-500" in prompt:
@@ -45,11 +46,15 @@ def fake_engine(
             for i in range(20):
                 await response.write(f"data: {engine_id}:{i}\n\n".encode())
                 await asyncio.sleep(0.005)
+                if "dies" in prompt and i == 2:
+                    assert request.transport is not None
+                    request.transport.abort()  # the engine crashes mid-answer
+                    return response
             await response.write_eof()
             return response
         return web.json_response({"choices": [{"text": f" {engine_id}"}]})
 
-    app = web.Application()
+    app = web.Application(client_max_size=2**30)
     app.router.add_post("/v1/completions", completions)
     return app
 
@@ -167,3 +172,68 @@ async def drop_mid_stream(session: ClientSession, router: str) -> None:
             if response.status == 200:
                 await response.content.readany()
             response.close()
+
+
+async def metric(session: ClientSession, router: str, name: str) -> dict[tuple[str, ...], float]:
+    """A Prometheus metric's samples by their label values (labels in alphabetical order, as Prometheus prints them)."""
+    async with session.get(router + "/metrics") as response:
+        text = await response.text()
+    found = {}
+    for m in re.finditer(rf"^{name}\{{([^}}]*)\}} (\S+)$", text, re.MULTILINE):
+        found[tuple(v for v in re.findall(r'="([^"]*)"', m[1]))] = float(m[2])
+    return found
+
+
+def test_errors_are_counted_by_replica_and_hop_and_passed_on() -> None:
+    """A prefill answering 400 is an error at the prefill hop (its answer goes back as is); a decode failing, or
+    dying in the middle of a stream, at the decode hop; a colocated replica failing, at the direct hop."""
+
+    async def scenario() -> None:
+        engines = await serve({name: fake_engine(name, role) for name, role in (("p1", "prefill"), ("d1", "decode"))})
+        config = {
+            "model": MODEL,
+            "seed": 0,
+            "backends": [backend("p1", "prefill", url(engines["p1"])), backend("d1", "decode", url(engines["d1"]))],
+            "routes": [{"source": "p1", "target": "d1", "weight": 1.0}],
+            "colocated_weights": {},
+        }
+        colocated = await serve({"c1": fake_engine("c1", "colocated")})
+        direct = {**config, "backends": [backend("c1", "colocated", url(colocated["c1"]))], "routes": [],
+                  "colocated_weights": {"c1": 1.0}}  # fmt: skip
+        routers = await serve({"pd": make_app(config), "c": make_app(direct)})
+        pd, c = url(routers["pd"]), url(routers["c"])
+        async with ClientSession() as session:
+            assert await complete(session, pd, "prefill-400") == 400
+            assert await complete(session, pd, "decode-500") == 500
+            assert await complete(session, c, "decode-500") == 500
+            with contextlib.suppress(ClientError):
+                assert await complete(session, pd, "stream dies", stream=True) == 200
+            assert await complete(session, pd, "ok") == 200
+            errors = await metric(session, pd, "hexgen2_router_errors_total")
+            assert errors == {("prefill", "p1"): 1.0, ("decode", "d1"): 2.0}  # (hop, replica)
+            assert await metric(session, c, "hexgen2_router_errors_total") == {("direct", "c1"): 1.0}
+            routed = await metric(session, pd, "hexgen2_router_requests_total")  # (decode, prefill)
+            assert routed == {("d1", "p1"): 2.0}, "answered requests, by pair (the failed stream had started)"
+            assert await outstanding(session, pd) == {"p1": 0.0, "d1": 0.0}
+            async with session.get(pd + "/v1/models") as response:
+                assert [m["id"] for m in (await response.json())["data"]] == [MODEL]
+        for server in (*routers.values(), *engines.values(), *colocated.values()):
+            await server.close()
+
+    asyncio.run(scenario())
+
+
+def test_request_bodies_up_to_64_mib_are_accepted() -> None:
+    async def scenario() -> None:
+        engines = await serve({"c1": fake_engine("c1", "colocated")})
+        config = {"model": MODEL, "seed": 0, "backends": [backend("c1", "colocated", url(engines["c1"]))],
+                  "routes": [], "colocated_weights": {"c1": 1.0}}  # fmt: skip
+        router = (await serve({"router": make_app(config)}))["router"]
+        padding = 64 * 2**20 - 200  # the JSON around the prompt takes less than 200 bytes
+        async with ClientSession() as session:
+            assert await complete(session, url(router), "x" * padding) == 200
+            assert await complete(session, url(router), "x" * (padding + 400)) == 413
+        for server in (router, *engines.values()):
+            await server.close()
+
+    asyncio.run(scenario())

@@ -30,9 +30,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _switch(context: str) -> None:
+    """The coverage context from now on, here and in the processes a test starts (mutation/startup)."""
     if os.environ.get(DURATIONS):
         import coverage
 
+        os.environ["HEXGEN2_MUTATION_CONTEXT"] = context
         current = coverage.Coverage.current()
         if current is not None:
             current.switch_context(context)

@@ -123,22 +123,26 @@ def coverage_map(copy: Path, paths: Sequence[str], work: Path, cache: Path | Non
 
 
 def _fingerprint(copy: Path, paths: Sequence[str]) -> str:
-    """What the coverage map depends on: the code, the tests, the pytest plugin, the mutated paths, the selection."""
+    """What the coverage map depends on: code, tests, this tool (but its operators), paths, selection."""
     digest = hashlib.sha256(repr((sorted(paths), SELECTION, PYTEST)).encode())
-    code = [f for folder in ("planner", "launcher", "tests") for f in (copy / folder).rglob("*.py")]
-    for file in sorted([*code, copy / "scripts" / "mutation" / "plugin.py"]):
+    code = [f for folder in ("planner", "launcher", "tests", "scripts/mutation") for f in (copy / folder).rglob("*.py")]
+    for file in sorted(f for f in code if f.name != "operators.py"):
         digest.update(file.relative_to(copy).as_posix().encode() + b"\0" + file.read_bytes())
     return digest.hexdigest()[:16]
 
 
 def _measure(copy: Path, paths: Sequence[str], work: Path) -> CoverageMap:
-    data, durations = work / "coverage.data", work / "durations.json"
-    sources = ",".join(sorted({str(copy / Path(p).parts[0]) for p in paths}))
-    argv = [sys.executable, "-m", "coverage", "run", f"--data-file={data}", f"--source={sources}", "-m", "pytest"]
-    env = environment(copy, HEXGEN2_MUTATION_DURATIONS=str(durations))
-    done = subprocess.run([*argv, *PYTEST, *SELECTION, "tests"], cwd=copy, env=env, capture_output=True, text=True)
+    """One run of the selected tests under coverage, subprocesses included (mutation/startup/sitecustomize.py)."""
+    data, durations, rc = work / "coverage.data", work / "durations.json", work / "coveragerc"
+    sources = ", ".join(sorted({str(copy / Path(p).parts[0]) for p in paths}))
+    rc.write_text(f"[run]\nparallel = True\ndata_file = {data}\nsource = {sources}\n", encoding="utf-8")
+    env = environment(copy, HEXGEN2_MUTATION_DURATIONS=str(durations), COVERAGE_PROCESS_START=str(rc))
+    env["PYTHONPATH"] += os.pathsep + str(copy / "scripts" / "mutation" / "startup")
+    argv = [sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest", *PYTEST, *SELECTION, "tests"]
+    done = subprocess.run(argv, cwd=copy, env=env, capture_output=True, text=True)
     if done.returncode not in (0, 1) or not durations.exists():
         raise RuntimeError(f"the tests do not run without any mutation:\n{done.stdout[-4000:]}{done.stderr[-2000:]}")
+    subprocess.run([sys.executable, "-m", "coverage", "combine", f"--rcfile={rc}", "-q"], cwd=copy, env=env, check=True)
     import coverage
 
     covered = coverage.CoverageData(basename=str(data))
