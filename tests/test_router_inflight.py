@@ -24,13 +24,13 @@ def fake_engine(
     engine_id: str, role: str, hold: asyncio.Event | None = None, arrived: list | None = None
 ) -> web.Application:
     """An engine that answers by the prompt: 'prefill-500', 'no-kv', 'decode-500', 'stream' change what it does;
-    with `hold` it keeps every request until the event is set (recording arrivals in `arrived`)."""
+    with `hold` it keeps every request until the event is set; `arrived` records (engine, body, request id)."""
 
     async def completions(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         prompt = str(body.get("prompt", ""))
         if arrived is not None:
-            arrived.append(engine_id)
+            arrived.append((engine_id, body, request.headers.get("X-Request-Id")))
         if hold is not None:
             await hold.wait()
         if role == "prefill":
@@ -57,6 +57,11 @@ def fake_engine(
     app = web.Application(client_max_size=2**30)
     app.router.add_post("/v1/completions", completions)
     return app
+
+
+def bounded(scenario: Awaitable[None], seconds: float = 30.0) -> None:
+    """Run a test's scenario, failing (not hanging) when the router stops answering."""
+    asyncio.run(asyncio.wait_for(scenario, seconds))
 
 
 def closed_port() -> int:
@@ -110,8 +115,9 @@ def test_counts_what_is_in_flight_and_returns_to_zero() -> None:
         router = (await serve({"router": make_app(config)}))["router"]
         async with ClientSession() as session:
             requests = [asyncio.create_task(complete(session, url(router), f"r{i}")) for i in range(3)]
-            while len(arrived) < 3:
-                await asyncio.sleep(0.01)
+            async with asyncio.timeout(20):
+                while len(arrived) < 3:
+                    await asyncio.sleep(0.01)
             assert await outstanding(session, url(router)) == {"p1": 3.0, "d1": 3.0}
             hold.set()
             assert await asyncio.gather(*requests) == [200, 200, 200]
@@ -119,7 +125,7 @@ def test_counts_what_is_in_flight_and_returns_to_zero() -> None:
         for server in (router, *engines.values()):
             await server.close()
 
-    asyncio.run(scenario())
+    bounded(scenario())
 
 
 def test_counters_return_to_zero_after_failures_at_every_hop() -> None:
@@ -161,7 +167,7 @@ def test_counters_return_to_zero_after_failures_at_every_hop() -> None:
         for server in (router, *engines.values()):
             await server.close()
 
-    asyncio.run(scenario())
+    bounded(scenario())
 
 
 async def drop_mid_stream(session: ClientSession, router: str) -> None:
@@ -220,7 +226,7 @@ def test_errors_are_counted_by_replica_and_hop_and_passed_on() -> None:
         for server in (*routers.values(), *engines.values(), *colocated.values()):
             await server.close()
 
-    asyncio.run(scenario())
+    bounded(scenario())
 
 
 def test_request_bodies_up_to_64_mib_are_accepted() -> None:
@@ -236,4 +242,37 @@ def test_request_bodies_up_to_64_mib_are_accepted() -> None:
         for server in (router, *engines.values()):
             await server.close()
 
-    asyncio.run(scenario())
+    bounded(scenario())
+
+
+def test_the_prefill_hop_asks_for_kv_and_the_decode_hop_gets_it() -> None:
+    """vLLM's pull-mode protocol: prefill gets max_tokens=1, no stream, do_remote_decode; decode gets the client's
+    request with the kv_transfer_params the prefill returned; both hops carry the client's X-Request-Id."""
+
+    async def scenario() -> None:
+        arrived: list = []
+        engines = await serve({n: fake_engine(n, r, arrived=arrived) for n, r in (("p1", "prefill"), ("d1", "decode"))})
+        config = {
+            "model": MODEL,
+            "seed": 0,
+            "backends": [backend("p1", "prefill", url(engines["p1"])), backend("d1", "decode", url(engines["d1"]))],
+            "routes": [{"source": "p1", "target": "d1", "weight": 1.0}],
+            "colocated_weights": {},
+        }
+        router = (await serve({"router": make_app(config)}))["router"]
+        async with ClientSession() as session:
+            body = {"model": MODEL, "prompt": "hi", "max_tokens": 7, "stream": True, "stream_options": {"x": 1}}
+            async with session.post(url(router) + "/v1/completions", json=body, headers={"X-Request-Id": "r-1"}) as r:
+                assert (
+                    r.status == 200 and r.headers["X-Hexgen2-Route"] == "p1->d1" and r.headers["X-Request-Id"] == "r-1"
+                )
+                await r.read()
+        (p, prefill, pid), (d, decode, did) = arrived
+        assert (p, d, pid, did) == ("p1", "d1", "r-1", "r-1")
+        assert prefill["max_tokens"] == 1 and prefill["stream"] is False and "stream_options" not in prefill
+        assert prefill["kv_transfer_params"] == {"do_remote_decode": True, "do_remote_prefill": False}
+        assert decode == {**body, "kv_transfer_params": {"remote_engine_id": "p1"}}
+        for server in (router, *engines.values()):
+            await server.close()
+
+    bounded(scenario())
