@@ -6,7 +6,8 @@ Every mutant of scripts/mutation/operators.py is enumerated over planner/costs/,
 and the router (launcher/router.py, planner/sim/routing.py); `--mutants N` samples N of them with `--seed` (0: all).
 One coverage run of the test suite says which tests execute each line (golden-plan tests, Ray tests and the
 architecture test are left out: a mutant must be caught by a test of behaviour, not by a whole pinned plan); then
-each mutant runs those tests in a private copy of the repository (scripts/mutation/runner.py), `--jobs` at a time.
+each mutant runs those tests in a private copy of the repository (scripts/mutation/runner.py), `--jobs` at a time,
+fastest first, until one fails or `--budget` seconds of them (as timed in the coverage run) have passed.
 
 Prints the kill rate per package and overall (killed + timed out over all sampled mutants, a mutant no test
 executes counting as a survivor), then every survivor as file:line, mutation and source line. Survivors listed in
@@ -71,7 +72,9 @@ def source_line(mutant: Mutant) -> str:
     return (ROOT / mutant.path).read_text(encoding="utf-8").splitlines()[mutant.lineno - 1].strip()
 
 
-def run_all(chosen: list[Mutant], jobs: int, work: Path, factor: float) -> tuple[list[Outcome], CoverageMap]:
+def run_all(
+    chosen: list[Mutant], jobs: int, work: Path, factor: float, budget: float
+) -> tuple[list[Outcome], CoverageMap]:
     copies = [make_copy(ROOT, work / f"w{i}") for i in range(jobs)]
     started = time.monotonic()
     covered = coverage_map(copies[0], sorted({m.path for m in chosen}), work, cache=ROOT / "out" / "mutation")
@@ -81,7 +84,7 @@ def run_all(chosen: list[Mutant], jobs: int, work: Path, factor: float) -> tuple
     work_list = []
     sources = {path: (ROOT / path).read_text(encoding="utf-8") for path in {m.path for m in chosen}}
     for mutant in chosen:
-        tests = covered.tests_for(mutant, sources[mutant.path])
+        tests = covered.tests_for(mutant, sources[mutant.path], budget)
         work_list.append(Job(mutant, tests, factor * covered.seconds_of(tests) + 30.0))
     count = 0
 
@@ -94,7 +97,7 @@ def run_all(chosen: list[Mutant], jobs: int, work: Path, factor: float) -> tuple
               f"{m.description}{by}", flush=True)  # fmt: skip
 
     preload()
-    outcomes = run_jobs(work_list, copies, covered.failed, done)
+    outcomes = run_jobs(work_list, copies, done)
     return sorted(outcomes, key=lambda o: o.mutant), covered
 
 
@@ -149,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at the same time")
     parser.add_argument("--timeout-factor", type=float, default=3.0, help="timeout = factor × tests' time + 30 s")
+    parser.add_argument(
+        "--budget", type=float, default=60.0, help="seconds of tests per mutant at most (fastest first; coverage run's)"
+    )
     parser.add_argument("--list", action="store_true", help="only count the mutants per package")
     parser.add_argument("--keep", action="store_true", help="keep the working copies (printed)")
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "mutation" / "report.json")
@@ -164,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="hexgen2-mutate-"))
     try:
-        outcomes, _ = run_all(chosen, args.jobs, work, args.timeout_factor)
+        outcomes, _ = run_all(chosen, args.jobs, work, args.timeout_factor, args.budget)
     finally:
         if args.keep:
             print(f"working copies kept in {work}")
@@ -175,7 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = report(outcomes, equivalents())
     print_report(result, args, time.monotonic() - started)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"mutants": args.mutants, "seed": args.seed, "jobs": args.jobs, "seconds": time.monotonic() - started}
+    meta = {"mutants": args.mutants, "seed": args.seed, "jobs": args.jobs, "budget_s": args.budget}
+    meta["seconds"] = time.monotonic() - started
     args.output.write_text(json.dumps({**meta, **result}, indent=1, ensure_ascii=False), encoding="utf-8")
     return 0
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -72,8 +73,8 @@ class CoverageMap:
     seconds: Mapping[str, float]  # test node id → seconds, for the tests that pass unmutated
     failed: tuple[str, ...]  # tests that fail in a copy without any mutation: never run
 
-    def tests_for(self, mutant: Mutant, source: str) -> list[str] | None:
-        """Node ids to run for this mutant, fastest first; [] when no test executes it; None: every test.
+    def tests_for(self, mutant: Mutant, source: str, budget: float = math.inf) -> list[str]:
+        """Node ids to run for this mutant, fastest first, within `budget` seconds; [] when no test executes it.
 
         A line that runs only at import time (a default, a class attribute, a module constant) selects the tests
         that run the code using it (`operators.uses`), or every test when none does."""
@@ -81,9 +82,8 @@ class CoverageMap:
         tests, at_import = self._covering(mutant.path, lines)
         if not tests and at_import:
             tests, _ = self._covering(mutant.path, uses(source, mutant.lineno))
-            if not tests:
-                return None
-        return self.ordered(tests)
+            tests = tests or set(self.seconds)
+        return self.ordered(tests, budget)
 
     def _covering(self, path: str, lines: Iterable[int]) -> tuple[set[str], bool]:
         """The tests running any of these lines (setup-time coverage counts for the whole test file), and whether
@@ -95,12 +95,19 @@ class CoverageMap:
         tests |= {t for t in self.seconds if t.split("::")[0] in files}
         return tests - set(self.failed), IMPORT_TIME in contexts
 
-    def ordered(self, tests: Iterable[str]) -> list[str]:
-        """Fastest first: unit tests of the mutated code take milliseconds, and -x stops at the first failure."""
-        return sorted(tests, key=lambda t: (self.seconds.get(t, 0.0), t))
+    def ordered(self, tests: Iterable[str], budget: float = math.inf) -> list[str]:
+        """Fastest first (unit tests of the mutated code take milliseconds, and -x stops at the first failure), as
+        many as fit in `budget` seconds of the coverage run's time (at least one)."""
+        chosen, spent = [], 0.0
+        for test in sorted(tests, key=lambda t: (self.seconds.get(t, 0.0), t)):
+            spent += self.seconds.get(test, 0.0)
+            if chosen and spent > budget:
+                break
+            chosen.append(test)
+        return chosen
 
-    def seconds_of(self, tests: Sequence[str] | None) -> float:
-        return sum(self.seconds.values()) if tests is None else sum(self.seconds.get(t, 0.0) for t in tests)
+    def seconds_of(self, tests: Sequence[str]) -> float:
+        return sum(self.seconds.get(t, 0.0) for t in tests)
 
 
 def coverage_map(copy: Path, paths: Sequence[str], work: Path, cache: Path | None = None) -> CoverageMap:
@@ -163,14 +170,14 @@ class Outcome:
     mutant: Mutant
     status: str  # killed | timeout | survived | uncovered | error
     seconds: float
-    tests: int  # how many tests were selected (0: none covers the mutant, -1: all of them)
+    tests: int  # how many tests were selected (0: none covers the mutant)
     killer: str = ""  # the first test that failed
 
 
 @dataclass(frozen=True)
 class Job:
     mutant: Mutant
-    tests: list[str] | None  # node ids to run (None: every test)
+    tests: list[str]  # node ids to run
     timeout: float
 
 
@@ -200,9 +207,7 @@ def preload() -> None:
     import yaml  # noqa: F401
 
 
-def run_jobs(
-    jobs: Sequence[Job], copies: Sequence[Path], failed: Sequence[str], done: Callable[[Outcome], None]
-) -> list[Outcome]:
+def run_jobs(jobs: Sequence[Job], copies: Sequence[Path], done: Callable[[Outcome], None]) -> list[Outcome]:
     """Test every job's mutant, one forked pytest process per mutant and copy (at most len(copies) at a time).
 
     Single-threaded on purpose: the parent only forks, polls and kills, so no lock can be held across a fork."""
@@ -221,7 +226,7 @@ def run_jobs(
                 finish(Outcome(job.mutant, "uncovered", 0.0, 0))
                 continue
             copy = free.pop()
-            pid, original = _start(copy, job, failed)
+            pid, original = _start(copy, job)
             running[pid] = _Running(job, copy, original, time.monotonic())
         pid, status = os.waitpid(-1, os.WNOHANG) if running else (0, 0)
         if pid in running:
@@ -238,13 +243,12 @@ def run_jobs(
     return outcomes
 
 
-def _start(copy: Path, job: Job, failed: Sequence[str]) -> tuple[int, str]:
+def _start(copy: Path, job: Job) -> tuple[int, str]:
     target = copy / job.mutant.path
     original = target.read_text(encoding="utf-8")
     target.write_text(job.mutant.apply(original), encoding="utf-8")
     _drop_bytecode(target)
-    chosen = job.tests if job.tests is not None else ["tests", *(f"--deselect={t}" for t in failed)]
-    args = ["-x", *PYTEST, *SELECTION, *chosen]
+    args = ["-x", *PYTEST, *SELECTION, *job.tests]
     sys.stdout.flush()
     sys.stderr.flush()
     (copy / KILLER_FILE).unlink(missing_ok=True)
@@ -280,7 +284,7 @@ def _end(pid: int, state: _Running, code: int) -> Outcome:
     target.write_text(state.original, encoding="utf-8")
     _drop_bytecode(target)
     status = "timeout" if state.timed_out else {0: "survived", 1: "killed", 2: "killed", 3: "killed"}.get(code, "error")
-    tests = -1 if state.job.tests is None else len(state.job.tests)
+    tests = len(state.job.tests)
     killer = state.copy / KILLER_FILE
     name = killer.read_text(encoding="utf-8") if killer.exists() else ""
     return Outcome(state.job.mutant, status, time.monotonic() - state.started, tests, name)
