@@ -21,12 +21,11 @@ PROMPT, OUTPUT = 1024, 11
 BATCHED = 8192  # vLLM's max_num_batched_tokens the model plans with
 
 
-def toy(memory: str = "10GB", count: int = 2, kv_heads: int = KV, **options):
+def toy(memory: str = "10GB", count: int = 2, kv_heads: int = KV, gpu: dict | None = None, **options):
     model = hf_config(layers=L, hidden=H, heads=N, kv_heads=kv_heads, ffn=F, vocab=V)
-    return cluster(
-        node("a", toy_gpu(memory=memory), count), node("b", toy_gpu(memory=memory), count), model=model,
-        prompt=PROMPT, output=OUTPUT, network=8, latency="1ms", **options,
-    )  # fmt: skip
+    gpu = gpu or toy_gpu(memory=memory)
+    options = {"prompt": PROMPT, "output": OUTPUT, **options}
+    return cluster(node("a", gpu, count), node("b", gpu, count), model=model, network=8, latency="1ms", **options)
 
 
 def one(c, *gpus):
@@ -168,6 +167,17 @@ def test_decode_batch_is_what_kv_memory_holds_with_headroom() -> None:
     assert perf.batch == batch and perf.tpot_s == pytest.approx(decode_step(batch, CONTEXT))
 
 
+def test_the_kv_batch_is_sized_for_the_mean_context_over_a_sequences_life() -> None:
+    """1001 output tokens: a sequence holds 1024 + 1000/2 tokens on average while it decodes."""
+    c = toy(memory="0.5GB", output=1001)
+    kv = usable(0.5e9) - weights_one_stage(1) - activations(1)
+    context = PROMPT + 1000 / 2
+    perf = decode_perf(c, one(c, "a/0"))
+    assert perf.batch == math.floor(0.95 * kv / (KV_TOKEN_LAYER * L) / context)
+    assert perf.tpot_s == pytest.approx(decode_step(perf.batch, context))
+    assert perf.capacity_rps == pytest.approx(perf.batch / perf.tpot_s / 1000)
+
+
 def test_a_tpot_slo_takes_the_largest_batch_that_meets_it() -> None:
     """The step time is A + B·batch: the SLO allows ⌊(SLO − A) / B⌋ sequences."""
     c = toy()
@@ -196,3 +206,37 @@ def test_a_model_that_does_not_fit_has_no_decode_or_prefill() -> None:
     c = toy(memory="0.02GB")  # 18 MB usable < 3 MB weights + 34 MB activations
     assert kv_capacity_tokens(c, one(c, "a/0"), BATCHED) < 0
     assert decode_perf(c, one(c, "a/0")) is None and prefill_perf(c, one(c, "a/0")) is None
+
+
+# ----------------------------------------------------------------------------- compute-bound
+
+
+PEAK = 1e12  # a compute-bound toy: 1 TFLOPS, memory bandwidth effectively infinite
+
+
+def compute_bound():
+    return toy(gpu=toy_gpu(fp16="1TFLOPS", bandwidth="1000000GB/s"))
+
+
+def test_compute_bound_prefill_counts_matmuls_causal_attention_and_the_lm_head() -> None:
+    """FLOPs per layer 2·P·tokens + 2·n·d·Σs²; the LM head 2·V·h per prompt (its last position)."""
+    c = compute_bound()
+    seqs = BATCHED // PROMPT
+
+    def flops(n: int) -> float:
+        return L * (2 * P * n * PROMPT + 2 * N * D * n * PROMPT**2) + 2 * n * V * H
+
+    perf = prefill_perf(c, one(c, "a/0"))
+    assert perf.capacity_rps == pytest.approx(seqs / (flops(seqs) / PEAK))
+    assert perf.latency_s == pytest.approx(flops(1) / PEAK)
+    period, _ = prefill_batch_time(c, one(c, "a/0"), [100, 300])
+    exact = L * (2 * P * 400 + 2 * N * D * (100**2 + 300**2)) + 2 * 2 * V * H
+    assert period == pytest.approx(exact / PEAK), "concrete prompts: Σs and Σs² of the batch"
+
+
+def test_compute_bound_decode_counts_weights_attention_over_the_context_and_the_lm_head() -> None:
+    """FLOPs per token 2·P + 4·c·n·d per layer, 2·V·h for the LM head."""
+    c = compute_bound()
+    batch, context = 16, 900
+    flops = L * batch * (2 * P + 4 * context * N * D) + 2 * batch * V * H
+    assert decode_step_time(c, one(c, "a/0"), batch, context) == pytest.approx(flops / PEAK)
