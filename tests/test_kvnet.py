@@ -175,3 +175,19 @@ def test_a_colocated_replica_needs_no_kv_route() -> None:
     colocated: Assessment = replica(c, "colocated", ["a/0"])
     flow = plan_flow(c, [colocated], launchable=True)
     assert _close(flow.value, colocated.capacity_rps) and flow.routes == {}
+
+
+def test_without_a_connector_a_decode_pipeline_across_nodes_gets_own_arcs() -> None:
+    """Connector none allows decode PP > 1: a decode pipeline over nodes a and b takes KV from a single-node
+    prefill replica on c over an own arc (no hubs), as the oracle computes it stage by stage."""
+    c = cluster(node("a", "A100-80G", 1), node("b", "A100-80G", 1), node("c", "A100-80G", 2, nic=10), prompt=PROMPT)
+    p = replica(c, "prefill", ["c/0"])
+    d = replica(c, "decode", ["a/0"], ["b/0"])
+    network = kv_network(c, [p], [d], lambda x, y: route_capacity(c, x, y, False), launchable=False)
+    assert set(network.direct) == {(p.id, d.id)} and network.hubs == {}
+    flow = plan_flow(c, [p, d], launchable=False)
+    assert flow.value > 0 and _close(flow.value, served_rps(c, [p, d], launchable=False))
+    spanning_p = replica(c, "prefill", ["a/0"], ["b/0"])
+    single_d = replica(c, "decode", ["c/1"])
+    assert _close(plan_flow(c, [spanning_p, single_d, d], launchable=False).value,
+                  served_rps(c, [spanning_p, single_d, d], launchable=False))  # fmt: skip

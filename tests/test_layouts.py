@@ -9,7 +9,7 @@ import pytest
 from builders import cluster, hf_config, node
 
 from planner.scheduler.assess import assess
-from planner.scheduler.layouts import best_assessment, candidate_layouts, group_shape, node_parts
+from planner.scheduler.layouts import best_assessment, candidate_layouts, group_shape, node_parts, split_layers
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,10 @@ def test_group_shape_names_what_the_cost_model_reads_without_names() -> None:
     assert shape != group_shape(c, node_parts(c, ["l/0", "l/1"])), "another GPU"
     assert shape != group_shape(c, node_parts(c, ["a/0"])), "another size"
     assert group_shape(c, node_parts(c, ["a/0", "l/0"])) != group_shape(c, node_parts(c, ["a/0", "b/0"]))
+
+
+def test_split_layers_fills_caps_that_add_up_to_the_model_exactly() -> None:
+    assert split_layers(4, [1.0, 1.0], [2, 2]) == [2, 2]
+    assert split_layers(5, [1.0, 1.0], [2, 2]) is None
+    assert split_layers(3, [1.0, 1.0], [0, 3]) is None, "a stage must hold at least one layer"
+    assert split_layers(1, [1.0], [1]) == [1]
