@@ -85,7 +85,7 @@ def run_all(
     sources = {path: (ROOT / path).read_text(encoding="utf-8") for path in {m.path for m in chosen}}
     for mutant in chosen:
         tests = covered.tests_for(mutant, sources[mutant.path], budget)
-        work_list.append(Job(mutant, tests, factor * covered.seconds_of(tests) + 30.0))
+        work_list.append(Job(mutant, tests, factor * covered.seconds_of(tests) + 20.0))
     count = 0
 
     def done(outcome: Outcome) -> None:
@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--mutants", type=int, default=300, help="how many mutants to sample (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
     parser.add_argument("--jobs", type=int, default=2, help="mutants tested at the same time")
-    parser.add_argument("--timeout-factor", type=float, default=3.0, help="timeout = factor × tests' time + 30 s")
+    parser.add_argument("--timeout-factor", type=float, default=1.5, help="timeout = factor × tests' time + 20 s")
     parser.add_argument(
         "--budget", type=float, default=60.0, help="seconds of tests per mutant at most (fastest first; coverage run's)"
     )
