@@ -1,0 +1,118 @@
+"""The simulator's event handlers end to end on small plans: one-token requests, requests a decode replica cannot
+hold, colocated prefills stalling decodes, preemption under KV pressure, the queue samples, and the sweeps built on
+runs (saturation, goodput)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from builders import cluster, draft_plan, hf_config, node, replica, toy_gpu
+
+from planner.sim.arrivals import Arrivals
+from planner.sim.engine import Simulation
+from planner.sim.metrics import Slo
+from planner.sim.sweeps import goodput, saturation, simulate_rate
+
+SLO = Slo(2.0, 0.1)
+
+
+def run(plan, c, times, prompts, outputs, **options):
+    arrivals = Arrivals(np.asarray(times, float), np.asarray(prompts), np.asarray(outputs))
+    sim = Simulation(plan, c, arrivals, slo=SLO, warmup=0.0, duration=max(times) + 1, drain=math.inf, **options)
+    return sim, sim.run()
+
+
+@pytest.fixture(scope="module")
+def pd():
+    c = cluster(node("a", "A100-80G", 2), node("l", "L40", 2), network=100)
+    return c, draft_plan(c, replica(c, "prefill", ["a/0"]), replica(c, "decode", ["l/0"]))
+
+
+def test_a_one_token_request_ends_at_its_prefill(pd) -> None:
+    c, plan = pd
+    _, result = run(plan, c, [0.0, 0.0], [500, 500], [1, 8])
+    short, long = result.requests
+    assert short.finish == short.first_token > 0 and short.kv_arrived == -1.0
+    assert long.kv_arrived > long.first_token and long.finish > long.kv_arrived
+
+
+def test_every_request_ends_where_it_should_and_the_servers_were_busy(pd) -> None:
+    c, plan = pd
+    _, result = run(plan, c, list(np.linspace(0, 5, 20)), [800] * 20, [20] * 20)
+    assert result.finished == 20 and result.dropped == 0
+    assert all(0 < u <= 1 for u in result.replica_utilisation.values())
+    assert list(result.link_utilisation) == ["a→l"] and 0 < result.link_utilisation["a→l"] < 1
+    last = max(r.finish for r in result.requests)
+    assert last <= result.sim_seconds <= last + 1.0, "the clock stops at the last event (a queue sample at most)"
+    assert result.output_tokens_per_s > 0 and result.preemptions == 0
+
+
+def test_queue_samples_are_taken_every_period_while_requests_are_in_the_system(pd) -> None:
+    c, plan = pd
+    _, result = run(plan, c, [0.0, 0.0, 0.0], [800] * 3, [200] * 3, sample_s=0.5)
+    times = [t for t, _ in result.queue]
+    assert times == pytest.approx([0.5 * (i + 1) for i in range(len(times))])
+    assert times[-1] <= result.sim_seconds + 0.5 and all(n >= 0 for _, n in result.queue)
+
+
+def small_decode(memory: str = "0.0449GB"):
+    """A toy model; by default the decode GPU holds ~1600 tokens of KV: enough for the planned 1024 + 256, not for
+    2000 (weights ~3.6 MB, activation workspace ~33.5 MB, 2 KiB of KV per token)."""
+    model = hf_config(layers=2, hidden=256, heads=4, kv_heads=4, ffn=512, vocab=1000)
+    c = cluster(
+        node("p", toy_gpu(memory="10GB"), 1), node("d", toy_gpu(memory=memory), 1),
+        model=model, prompt=1024, output=256, network=100,
+    )  # fmt: skip
+    return c, draft_plan(c, replica(c, "prefill", ["p/0"]), replica(c, "decode", ["d/0"]))
+
+
+def test_a_request_the_decode_replica_cannot_hold_is_dropped_after_prefill() -> None:
+    c, plan = small_decode()
+    sim, result = run(plan, c, [0.0, 0.0], [1024, 1024], [256, 976])
+    fits, too_long = result.requests
+    assert fits.finish > 0 and not fits.dropped
+    assert too_long.dropped.startswith("request does not fit decode replica") and too_long.first_token > 0
+    assert result.dropped == 1 and sim.in_system == 0
+    assert all(s.kv_used == 0 for s in sim.fronts), "the dropped request's KV is freed on the prefill replica"
+
+
+def test_kv_pressure_preempts_the_newest_and_still_finishes_everything() -> None:
+    """~3000 tokens of decode KV, two sequences admitted at 1025 tokens each that grow to 1924: the newest is
+    preempted (recomputed later) when the next step no longer fits."""
+    c, plan = small_decode("0.048GB")
+    sim, result = run(plan, c, [0.0, 0.0], [1024, 1024], [900, 900])
+    assert sim.decodes[0].max_seqs >= 2, "both are admitted together"
+    first, second = result.requests
+    assert result.finished == 2 and result.dropped == 0 and result.preemptions >= 1
+    assert second.preemptions >= 1 and first.preemptions == 0 and second.finish > first.finish
+
+
+def test_a_colocated_prefill_stalls_the_running_decode() -> None:
+    c = cluster(node("a", "A100-80G", 1))
+    plan = draft_plan(c, replica(c, "colocated", ["a/0"]))
+    _, alone = run(plan, c, [0.0], [1000], [200])
+    _, joined = run(plan, c, [0.0, 0.05], [1000, 1500], [200, 10])
+    first_alone, first_joined = alone.requests[0], joined.requests[0]
+    second = joined.requests[1]
+    assert first_joined.first_token == pytest.approx(first_alone.first_token)
+    stall = second.first_token - second.arrival  # at least the second's prefill, run instead of decode steps
+    assert first_joined.finish - first_alone.finish >= 0.5 * stall > 0
+
+
+def test_saturation_serves_about_the_plans_rate_and_no_more(pd) -> None:
+    c, plan = pd
+    result = saturation(plan, c, duration=60.0, seed=0)
+    assert result.offered_rps == pytest.approx(1.5 * plan.summary.throughput_rps, rel=0.25)
+    assert 0.7 * plan.summary.throughput_rps <= result.throughput_rps <= 1.05 * plan.summary.throughput_rps
+
+
+def test_goodput_is_the_highest_rate_meeting_the_slo_for_nine_in_ten(pd) -> None:
+    c, plan = pd
+    rate, best = goodput(plan, c, duration=40.0, seed=0, iterations=5)
+    assert best is not None and best.slo_attainment >= 0.9
+    assert 0 < rate <= 1.2 * plan.summary.throughput_rps
+    above = simulate_rate(plan, c, 1.2 * plan.summary.throughput_rps, duration=40.0, seed=0)
+    assert above.slo_attainment < 0.9 or rate > 0.9 * 1.2 * plan.summary.throughput_rps
+    assert goodput(plan, c, duration=20.0, seed=0, iterations=3, slo=Slo(1e-6, 1e-6)) == (0.0, None)
