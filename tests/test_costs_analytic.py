@@ -188,6 +188,13 @@ def test_a_tpot_slo_takes_the_largest_batch_that_meets_it() -> None:
     assert decode_perf(c, one(c, "a/0"), tpot_slo=fixed + 0.5 * per_seq) is None, "not even one sequence"
 
 
+def test_tensor_parallel_decode_splits_the_bytes_and_pays_two_all_reduces_per_layer() -> None:
+    c = toy()
+    batch, context = 32, 1000
+    expected = decode_step(batch, context, tp=2) + L * 2 * allreduce(batch * H * B, 2)
+    assert decode_step_time(c, one(c, "a/0", "a/1"), batch, context) == pytest.approx(expected)
+
+
 def test_a_decode_pipeline_steps_through_micro_batches() -> None:
     """PP = 2: the batch is split in two micro-batches; a sequence waits for max(all stages and the hop in turn,
     2 × the slowest) per token."""

@@ -7,6 +7,8 @@ from itertools import pairwise
 
 import pytest
 from builders import cluster, hf_config, node
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from planner.scheduler.assess import assess
 from planner.scheduler.layouts import best_assessment, candidate_layouts, group_shape, node_parts, split_layers
@@ -115,3 +117,32 @@ def test_split_layers_fills_caps_that_add_up_to_the_model_exactly() -> None:
     assert split_layers(5, [1.0, 1.0], [2, 2]) is None
     assert split_layers(3, [1.0, 1.0], [0, 3]) is None, "a stage must hold at least one layer"
     assert split_layers(1, [1.0], [1]) == [1]
+
+
+def compositions(layers: int, stages: int):
+    """Every way to give each of `stages` stages ≥ 1 layer, `layers` in all."""
+    if stages == 1:
+        yield (layers,)
+        return
+    for first in range(1, layers - stages + 2):
+        for rest in compositions(layers - first, stages - 1):
+            yield (first, *rest)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    layers=st.integers(1, 12),
+    stages=st.lists(
+        st.tuples(st.sampled_from([0.5, 0.7, 1.0, 1.5, 2.0, 3.0]), st.integers(0, 12)), min_size=1, max_size=4
+    ),
+)
+def test_split_layers_is_the_min_max_split_found_by_brute_force(layers, stages) -> None:
+    costs, caps = [c for c, _ in stages], [cap for _, cap in stages]
+    feasible = [s for s in compositions(layers, len(stages)) if all(n <= cap for n, cap in zip(s, caps, strict=True))]
+    found = split_layers(layers, costs, caps)
+    if not feasible:
+        assert found is None
+        return
+    assert found is not None and sum(found) == layers and all(1 <= n <= cap for n, cap in zip(found, caps, strict=True))
+    best = min(max(c * n for c, n in zip(costs, s, strict=True)) for s in feasible)
+    assert max(c * n for c, n in zip(costs, found, strict=True)) == pytest.approx(best)

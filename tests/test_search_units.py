@@ -87,6 +87,15 @@ def test_routes_through_a_shared_hub_are_decomposed_per_pair() -> None:
     assert "H" not in flow.replica_flow, "hubs are not replicas"
 
 
+def test_without_details_only_the_value_and_the_replica_flows_are_computed() -> None:
+    network = ({"p1": 2.0, "p2": 1.0}, {"d": 2.5}, {("p1", "d"): 5.0, ("p2", "d"): 5.0})
+    full, bare = max_flow(*network), max_flow(*network, details=False)
+    assert bare.value == pytest.approx(full.value) == pytest.approx(2.5)
+    assert bare.replica_flow == pytest.approx(full.replica_flow)
+    assert (bare.routes, bare.bottleneck, bare.cut_capacity) == ({}, "none", {})
+    assert full.bottleneck == "decode" and sum(full.routes.values()) == pytest.approx(2.5)
+
+
 def test_a_chain_of_hubs_and_a_direct_route_share_the_work() -> None:
     flow = max_flow(
         {"p": 10.0},
