@@ -62,10 +62,10 @@ def sample(all_mutants: list[Mutant], count: int, seed: int) -> list[Mutant]:
     return sorted(random.Random(seed).sample(all_mutants, count))
 
 
-def equivalents() -> dict[tuple[str, str, str], str]:
-    """(file, stripped source line, mutation) → why the mutant cannot change behaviour."""
+def equivalents() -> dict[tuple[str, str, str, int | None], str]:
+    """(file, stripped source line, mutation, column or None for any) → why the mutant cannot change behaviour."""
     entries = yaml.safe_load(EQUIVALENT.read_text(encoding="utf-8")) or []
-    return {(e["file"], e["line"].strip(), e["mutation"]): e["reason"] for e in entries}
+    return {(e["file"], e["line"].strip(), e["mutation"], e.get("col")): e["reason"] for e in entries}
 
 
 def source_line(mutant: Mutant) -> str:
@@ -93,7 +93,7 @@ def run_all(
         count += 1
         m = outcome.mutant
         by = f"  by {outcome.killer}" if outcome.killer else ""
-        print(f"[{count}/{len(chosen)}] {outcome.status:9} {outcome.seconds:5.1f} s  {m.path}:{m.lineno}  "
+        print(f"[{count}/{len(chosen)}] {outcome.status:9} {outcome.seconds:5.1f} s  {m.path}:{m.lineno}:{m.col}  "
               f"{m.description}{by}", flush=True)  # fmt: skip
 
     preload()
@@ -101,7 +101,7 @@ def run_all(
     return sorted(outcomes, key=lambda o: o.mutant), covered
 
 
-def report(outcomes: list[Outcome], known: dict[tuple[str, str, str], str]) -> dict:
+def report(outcomes: list[Outcome], known: dict[tuple[str, str, str, int | None], str]) -> dict:
     """Kill rates per package and overall, raw and without the known equivalent mutants; the survivors."""
     rows: dict[str, Counter] = {}
     survivors = []
@@ -110,10 +110,13 @@ def report(outcomes: list[Outcome], known: dict[tuple[str, str, str], str]) -> d
         counts[o.status] += 1
         if o.status in ("survived", "uncovered"):
             line = source_line(o.mutant)
-            reason = known.get((o.mutant.path, line, o.mutant.description))
+            key = (o.mutant.path, line, o.mutant.description)
+            reason = known.get((*key, o.mutant.col)) or known.get((*key, None))
             counts["equivalent"] += reason is not None
-            survivors.append({"file": o.mutant.path, "line": o.mutant.lineno, "mutation": o.mutant.description,
-                              "source": line, "status": o.status, "equivalent": reason})  # fmt: skip
+            mutated = o.mutant.apply((ROOT / o.mutant.path).read_text(encoding="utf-8")).splitlines()
+            survivors.append({"file": o.mutant.path, "line": o.mutant.lineno, "col": o.mutant.col,
+                              "mutation": o.mutant.description, "source": line, "status": o.status,
+                              "mutated": mutated[o.mutant.lineno - 1].strip(), "equivalent": reason})  # fmt: skip
     rows["overall"] = sum(rows.values(), Counter())
     table = {}
     for name, c in rows.items():
@@ -139,10 +142,10 @@ def print_report(result: dict, args: argparse.Namespace, seconds: float) -> None
     for name, row in result["packages"].items():
         print(f"{name:10} {row['mutants']:7} {row['killed']:7} {row['survived']:8} {row['uncovered']:9} "
               f"{row['equivalent']:6} {row['kill_rate']:9.1%} {row['kill_rate_without_equivalent']:10.1%}")  # fmt: skip
-    print("\nsurvivors (file:line  mutation  |  source):")
+    print("\nsurvivors (file:line:column  mutation  |  the line as mutated):")
     for s in result["survivors"]:
         mark = " [equivalent]" if s["equivalent"] else " [no test runs it]" if s["status"] == "uncovered" else ""
-        print(f"  {s['file']}:{s['line']}  {s['mutation']}{mark}  |  {s['source']}")
+        print(f"  {s['file']}:{s['line']}:{s['col']}  {s['mutation']}{mark}  |  {s['mutated']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
