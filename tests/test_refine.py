@@ -182,7 +182,7 @@ def test_refine_reaches_a_local_optimum_no_worse_than_any_start(c) -> None:
 
 def test_refine_stops_at_the_deadline_and_says_so(c) -> None:
     result = refine(scorer_of(c), [START], np.random.default_rng(0), deadline=time.monotonic() - 1)
-    assert not result.converged and result.state == START
+    assert not result.converged and result.state == START and result.iterations == 0
 
 
 def test_refine_reaches_the_exhaustive_optimum_on_a_small_cluster() -> None:
