@@ -180,3 +180,20 @@ def test_replan_without_a_cap_stays_close_when_that_costs_little() -> None:
     assert again.throughput_rps >= 0.95 * free.throughput_rps
     capped = replan(c, running, seed=0, time_limit=20, max_moved_gpus=0)
     assert capped.facts.moved_gpus == 0 and np.isclose(capped.throughput_rps, again.throughput_rps)
+
+
+def test_replan_takes_the_first_moved_gpu_cap_of_the_ladder_that_keeps_throughput() -> None:
+    """A running plan whose roles are poor: keeping it (cap 0) loses more than 5 %, moving 2 GPUs does not, while the
+    free optimum would move more. Re-planning tries caps 0, 2, 4, … and must stop at 2."""
+    c = cluster(node("a", "A100-80G", 2), node("h", "H100-SXM", 2), node("l", "L40", 2), network=100)
+    roles = ["decode", "decode", "prefill", "decode", "decode", "prefill"]
+    running = canonical([((slot.id,), role) for slot, role in zip(c.gpus, roles, strict=True)])
+    free = search(c, seed=0, time_limit=20)
+    free_moves = len(moved_gpus(anchor_of(running), [(a.layout.gpus, a.role) for a in free.replicas]))
+    floor = 0.95 * free.throughput_rps
+    kept = replan(c, running, seed=0, time_limit=20, max_moved_gpus=0)
+    two = replan(c, running, seed=0, time_limit=20, max_moved_gpus=2)
+    assert kept.throughput_rps < floor <= two.throughput_rps and free_moves > 2, "the case the test needs"
+    result = replan(c, running, seed=0, time_limit=20)
+    assert result.throughput_rps >= floor
+    assert result.facts.moved_gpus <= 2
