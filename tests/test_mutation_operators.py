@@ -89,3 +89,14 @@ def test_enumeration_is_deterministic_and_sorted() -> None:
     first, again = OPERATORS.mutants("m.py", SOURCE), OPERATORS.mutants("m.py", SOURCE)
     assert first == again == sorted(first)
     assert len({m.key for m in first}) == len(first)
+
+
+def test_import_time_lines_and_their_uses() -> None:
+    """Module constants, defaults and class attributes run at import; the tests to run for them are those running
+    the lines that use them."""
+    lines = SOURCE.splitlines()
+    assert OPERATORS.at_import(SOURCE, 5) and OPERATORS.at_import(SOURCE, 9), "a constant, a def line (defaults)"
+    assert not OPERATORS.at_import(SOURCE, 11) and not OPERATORS.at_import(SOURCE, 18)
+    assert OPERATORS.uses(SOURCE, 9) == set(range(10, len(lines) + 1)), "a default: the function's body"
+    assert OPERATORS.uses("A = 1\n\ndef f():\n    return A + 1\n", 1) == {4}
+    assert OPERATORS.uses("class C:\n    x = 1\n\n    def f(self):\n        return self.x\n", 2) == {2, 3, 4, 5}

@@ -270,6 +270,20 @@ class _Finder(ast.NodeVisitor):
                 self.add(node, ast.Constant(new), f"{value!r} → {new!r}")
 
 
+def at_import(source: str, lineno: int) -> bool:
+    """Whether the line runs when its module is imported (module or class level, a default, a decorator) rather
+    than when a function is called. Coverage cannot tell: any test that imports the module in a subprocess runs it."""
+    return not any(
+        isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda)
+        and _body_start(node) <= lineno <= (node.end_lineno or node.lineno)
+        for node in ast.walk(ast.parse(source))
+    )
+
+
+def _body_start(node: ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda) -> int:
+    return node.body.lineno if isinstance(node, ast.Lambda) else node.body[0].lineno
+
+
 def uses(source: str, lineno: int) -> set[int]:
     """Lines that run the code a mutant on `lineno` changes when that line only runs at import time: the body of a
     function whose default it mutates, the methods of a class whose attribute it mutates, or every line reading a

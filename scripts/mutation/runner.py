@@ -30,13 +30,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from mutation.operators import Mutant, uses
+from mutation.operators import Mutant, at_import, uses
 
 SELECTION = ("-m", "not ray", "-k", "not golden", "--ignore=tests/test_architecture.py")  # golden plans excluded
 PYTEST = ("-q", "-p", "no:cacheprovider", "-p", "no:anyio", "-p", "mutation.plugin", "--no-header", "-o", "addopts=")
 COPIED = ("planner", "launcher", "tests", "profiles", "examples", "scripts", "pyproject.toml", "setup.cfg")
 KILLER_FILE = ".mutation-killer"
-IMPORT_TIME = ""  # the coverage context of code run outside any test (imports, collection)
 
 
 def environment(copy: Path, **extra: str) -> dict[str, str]:
@@ -78,22 +77,20 @@ class CoverageMap:
 
         A line that runs only at import time (a default, a class attribute, a module constant) selects the tests
         that run the code using it (`operators.uses`), or every test when none does."""
-        lines = range(mutant.lineno, mutant.end_lineno + 1)
-        tests, at_import = self._covering(mutant.path, lines)
-        if not tests and at_import:
-            tests, _ = self._covering(mutant.path, uses(source, mutant.lineno))
-            tests = tests or set(self.seconds)
+        if at_import(source, mutant.lineno):
+            tests = self._covering(mutant.path, uses(source, mutant.lineno)) or set(self.seconds)
+        else:
+            tests = self._covering(mutant.path, range(mutant.lineno, mutant.end_lineno + 1))
         return self.ordered(tests, budget)
 
-    def _covering(self, path: str, lines: Iterable[int]) -> tuple[set[str], bool]:
-        """The tests running any of these lines (setup-time coverage counts for the whole test file), and whether
-        any of them runs outside tests."""
+    def _covering(self, path: str, lines: Iterable[int]) -> set[str]:
+        """The tests running any of these lines (setup-time coverage counts for the whole test file)."""
         by_line = self.lines.get(path, {})
         contexts = set().union(*(by_line.get(n, frozenset()) for n in lines))
         tests = {c for c in contexts if "::" in c}
         files = {c for c in contexts if c and "::" not in c}
         tests |= {t for t in self.seconds if t.split("::")[0] in files}
-        return tests - set(self.failed), IMPORT_TIME in contexts
+        return tests - set(self.failed)
 
     def ordered(self, tests: Iterable[str], budget: float = math.inf) -> list[str]:
         """Fastest first (unit tests of the mutated code take milliseconds, and -x stops at the first failure), as
