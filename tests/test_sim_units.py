@@ -133,6 +133,8 @@ def test_running_sequences_grow_one_token_per_step_and_leave_when_done() -> None
 
 
 def test_the_newest_sequence_is_preempted_first_and_can_rejoin() -> None:
+    """Preempted at step 2 with 3 of 9 tokens, back at step 4: done at step 10, not at the step 8 its first stint
+    had scheduled (that entry is stale)."""
     server = batch_server()
     old, new = request(0, prompt=100, output=20, generated=1), request(1, prompt=100, output=9, generated=1)
     server.join(old)
@@ -140,9 +142,14 @@ def test_the_newest_sequence_is_preempted_first_and_can_rejoin() -> None:
     server.step += 2
     assert server.pop_newest() is new and new.generated == 3
     assert server.running == 1 and server.kv_used == 103
-    server.join(new)  # recomputed and back: it finishes after its remaining 6 tokens, not 8
-    server.step += 6
-    assert server.pop_done() == [new]
+    server.step += 2
+    server.join(new)
+    server.step += 4
+    assert server.pop_done() == [], "the stale completion at step 8 is ignored"
+    server.step += 2
+    assert server.pop_done() == [new] and new.generated == 9
+    server.reserved = 50  # tokens of a prefill iteration under way count as used
+    assert server.kv_used == (100 + 1 + 10) + 50
 
 
 # ----------------------------------------------------------------------------- policies
@@ -163,6 +170,22 @@ def test_prefill_batches_fcfs_within_seqs_tokens_and_kv() -> None:
     server.kv_used = 500
     server.queue.extend(request(i, prompt=200) for i in range(6))
     assert len(prefill_batch(server)) == 2, "KV still waiting to be shipped leaves room for 500 tokens"
+
+
+def test_limits_are_inclusive() -> None:
+    """Exactly max_num_batched_tokens, exactly the free KV, exactly max_num_seqs all still fit."""
+    server = prefill_server(max_tokens=1000)
+    server.queue.extend(request(i, prompt=250) for i in range(5))
+    assert len(prefill_batch(server)) == 4
+    server = prefill_server(kv=1000, max_tokens=10_000)
+    server.queue.extend(request(i, prompt=250) for i in range(5))
+    assert len(prefill_batch(server)) == 4
+    server = batch_server(capacity=1000, max_tokens=10_000)
+    server.waiting.extend(request(i, prompt=494) for i in range(3))  # 2 × 495 = 990 = the watermark exactly
+    assert len(admit(server)[0]) == 2
+    server = batch_server(capacity=100_000, max_tokens=600)
+    server.waiting.extend(request(i, prompt=300) for i in range(3))
+    assert len(admit(server)[0]) == 2, "two 300-token contexts fill a 600-token budget exactly"
 
 
 def test_a_lone_prompt_longer_than_the_token_budget_still_runs() -> None:
@@ -200,14 +223,16 @@ def test_admission_respects_max_seqs_with_the_running_ones_and_the_token_budget(
 
 
 def test_preemption_evicts_newest_until_the_next_step_fits() -> None:
-    server = batch_server(capacity=305)
+    server = batch_server(capacity=306)
     first, second, third = (request(i, prompt=100, output=50, generated=1) for i in range(3))
     for r in (first, second, third):
         server.join(r)
     assert server.kv_used == 303
-    assert preempt_for_step(server) == [third], "the next step needs 303 + 3 > 305 tokens"
-    server.step += 2
-    assert server.kv_used == 206 and preempt_for_step(server) == [], "206 + 2 ≤ 305"
+    assert preempt_for_step(server) == [], "the next step needs 303 + 3 = 306 tokens: it fits exactly"
+    server.step += 1
+    assert preempt_for_step(server) == [third], "now 306 + 3 > 306"
+    server.step += 1
+    assert server.kv_used == 206 and preempt_for_step(server) == [], "206 + 2 ≤ 306"
     lone = batch_server(capacity=50)
     lone.join(request(0, prompt=100, output=50, generated=1))
     assert preempt_for_step(lone) == [], "the last sequence is never evicted"
