@@ -13,7 +13,7 @@ from builders import cluster, draft_plan, hf_config, node, replica, toy_gpu
 from planner.sim.arrivals import Arrivals
 from planner.sim.engine import Simulation
 from planner.sim.metrics import Slo
-from planner.sim.sweeps import goodput, saturation, simulate_rate
+from planner.sim.sweeps import default_rate, goodput, saturation, simulate_rate, simulate_replay
 
 SLO = Slo(2.0, 0.1)
 
@@ -96,6 +96,7 @@ def test_a_colocated_prefill_stalls_the_running_decode() -> None:
     _, joined = run(plan, c, [0.0, 0.05], [1000, 1500], [200, 10])
     first_alone, first_joined = alone.requests[0], joined.requests[0]
     second = joined.requests[1]
+    assert all(r.decode == -1 for r in joined.requests), "a colocated request has no decode replica"
     assert first_joined.first_token == pytest.approx(first_alone.first_token)
     stall = second.first_token - second.arrival  # at least the second's prefill, run instead of decode steps
     assert first_joined.finish - first_alone.finish >= 0.5 * stall > 0
@@ -116,3 +117,71 @@ def test_goodput_is_the_highest_rate_meeting_the_slo_for_nine_in_ten(pd) -> None
     above = simulate_rate(plan, c, 1.2 * plan.summary.throughput_rps, duration=40.0, seed=0)
     assert above.slo_attainment < 0.9 or rate > 0.9 * 1.2 * plan.summary.throughput_rps
     assert goodput(plan, c, duration=20.0, seed=0, iterations=3, slo=Slo(1e-6, 1e-6)) == (0.0, None)
+
+
+def small_colocated():
+    """A toy colocated replica with ~30 000 tokens of KV under a max_model_len of 32 768 (the planned requests are
+    1024 + 20 000 tokens), room for two of them at once."""
+    model = hf_config(layers=2, hidden=256, heads=4, kv_heads=4, ffn=512, vocab=1000)
+    c = cluster(node("c", toy_gpu(memory="0.1095GB"), 1), model=model, prompt=1024, output=20_000)
+    return c, draft_plan(c, replica(c, "colocated", ["c/0"]))
+
+
+def test_a_request_must_fit_the_kv_memory_with_a_token_to_spare() -> None:
+    """Colocated: prompt + output + 1 tokens must fit (the one running sequence grows into the watermark); decode:
+    prompt + output ≤ KV − 1 (and max_model_len)."""
+    c, plan = small_colocated()
+    sim, _ = run(plan, c, [0.0], [10], [2])
+    room = math.floor(sim.fronts[0].kv_capacity)
+    assert room + 1 <= sim.fronts[0].max_model_len
+    half = room // 2  # a short prompt: vLLM's admission watermark (1 % of KV) applies to the prompt only
+    _, result = run(plan, c, [0.0, 1000.0], [half, half], [room - half - 1, room - half])
+    assert [bool(r.dropped) for r in result.requests] == [False, True]
+    assert result.requests[0].finish > 0
+    c, plan = small_decode()
+    sim, _ = run(plan, c, [0.0], [10], [2])
+    room = math.floor(sim.decodes[0].kv_capacity - 1)
+    _, result = run(plan, c, [0.0, 100.0], [room - 100, room - 99], [100, 100])
+    assert [bool(r.dropped) for r in result.requests] == [False, True]
+
+
+def test_a_batch_server_runs_one_iteration_at_a_time() -> None:
+    """Two equal prompts arriving together on a colocated replica: the second is prefilled in its own iteration
+    after the first (it arrived while the first one's prefill was running)."""
+    c = cluster(node("a", "A100-80G", 1))
+    plan = draft_plan(c, replica(c, "colocated", ["a/0"]))
+    _, result = run(plan, c, [0.0, 1e-6], [1000, 1000], [5, 5])
+    first, second = result.requests
+    assert second.first_token == pytest.approx(2 * first.first_token, rel=1e-6)
+
+
+def test_a_preempted_colocated_request_keeps_its_first_token() -> None:
+    """~30 000 tokens of KV, two requests of 8000 + 8000 arriving together (prefilled one iteration after the other)
+    that grow past it: the newest is preempted and recomputed, but its time to first token is that of its first
+    prefill, right after the other's."""
+    c, plan = small_colocated()
+    sim, result = run(plan, c, [0.0, 0.0], [8000, 8000], [8000, 8000])
+    assert sim.fronts[0].max_seqs >= 2
+    first, second = result.requests
+    assert result.preemptions >= 1 and second.preemptions >= 1
+    assert second.first_token == pytest.approx(2 * first.first_token) and result.finished == 2
+
+
+def test_runs_compare_and_serialise_by_their_figures() -> None:
+    c, plan = small_colocated()
+    one, two = (run(plan, c, [0.0, 0.5], [100, 100], [5, 5])[1] for _ in range(2))
+    assert one == two and one.to_json() == two.to_json()
+    assert one.requests is not two.requests
+
+
+def test_the_default_rate_is_80_percent_of_the_plans_flow(pd) -> None:
+    _, plan = pd
+    assert default_rate(plan) == pytest.approx(0.8 * plan.summary.throughput_rps)
+
+
+def test_a_replay_is_measured_from_the_first_to_the_last_arrival(pd) -> None:
+    c, plan = pd
+    times = np.array([0.0, 1.0, 2.0, 4.0])
+    result = simulate_replay(plan, c, Arrivals(times, np.full(4, 500), np.full(4, 10)), seed=0)
+    assert result.offered_rps == pytest.approx(4 / 4.0, rel=1e-6)
+    assert result.finished == 4 and result.throughput_rps > 0
