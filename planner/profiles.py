@@ -51,7 +51,8 @@ Dtype = Literal["float16", "bfloat16", "fp8"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validate_default: defaults are written as in the files ("$0/h") and parsed like a user's value
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class EfficiencyEntry(_Strict):
@@ -70,7 +71,7 @@ class GpuEntry(_Strict):
     bf16: Flops | None = None
     fp8: Flops | None = None
     intra_node_link: str = "pcie4"
-    price: Price = 0.0
+    price: Price = "$0/h"
     price_source: str = ""
     efficiency: EfficiencyEntry = EfficiencyEntry(compute=0.55, memory=0.8)
     source: str = ""

@@ -25,7 +25,8 @@ DEFAULT_LATENCY = "10us"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # validate_default: a default such as latency "10us" goes through the same parser as a user's value
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class InlineGpu(GpuEntry):
