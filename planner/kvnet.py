@@ -83,7 +83,7 @@ def kv_network(
         senders = by_node[a][0]
         for b, tps_b in receiving:
             receivers = by_node[b][1]
-            link = cluster.links.get((min(a, b), max(a, b)))
+            link = cluster.link(a, b)
             if (tps_a, tps_b) not in compatible:
                 compatible[(tps_a, tps_b)] = not launchable or all(
                     tp_compatible(tp, tq) for tp in tps_a for tq in tps_b

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from planner.errors import InputError
 from planner.profiles import Bandwidth, Catalog, Dtype, GpuEntry, Price, Seconds, gpu_profile, model_from_hf_config
-from planner.topology import Cluster, Node, NodeLink
+from planner.topology import Cluster, Network, Node, NodeLink
 from planner.units import BANDWIDTH, json_pattern
 from planner.workload import CLASSES, Lengths, Workload
 from planner.yamlio import load_yaml, validate
@@ -173,21 +173,14 @@ def _resolve_node(spec: NodeSpec, i: int, catalog: Catalog, path: Path) -> Node:
     return Node(spec.name, gpu, spec.count, link, spec.nic, price, spec.zone)
 
 
-def _network_links(spec: ClusterSpec, nodes: list[Node]) -> dict[tuple[str, str], NodeLink]:
-    zones = {node.name: node.zone for node in nodes}
-    links: dict[tuple[str, str], NodeLink] = {}
-    for a in nodes:
-        for b in nodes:
-            if a.name >= b.name:
-                continue
-            base = spec.network.cross_zone if zones[a.name] != zones[b.name] else None
-            base = base or spec.network.default
-            if base is not None:
-                links[(a.name, b.name)] = NodeLink(base.bandwidth, base.latency)
-    for link in spec.network.links:
-        a, b = sorted(link.between)
-        links[(a, b)] = NodeLink(link.bandwidth, link.latency)
-    return links
+def _network(spec: NetworkSpec) -> Network:
+    """The network as rules plus overrides (never all pairs: see planner.topology)."""
+
+    def link(entry: LinkSpec | None) -> NodeLink | None:
+        return None if entry is None else NodeLink(entry.bandwidth, entry.latency)
+
+    overrides = {tuple(sorted(entry.between)): NodeLink(entry.bandwidth, entry.latency) for entry in spec.links}
+    return Network(link(spec.default), link(spec.cross_zone), overrides)  # type: ignore[arg-type]
 
 
 def load_cluster(path: Path, catalog: Catalog) -> Cluster:
@@ -230,7 +223,7 @@ def load_cluster(path: Path, catalog: Catalog) -> Cluster:
         objective=spec.objective,
         memory_utilization=spec.gpu_memory_utilization,
         nodes=tuple(nodes),
-        links=_network_links(spec, nodes),
+        network=_network(spec.network),
     )
     isolated = cluster.unreachable_nodes()
     if isolated:

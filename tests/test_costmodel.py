@@ -34,7 +34,7 @@ from planner.costmodel import (
 from planner.errors import InfeasibleError
 from planner.profiles import load_catalog
 from planner.strategy import split_layers
-from planner.topology import Cluster, Node, NodeLink
+from planner.topology import Cluster, Network, Node, NodeLink
 from planner.workload import Lengths, Workload
 
 CATALOG = load_catalog()
@@ -62,7 +62,7 @@ def make_cluster(gpu_key: str, model_key: str, *, huge: bool = False, prompt: fl
         objective="throughput",
         memory_utilization=0.9,
         nodes=nodes,
-        links={("n0", "n1"): NETWORK},
+        network=Network(overrides={("n0", "n1"): NETWORK}),
     )
 
 
@@ -210,7 +210,7 @@ def test_allreduce():
 
 
 def test_hop_without_a_link_is_infinite():
-    cluster = dataclasses.replace(make_cluster("L40", "llama-3.1-8b"), links={})
+    cluster = dataclasses.replace(make_cluster("L40", "llama-3.1-8b"), network=Network())
     a, b = Stage(("n0/0",), 0, 16), Stage(("n1/0",), 16, 32)
     assert hop_time(cluster, a, b, 100) == math.inf
 
