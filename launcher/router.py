@@ -29,6 +29,7 @@ from typing import Any
 from launcher.engine import ReplicaLaunch
 from launcher.routing import Backend, RouteWeight, RoutingPolicy
 from planner.plan import Plan
+from planner.yamlio import read_text
 
 PREFILL_KV_PARAMS = {"do_remote_decode": True, "do_remote_prefill": False}
 HOP_HEADERS = ("X-Request-Id", "Authorization")
@@ -235,5 +236,5 @@ def serve(config_path: Path, host: str, port: int) -> None:
     """Run the router until SIGTERM/SIGINT (aiohttp's run_app shuts down gracefully on both)."""
     from aiohttp import web
 
-    config = json.loads(config_path.read_text())
+    config = json.loads(read_text(config_path, what="router config"))
     web.run_app(make_app(config), host=host, port=port, access_log=None, print=None)

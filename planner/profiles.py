@@ -30,7 +30,7 @@ from planner.units import (
     parse_price,
     parse_time,
 )
-from planner.yamlio import load_yaml, read_text, validate
+from planner.yamlio import is_directory, load_yaml, read_text, validate
 
 DEFAULT_PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 
@@ -253,7 +253,7 @@ def load_catalog(extra_dirs: Iterable[Path] = ()) -> Catalog:
     models: dict[str, ModelProfile] = {}
     aliases: dict[str, str] = {}
     for directory in (DEFAULT_PROFILES_DIR, *extra_dirs):
-        if not directory.is_dir():
+        if not is_directory(directory):
             raise InputError(
                 f"{directory}: profiles directory not found.", hint="pass an existing directory to --profiles"
             )

@@ -14,11 +14,21 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from planner.errors import InputError
-from planner.profiles import Bandwidth, Catalog, Dtype, GpuEntry, Price, Seconds, gpu_profile, model_from_hf_config
+from planner.profiles import (
+    Bandwidth,
+    Catalog,
+    Dtype,
+    GpuEntry,
+    ModelProfile,
+    Price,
+    Seconds,
+    gpu_profile,
+    model_from_hf_config,
+)
 from planner.topology import Cluster, Network, Node, NodeLink
 from planner.units import BANDWIDTH, json_pattern
 from planner.workload import CLASSES, Lengths, Workload
-from planner.yamlio import load_yaml, validate
+from planner.yamlio import parse_yaml, read_text, validate
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 DEFAULT_LATENCY = "10us"
@@ -183,18 +193,25 @@ def _network(spec: NetworkSpec) -> Network:
     return Network(link(spec.default), link(spec.cross_zone), overrides)  # type: ignore[arg-type]
 
 
+def _resolve_model(name: str, path: Path, catalog: Catalog) -> ModelProfile:
+    """A catalogue model, or a Hugging Face config.json relative to the cluster file (errors name both files)."""
+    if name.endswith(".json"):
+        try:
+            return model_from_hf_config(path.parent / name)
+        except InputError as exc:
+            raise InputError(f"{path}: model: {exc.message}", hint=exc.hint) from None
+    try:
+        return catalog.model(name)
+    except LookupError as exc:
+        raise InputError(f"{path}: model: {exc}.", hint="or give a path to a config.json") from None
+
+
 def load_cluster(path: Path, catalog: Catalog) -> Cluster:
     """Read and validate cluster.yaml, resolve catalogue names, and check the cluster is usable."""
-    spec = validate(ClusterSpec, load_yaml(path, what="cluster file"), path)
+    text = read_text(path, what="cluster file")  # read once: parsed, and hashed for the plan's cluster.sha256
+    spec = validate(ClusterSpec, parse_yaml(text, path, what="cluster file"), path)
     nodes = [_resolve_node(node, i, catalog, path) for i, node in enumerate(spec.nodes)]
-    model_path = (path.parent / spec.model) if spec.model.endswith(".json") else None
-    if model_path is not None:
-        model = model_from_hf_config(model_path)
-    else:
-        try:
-            model = catalog.model(spec.model)
-        except LookupError as exc:
-            raise InputError(f"{path}: model: {exc}.", hint="or give a path to a config.json") from None
+    model = _resolve_model(spec.model, path, catalog)
     if spec.workload.trace is not None:
         try:
             workload = Workload.from_trace(path.parent / spec.workload.trace, spec.workload.trace_class)
@@ -214,7 +231,7 @@ def load_cluster(path: Path, catalog: Catalog) -> Cluster:
             )
     cluster = Cluster(
         source=path,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         model=model,
         dtype=spec.dtype,
         workload=workload,

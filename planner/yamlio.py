@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TypeVar, get_args
+from typing import BinaryIO, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -72,19 +73,67 @@ def _count_nodes(data: object, budget: int) -> int:
     return sizes.get(id(data), 1)
 
 
-def read_text(path: Path, *, what: str) -> str:
-    """Read a UTF-8 text file or raise InputError saying why not."""
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode: int) -> str | None:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file" if not stat.S_ISREG(mode) else None)
+
+
+def _read_at_most(handle: BinaryIO, cap: int, *, first: int) -> bytes:
+    """Up to `cap` bytes; buffers grow with what is there (read(cap) would allocate all of `cap` at once)."""
+    chunks, total, want = [], 0, min(first, cap)
+    while total < cap:
+        chunk = handle.read(min(want, cap - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+        want = 2**20
+    return b"".join(chunks)
+
+
+def read_bytes(path: Path, *, what: str, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes, or an InputError naming it.
+
+    Why stat before open: opening a FIFO for reading blocks until a writer appears, and
+    /dev/zero never ends, so only regular files are opened (non-blocking, re-checked on the open
+    descriptor in case the path changed in between), and never more than `limit` bytes are read,
+    whatever st_size claims (/proc files report 0).
+    """
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise InputError(f"{path}: the {what} is {size} bytes; at most {MAX_FILE_BYTES} are read.")
-        raw = path.read_bytes()
-    except FileNotFoundError:
+        mode, size = (info := os.stat(path)).st_mode, info.st_size
+        kind = _not_regular(mode)
+        if kind is not None:
+            raise InputError(f"{path}: is {kind}, not a regular file; expected a {what}.")
+        if size > limit:
+            raise InputError(f"{path}: the {what} is {size:,} bytes; at most {limit:,} bytes are read.")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            kind = _not_regular(os.fstat(handle.fileno()).st_mode)
+            if kind is not None:
+                raise InputError(f"{path}: is {kind}, not a regular file; expected a {what}.")
+            raw = _read_at_most(handle, limit + 1, first=size + 1)
+    except (FileNotFoundError, NotADirectoryError):
         raise InputError(f"{path}: no such file (expected a {what}).", hint="check the path") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, expected a {what} file.") from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read the {what}: {exc.strerror}.") from None
+    except ValueError:  # an embedded NUL byte
+        raise InputError(f"{str(path)!r}: not a usable path (it contains a NUL byte); expected a {what}.") from None
+    if len(raw) > limit:
+        raise InputError(f"{path}: the {what} is over {limit:,} bytes; at most {limit:,} bytes are read.")
+    return raw
+
+
+def read_text(path: Path, *, what: str) -> str:
+    """Read a UTF-8 text file (through `read_bytes`) or raise InputError saying why not."""
+    raw = read_bytes(path, what=what)
     if b"\x00" in raw:
         raise InputError(f"{path}: is binary data, not a {what} (found a NUL byte).")
     try:
@@ -93,9 +142,25 @@ def read_text(path: Path, *, what: str) -> str:
         raise InputError(f"{path}: is not UTF-8 text (byte {exc.start}); expected a {what}.") from None
 
 
-def load_yaml(path: Path, *, what: str = "YAML file") -> object:
+def is_directory(path: Path) -> bool:
+    """Path.is_dir() that never raises (a name too long or with a NUL byte is simply not a directory)."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def exists(path: Path) -> bool:
+    """Path.exists() that never raises (see is_directory)."""
+    try:
+        os.stat(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def parse_yaml(text: str, path: Path, *, what: str = "YAML file") -> object:
     """Parse one YAML document safely; reject empty documents and alias bombs."""
-    text = read_text(path, what=what)
     try:
         data = yaml.load(text, Loader=_SafeLoader)
     except yaml.YAMLError as exc:
@@ -110,6 +175,11 @@ def load_yaml(path: Path, *, what: str = "YAML file") -> object:
             f"{path}: the YAML expands to more than {MAX_NODES:,} values (an alias bomb?); refusing to read it."
         )
     return data
+
+
+def load_yaml(path: Path, *, what: str = "YAML file") -> object:
+    """Read (`read_text`) and parse (`parse_yaml`) one YAML document."""
+    return parse_yaml(read_text(path, what=what), path, what=what)
 
 
 def _models_in(annotation: object) -> list[type[BaseModel]]:

@@ -16,6 +16,7 @@ from planner.profiles import Catalog, load_catalog
 from planner.spec import load_cluster
 from planner.topology import Cluster
 from planner.units import parse_time
+from planner.yamlio import exists
 
 app = typer.Typer(
     name="hexplan",
@@ -54,9 +55,20 @@ def resolve_plan_cluster(plan_file: Path, recorded: str, given: Path | None) -> 
     if given is not None:
         return given
     recorded_path = Path(recorded)
-    if recorded_path.is_absolute() or recorded_path.exists():
+    if recorded_path.is_absolute() or exists(recorded_path):
         return recorded_path
     return plan_file.parent / recorded_path
+
+
+def load_plan_cluster(plan_file: Path, recorded: str, given: Path | None, profiles: list[Path] | None) -> Cluster:
+    """The cluster a plan is evaluated on; when the plan names it (no --cluster), errors name the plan too."""
+    cluster_file = resolve_plan_cluster(plan_file, recorded, given)
+    try:
+        return load(cluster_file, profiles)
+    except InputError as exc:
+        if given is not None:
+            raise
+        raise InputError(f"{plan_file}: cluster.file {recorded!r:.200}: {exc.message}", hint=exc.hint) from None
 
 
 def evaluate_plan_file(
@@ -67,7 +79,7 @@ def evaluate_plan_file(
     A plan that cannot run on the cluster raises PlanError naming both files."""
     recorded = read_plan(plan_file)
     cluster_file = resolve_plan_cluster(plan_file, recorded.cluster.file, given)
-    cluster = load(cluster_file, profiles)
+    cluster = load_plan_cluster(plan_file, recorded.cluster.file, given, profiles)
     try:
         honest = evaluate(recorded, cluster)
     except PlanError as exc:  # the message names the replica and field inside the plan

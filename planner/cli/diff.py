@@ -22,7 +22,7 @@ from planner.cli.app import (
     console,
     console_err,
     evaluate_plan_file,
-    load,
+    load_plan_cluster,
     resolve_plan_cluster,
 )
 from planner.diff import (
@@ -345,7 +345,7 @@ def check(
     """
     plan = read_plan(plan_file)
     path = resolve_plan_cluster(plan_file, plan.cluster.file, cluster)
-    loaded = load(path, profiles)
+    loaded = load_plan_cluster(plan_file, plan.cluster.file, cluster, profiles)
     try:
         honest, diff = check_plan(plan, loaded)
     except PlanError as exc:
