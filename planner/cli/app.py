@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +35,12 @@ ProfilesOption = Annotated[
 ]
 ClusterArgument = Annotated[Path, typer.Argument(help="cluster file (see README: cluster.yaml)")]
 PlanArgument = Annotated[Path, typer.Argument(help="plan file written by `hexplan solve`")]
+MaxRequestsOption = Annotated[
+    int,
+    typer.Option(
+        "--max-requests", min=1, help="refuse a run that would simulate more requests than this (memory and time)"
+    ),
+]
 ClusterOption = Annotated[
     Path | None, typer.Option("--cluster", "-c", help="cluster file (default: the one the plan records)")
 ]
@@ -85,6 +92,12 @@ def evaluate_plan_file(
     except PlanError as exc:  # the message names the replica and field inside the plan
         raise PlanError(f"{plan_file} cannot run on {cluster_file}: {exc.message}", hint=exc.hint) from None
     return recorded, honest, cluster, cluster_file
+
+
+def check_positive(value: float | None, option: str) -> None:
+    """A numeric option must be finite and > 0 (typer's range checks let nan and inf through)."""
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise InputError(f"{option}: expected a positive number, got {value}.")
 
 
 def parse_duration_option(option: str, value: str | None) -> float | None:

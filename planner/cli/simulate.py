@@ -14,9 +14,11 @@ from planner.baselines import baseline
 from planner.cli.app import (
     ClusterArgument,
     ClusterOption,
+    MaxRequestsOption,
     PlanArgument,
     ProfilesOption,
     app,
+    check_positive,
     console,
     evaluate_plan_file,
     load,
@@ -25,18 +27,23 @@ from planner.cli.app import (
 from planner.cli.render import metric_table
 from planner.errors import InfeasibleError, InputError
 from planner.plan import Plan
-from planner.sim import SimResult, Simulation, Slo, default_slo, goodput, replay, saturation, simulate_rate
+from planner.sim import (
+    MAX_REQUESTS,
+    SimResult,
+    Simulation,
+    Slo,
+    default_slo,
+    goodput,
+    replay,
+    saturation,
+    simulate_rate,
+)
 from planner.solver import solve
 from planner.topology import Cluster
 from planner.workload import read_trace
 
 DEFAULT_DURATION_S = 300.0
 DEFAULT_LOAD = 0.8  # offered load as a fraction of the plan's max-flow rate when no --rate/--trace is given
-
-
-def _positive(value: float | None, option: str) -> None:
-    if value is not None and not (value > 0 and math.isfinite(value)):
-        raise InputError(f"{option}: expected a positive number, got {value}.")
 
 
 def _ms(values: dict[str, float]) -> str:
@@ -80,6 +87,7 @@ def simulate_command(
     tpot: Annotated[str | None, typer.Option(help="TPOT SLO, e.g. 100ms (default: the cluster's, else 200ms)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
     sweep: Annotated[bool, typer.Option("--sweep", help="bisect the highest rate with ≥ 90% SLO attainment")] = False,
+    max_requests: MaxRequestsOption = MAX_REQUESTS,
     profiles: ProfilesOption = None,
 ) -> None:
     """Simulate a plan serving Poisson or trace-replayed requests; print latency, throughput and utilisation."""
@@ -88,7 +96,7 @@ def simulate_command(
         (duration, "--duration"),
         (speedup, "--speedup"),
     ):
-        _positive(value, option)
+        check_positive(value, option)
     if rate is not None and trace is not None:
         raise InputError("--rate and --trace: give one request source, not both.")
     if sweep and trace is not None:
@@ -98,12 +106,12 @@ def simulate_command(
     slo = Slo(parse_duration_option("--ttft", ttft) or base.ttft, parse_duration_option("--tpot", tpot) or base.tpot)
     if sweep:
         seconds = duration or DEFAULT_DURATION_S
-        best, result = goodput(plan, the_cluster, duration=seconds, seed=seed, slo=slo)
+        best, result = goodput(plan, the_cluster, duration=seconds, seed=seed, slo=slo, max_requests=max_requests)
         payload: dict[str, object] = {"goodput_rps": best, "at_goodput": result.to_json() if result else None}
         title = f"{plan_file}: goodput {best:.3f} req/s (≥ 90% within SLO; max-flow {plan.summary.throughput_rps:.3f})"
     else:
         if trace is not None:
-            arrivals = replay(read_trace(trace), speedup, duration)
+            arrivals = replay(read_trace(trace), speedup, duration, max_requests=max_requests)
             if len(arrivals) == 0:
                 raise InputError(f"{trace}: no request arrives within --duration {duration} s.")
             seconds = float(arrivals.time[-1]) + 1e-9
@@ -114,7 +122,9 @@ def simulate_command(
         else:
             seconds = duration or DEFAULT_DURATION_S
             offered = rate or DEFAULT_LOAD * plan.summary.throughput_rps
-            result = simulate_rate(plan, the_cluster, offered, duration=seconds, seed=seed, slo=slo)
+            result = simulate_rate(
+                plan, the_cluster, offered, duration=seconds, seed=seed, slo=slo, max_requests=max_requests
+            )
             source = f"Poisson {offered:.3f} req/s for {seconds:g} s, seed {seed}"
         payload = result.to_json()
         title = f"{plan_file}: {source} (max-flow {plan.summary.throughput_rps:.3f} req/s)"
@@ -148,16 +158,18 @@ def compare_command(
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
     duration: Annotated[float, typer.Option("--duration", help="simulated seconds per run")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    max_requests: MaxRequestsOption = MAX_REQUESTS,
     profiles: ProfilesOption = None,
 ) -> None:
     """Plan the cluster with hexgen2 and baseline planners; simulate each and compare throughput per dollar."""
-    _positive(time_limit, "--time-limit")
-    _positive(duration, "--duration")
+    check_positive(time_limit, "--time-limit")
+    check_positive(duration, "--duration")
     names = [n.strip() for n in baselines.split(",") if n.strip()]
     for name in names:
         baseline(name)  # fail fast on a typo, before any planning
     cluster = load(cluster_file, profiles)
-    rows = compare_plans(cluster, _plans(cluster, names, seed, time_limit), duration=duration, seed=seed)
+    plans = _plans(cluster, names, seed, time_limit)
+    rows = compare_plans(cluster, plans, duration=duration, seed=seed, max_requests=max_requests)
     if as_json:
         print(json.dumps(rows, sort_keys=True, indent=2, ensure_ascii=False))
         return
@@ -165,20 +177,24 @@ def compare_command(
 
 
 def compare_plans(
-    cluster: Cluster, plans: list[tuple[str, Plan | str]], *, duration: float, seed: int
+    cluster: Cluster,
+    plans: list[tuple[str, Plan | str]],
+    *,
+    duration: float,
+    seed: int,
+    max_requests: int = MAX_REQUESTS,
 ) -> list[dict[str, object]]:
     """Saturation throughput, goodput and latency at a common load for each plan; ratios ours / theirs."""
-    runs = {
-        name: saturation(plan, cluster, duration=duration, seed=seed) for name, plan in plans if isinstance(plan, Plan)
-    }
+    limit = {"duration": duration, "seed": seed, "max_requests": max_requests}
+    runs = {name: saturation(plan, cluster, **limit) for name, plan in plans if isinstance(plan, Plan)}
     common = 0.8 * min((r.throughput_rps for r in runs.values()), default=0.0)
     rows: list[dict[str, object]] = []
     for name, plan in plans:
         if not isinstance(plan, Plan):
             rows.append({"planner": name, "infeasible": plan})
             continue
-        best, _ = goodput(plan, cluster, duration=duration, seed=seed)
-        at_common = simulate_rate(plan, cluster, common, duration=duration, seed=seed) if common > 0 else None
+        best, _ = goodput(plan, cluster, **limit)
+        at_common = simulate_rate(plan, cluster, common, **limit) if common > 0 else None
         cost = plan.summary.cost_per_hour_usd
         tokens = runs[name].output_tokens_per_s
         rows.append(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -15,6 +16,7 @@ from planner.cli.app import (
     ClusterArgument,
     ProfilesOption,
     app,
+    check_positive,
     console,
     console_err,
     load,
@@ -69,6 +71,9 @@ def solve(
     profiles: ProfilesOption = None,
 ) -> None:
     """Plan prefill and decode replicas, their layouts and KV routes for a cluster file."""
+    check_positive(time_limit, "--time-limit")
+    if not math.isfinite(max_loss):
+        raise InputError(f"--max-loss: expected a percentage from 0 to 100, got {max_loss}.")
     cluster = load(cluster_file, profiles)
     overrides = {
         "slo_ttft": parse_duration_option("--slo-ttft", slo_ttft),

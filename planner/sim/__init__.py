@@ -1,11 +1,12 @@
 """Discrete-event simulator of a plan serving a request stream (`hexplan simulate`)."""
 
-from planner.sim.arrivals import Arrivals, poisson, replay
+from planner.sim.arrivals import MAX_REQUESTS, Arrivals, poisson, replay
 from planner.sim.engine import Simulation
 from planner.sim.metrics import SimResult, Slo
 from planner.sim.search import default_slo, goodput, saturation, simulate_rate
 
 __all__ = [
+    "MAX_REQUESTS",
     "Arrivals",
     "SimResult",
     "Simulation",
