@@ -27,7 +27,7 @@ from planner.profiles import (
 )
 from planner.topology import Cluster, Network, Node, NodeLink
 from planner.units import BANDWIDTH, json_pattern
-from planner.workload import CLASSES, Lengths, Workload
+from planner.workload import CLASSES, MAX_TOKENS, Lengths, Workload
 from planner.yamlio import parse_yaml, read_text, validate
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -85,10 +85,10 @@ class NetworkSpec(_Strict):
 
 class DistributionSpec(_Strict):
     distribution: Literal["fixed", "uniform", "exponential", "lognormal"]
-    mean: float | None = Field(None, gt=0)
+    mean: float | None = Field(None, gt=0, le=MAX_TOKENS)
     cv: float = Field(1.0, ge=0, le=10, description="coefficient of variation (lognormal)")
-    low: float | None = Field(None, gt=0)
-    high: float | None = Field(None, gt=0)
+    low: float | None = Field(None, gt=0, le=MAX_TOKENS)
+    high: float | None = Field(None, gt=0, le=MAX_TOKENS)
 
     @model_validator(mode="after")
     def _parameters(self) -> Self:
@@ -125,6 +125,8 @@ class WorkloadSpec(_Strict):
         for value in means:
             if isinstance(value, int) and value <= 0:
                 raise ValueError(f"token counts must be positive, got {value}")
+            if isinstance(value, int) and value > MAX_TOKENS:
+                raise ValueError(f"token counts must be at most {MAX_TOKENS:,} per request, got {value:,}")
         return self
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from planner.errors import InputError
 from planner.workload import MAX_TOKENS, read_trace
@@ -108,3 +109,20 @@ def test_cli_trace_errors_exit_2_naming_file_and_row(run_cli, tmp_path, solved_p
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(f"error: {path}: {fragment}"), result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "workload",
+    [
+        {"prompt_tokens": MAX_TOKENS + 1, "output_tokens": 10},
+        {"prompt_tokens": 10, "output_tokens": {"distribution": "exponential", "mean": 1e12}},
+        {"prompt_tokens": {"distribution": "uniform", "low": 1, "high": 1e300}, "output_tokens": 10},
+    ],
+)
+def test_cluster_workloads_share_the_token_bound(run_cli, tmp_path, workload):
+    cluster = yaml.safe_load((ROOT / "examples" / "tiny.yaml").read_text()) | {"workload": workload}
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(cluster))
+    result = run_cli("validate", path)
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {path}: workload"), result.output
+    assert "10,000,000" in result.stderr or "10000000" in result.stderr
