@@ -225,25 +225,64 @@ def validate(model: type[Model], data: object, path: Path, *, context: dict | No
         raise InputError(format_validation_error(path, exc, model)) from None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file in the same directory and rename, so a failure never leaves half a file.
-
-    Raises InputError when the path cannot be written (a directory, no permission, no space)."""
+def _target_mode(target: Path) -> int:
+    """Permission bits for the written file: the existing file's, else what open() would give (0o666 & ~umask)."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write here: {exc.strerror}.") from None
+        info = os.stat(target)
+    except FileNotFoundError:
+        mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+        os.umask(mask)
+        return 0o666 & ~mask
+    kind = _not_regular(info.st_mode)
+    if kind is not None:  # replacing /dev/null, a pipe someone reads, or a directory is never what was meant
+        raise InputError(f"{target}: is {kind}, not a regular file; refusing to replace it.")
+    return stat.S_IMODE(info.st_mode)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable; filesystems that cannot fsync a directory are skipped."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` so that a reader or a crash sees the old file or the new one, never half.
+
+    A temporary file in the target's directory is written, fsynced, given the old file's permission
+    bits (a new file: 0o666 & ~umask) and renamed over the target; then the directory is fsynced.
+    A symlink is written *through*: its target file is replaced and the link stays a link (as editors
+    do; a dangling link creates its target). A target that is not a regular file (a directory, FIFO,
+    device) is refused. Raises InputError when the path cannot be written; nothing is left behind.
+    """
+    try:
+        target = Path(os.path.realpath(path))
+        mode = _target_mode(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot write here: {getattr(exc, 'strerror', None) or exc}.") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
-        os.replace(tmp, path)
+            handle.flush()
+            os.fchmod(handle.fileno(), mode)
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise InputError(f"{path}: cannot write here: {exc.strerror}.") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_directory(target.parent)
 
 
 class _NoAliasDumper(yaml.SafeDumper):
