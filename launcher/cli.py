@@ -23,7 +23,7 @@ from rich.table import Table
 
 from launcher import state as st
 from launcher.engine import EngineOptions, build_launches, plan_problems
-from launcher.errors import LaunchError
+from launcher.errors import LaunchError, listed
 from planner.errors import PlannerError  # what read_plan raises for a bad plan file
 from planner.plan import Connector, read_plan
 
@@ -129,8 +129,8 @@ def start(
             problems,
         )
         print(json.dumps(doc, indent=2, sort_keys=True) if output_format is Format.json else dryrun.render_text(doc))
-        if problems:
-            raise typer.Exit(2)
+        if problems:  # the document lists them for tools; the refusal itself goes to stderr, exit 2
+            raise LaunchError(listed(f"{plan_file}: a launch would refuse this plan:", problems))
         return
     settings = ray_backend.LaunchSettings(
         state_dir=state_dir,

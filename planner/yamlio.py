@@ -18,7 +18,7 @@ from typing import BinaryIO, TypeVar, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from planner.errors import InputError
+from planner.errors import InputError, shown
 
 MAX_FILE_BYTES = 64 * 2**20
 MAX_NODES = 2_000_000  # expanded YAML nodes; an alias bomb blows past this long before memory does
@@ -205,15 +205,16 @@ def format_validation_error(path: Path, exc: ValidationError, model: type[BaseMo
     for err in exc.errors(include_url=False):
         loc = ""
         for part in err["loc"]:
-            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+            name = str(part) if len(str(part)) <= 60 else shown(str(part))  # a 5,000-character key, quoted short
+            loc += f"[{part}]" if isinstance(part, int) else (f".{name}" if loc else name)
         msg = err["msg"].removeprefix("Value error, ")
         got = err.get("input")
         quiet = isinstance(got, Mapping | list) or err["type"] in ("missing", "extra_forbidden")
-        shown = "" if quiet else f" (got {got!r})"
+        extra = "" if quiet else f" (got {shown(got)})"
         if err["type"] == "extra_forbidden" and model is not None:
-            close = difflib.get_close_matches(str(err["loc"][-1]), _field_names(model, err["loc"][:-1]), n=1)
-            shown = f" (did you mean {close[0]!r}?)" if close else ""
-        lines.append(f"{path}: {loc or '(top level)'}: {msg}{shown}")
+            close = difflib.get_close_matches(str(err["loc"][-1])[:100], _field_names(model, err["loc"][:-1]), n=1)
+            extra = f" (did you mean {close[0]!r}?)" if close else ""
+        lines.append(f"{path}: {loc or '(top level)'}: {msg}{extra}")
     return "\n".join(lines)
 
 

@@ -101,7 +101,12 @@ def simulate_command(
         raise InputError("--rate and --trace: give one request source, not both.")
     if sweep and trace is not None:
         raise InputError("--sweep bisects a Poisson rate; it cannot be combined with --trace.")
-    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles)
+    _, plan, the_cluster, cluster_file = evaluate_plan_file(plan_file, cluster, profiles)
+    if plan.summary.throughput_rps <= 0:
+        raise InputError(
+            f"{plan_file}: the plan routes no traffic on {cluster_file} (throughput 0): there is nothing to simulate.",
+            hint="re-solve the cluster or check the plan's replicas and routes",
+        )
     base = default_slo(the_cluster)
     slo = Slo(parse_duration_option("--ttft", ttft) or base.ttft, parse_duration_option("--tpot", tpot) or base.tpot)
     if sweep:
