@@ -67,6 +67,7 @@ def test_non_finite_or_non_positive_values(run_cli, tiny_plan, option, value):
 def test_default_rate_and_sweep_are_bounded_too(run_cli, tiny_plan):
     refused(run_cli, "simulate", tiny_plan, "--duration", "1e9", fragment="simulated requests")
     refused(run_cli, "simulate", tiny_plan, "--duration", "1e9", "--sweep", fragment="simulated requests")
+    refused(run_cli, "simulate", tiny_plan, "--rate", "5", "--sweep", fragment="--sweep bisects a Poisson rate itself")
     usage = run_cli("simulate", tiny_plan, "--max-requests", "0")  # typer's range check: a usage error, exit 2
     assert usage.exit_code == 2 and "--max-requests" in usage.stderr
 
@@ -120,3 +121,26 @@ def test_a_trace_spanning_centuries_simulates_quickly(run_cli, tiny_plan, tmp_pa
     assert result.exit_code == 0, result.output
     assert time.monotonic() - began < 3
     assert '"finished": 2' in result.stdout
+
+
+def test_no_arrivals_is_an_empty_result_not_a_crash(tiny_cluster, tiny_plan):
+    empty = Arrivals(np.array([]), np.array([], dtype=np.int64), np.array([], dtype=np.int64))
+    result = Simulation(
+        read_plan(tiny_plan), tiny_cluster, empty, slo=Slo(5, 0.2), warmup=0, duration=10, drain=0
+    ).run()
+    assert (result.arrived, result.finished, result.dropped, result.unfinished) == (0, 0, 0, 0)
+    assert math.isnan(result.slo_attainment)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("start", [1e11, 3e15, 1e300])
+def test_time_resolution_at_huge_times_never_stalls(tiny_cluster, tiny_plan, start):
+    """At t = 10^300 a tick is 10^284 s: transfers and samples must still end (they once looped at `now`)."""
+    n = 20
+    arrivals = Arrivals(start + np.arange(n) * 1e-3, np.full(n, 900), np.full(n, 50))
+    began = time.monotonic()
+    result = Simulation(
+        read_plan(tiny_plan), tiny_cluster, arrivals, slo=Slo(5, 0.2), warmup=0, duration=start * 2, drain=math.inf
+    ).run()
+    assert time.monotonic() - began < 10
+    assert result.finished == n  # none dropped: each went through prefill, a KV transfer and decode

@@ -9,13 +9,12 @@ pin the mechanism (every default of every model is validated) and the promise th
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typing import Annotated
-
 from pydantic import BaseModel, TypeAdapter
 
 from planner import profiles, spec
@@ -61,7 +60,7 @@ def _models(module: object) -> list[type[BaseModel]]:
 def test_every_default_is_validated(model):
     """The mechanism: every default goes through its field's parser (a unit string would stay a string otherwise)."""
     assert model.model_config.get("validate_default") is True, f"{model.__name__} does not validate its defaults"
-    for name, field in model.model_fields.items():
+    for field in model.model_fields.values():
         if not field.is_required():  # and each default is a value its own field accepts
             annotation = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
             TypeAdapter(annotation).validate_python(field.get_default())

@@ -99,8 +99,9 @@ def simulate_command(
         check_positive(value, option)
     if rate is not None and trace is not None:
         raise InputError("--rate and --trace: give one request source, not both.")
-    if sweep and trace is not None:
-        raise InputError("--sweep bisects a Poisson rate; it cannot be combined with --trace.")
+    if sweep and (trace is not None or rate is not None):
+        given = "--trace" if trace is not None else "--rate"
+        raise InputError(f"--sweep bisects a Poisson rate itself; it cannot be combined with {given}.")
     _, plan, the_cluster, cluster_file = evaluate_plan_file(plan_file, cluster, profiles)
     if plan.summary.throughput_rps <= 0:
         raise InputError(

@@ -165,7 +165,7 @@ class Simulation:
         waiting = sum(len(s.queue) if isinstance(s, PrefillServer) else len(s.waiting) for s in self.fronts)
         waiting += sum(len(s.waiting) for s in self.decodes)
         self.queue_samples.append((now, waiting))
-        later = now + self.sample_s
+        later = max(now + self.sample_s, math.nextafter(now, math.inf))  # always later, even past 2**53 s
         pending = len(self.requests) < len(self.arrivals)  # requests[i] is arrival i: the next one is len(requests)
         if (
             pending and self.in_system == 0
