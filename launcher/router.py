@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from launcher.engine import ReplicaLaunch
-from launcher.routing import Backend, RouteWeight, RoutingPolicy
-from planner.plan import Plan
+from planner.plans.schema import Plan
+from planner.sim.routing import Backend, RouteWeight, RoutingPolicy
 from planner.yamlio import read_text
 
 PREFILL_KV_PARAMS = {"do_remote_decode": True, "do_remote_prefill": False}

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from planner.errors import InputError
-from planner.plan import read_plan
+from planner.inputs.workload import Trace
+from planner.plans.schema import read_plan
 from planner.sim import Arrivals, Simulation, Slo, poisson, replay
 from planner.sim.arrivals import MAX_REQUESTS
-from planner.workload import Trace
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "examples" / "tiny.yaml"

@@ -17,8 +17,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, TypeAdapter
 
-from planner import profiles, spec
-from planner.spec import ClusterSpec, load_cluster
+from planner.inputs import catalog as profiles
+from planner.inputs import cluster as spec
+from planner.inputs.cluster import ClusterSpec, load_cluster
 
 SHORTHAND = """
 model: llama-3.1-8b

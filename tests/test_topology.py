@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.errors import InputError
-from planner.spec import load_cluster
+from planner.inputs.cluster import load_cluster
 
 GBPS = 1e9 / 8
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from planner.errors import InputError
-from planner.workload import MAX_TOKENS, read_trace
+from planner.inputs.workload import MAX_TOKENS, read_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.errors import InputError
-from planner.workload import Trace, Workload
+from planner.inputs.workload import Trace, Workload
 
 # Requests one run may simulate (each costs ~1 KB and tens of µs): 2 M is minutes, not gigabytes.
 MAX_REQUESTS = 2_000_000

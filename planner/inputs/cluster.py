@@ -14,7 +14,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from planner.errors import InputError
-from planner.profiles import (
+from planner.inputs.catalog import (
     Bandwidth,
     Catalog,
     Dtype,
@@ -25,9 +25,9 @@ from planner.profiles import (
     gpu_profile,
     model_from_hf_config,
 )
-from planner.topology import Cluster, Network, Node, NodeLink
+from planner.inputs.problem import Cluster, Network, Node, NodeLink
+from planner.inputs.workload import CLASSES, MAX_TOKENS, Lengths, Workload
 from planner.units import BANDWIDTH, json_pattern
-from planner.workload import CLASSES, MAX_TOKENS, Lengths, Workload
 from planner.yamlio import parse_yaml, read_text, validate
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
