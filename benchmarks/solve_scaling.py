@@ -1,6 +1,6 @@
 """Solve time, peak memory and plan quality from 8 to 1024 GPUs.
 
-Generated heterogeneous clusters (planner.synthetic.large_cluster): 3 GPU types (H100-SXM,
+Generated heterogeneous clusters (planner.reference.synthetic.large_cluster): 3 GPU types (H100-SXM,
 A100-80G, L40S) in 8-GPU nodes (2- and 4-GPU nodes below 24 GPUs so three types exist, serving
 Qwen2.5-32B there since 70B cannot decode on a 2-GPU node), two network tiers (two zones:
 200 Gbit/s inside, 50 Gbit/s across), Llama-3.1-70B. Each size is
@@ -31,11 +31,11 @@ SMALL_MODEL, LARGE_MODEL = "qwen2.5-32b", "llama-3.1-70b"
 
 def one(gpus: int, time_limit: float) -> dict:
     """Solve one generated cluster in this process and report figures as a dict."""
+    from planner import solve
     from planner.inputs.catalog import load_catalog
     from planner.inputs.cluster import load_cluster
     from planner.reference.bounds import fluid_upper_bound
     from planner.reference.synthetic import large_cluster, write_cluster
-    from planner.scheduler.search import solve
 
     node_size = 2 if gpus < 16 else 4 if gpus < 24 else 8
     model = SMALL_MODEL if gpus < 24 else LARGE_MODEL  # 70B cannot decode on one 2- or 4-GPU node of every type

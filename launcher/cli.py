@@ -25,7 +25,8 @@ from launcher import state as st
 from launcher.engine import EngineOptions, build_launches, plan_problems
 from launcher.errors import LaunchError, listed
 from planner.errors import PlannerError  # what read_plan raises for a bad plan file
-from planner.plans.schema import Connector, read_plan
+from planner.plans.schema import read_plan
+from planner.types import Connector
 
 app = typer.Typer(
     name="hexlaunch",

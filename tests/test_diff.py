@@ -1,4 +1,4 @@
-"""Semantic plan diff, CI gates and `hexplan diff` (planner/diff.py, planner/cli/diff.py).
+"""Semantic plan diff, CI gates and `hexplan diff` (planner/plans/diff.py, plans/gates.py, cli/diff.py).
 
 Plans are built by hand from examples/tiny.yaml (llama-3.1-8b, 32 layers; a100-0/0-3, l40-0/0-3)
 with assess/assemble, so every kind of change can be produced on purpose.
@@ -14,18 +14,10 @@ import pytest
 
 from planner.inputs.cluster import load_cluster
 from planner.inputs.problem import Cluster
-from planner.plans.assemble import Assessment
-from planner.plans.diff import (
-    METRICS,
-    Gates,
-    MetricDelta,
-    PlanDiff,
-    check_gates,
-    diff_plans,
-    exceeds,
-    match_replicas,
-)
+from planner.plans.diff import METRICS, MetricDelta, PlanDiff, diff_plans, match_replicas
+from planner.plans.gates import Gates, check_gates, exceeds
 from planner.plans.schema import Plan, read_plan, write_plan
+from planner.scheduler.assess import Assessment
 
 
 @pytest.fixture(scope="module")

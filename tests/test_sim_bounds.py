@@ -18,8 +18,9 @@ import pytest
 from planner.errors import InputError
 from planner.inputs.workload import Trace
 from planner.plans.schema import read_plan
-from planner.sim import Arrivals, Simulation, Slo, poisson, replay
-from planner.sim.arrivals import MAX_REQUESTS
+from planner.sim.arrivals import MAX_REQUESTS, Arrivals, poisson, replay
+from planner.sim.engine import Simulation
+from planner.sim.metrics import Slo
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "examples" / "tiny.yaml"

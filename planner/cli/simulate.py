@@ -24,26 +24,20 @@ from planner.cli.app import (
     parse_duration_option,
 )
 from planner.cli.render import metric_table
-from planner.errors import InfeasibleError, InputError
-from planner.inputs.problem import Cluster
+from planner.errors import InputError
 from planner.inputs.workload import read_trace
-from planner.plans.schema import Plan
 from planner.reference.baselines import baseline
-from planner.scheduler.search import solve
-from planner.sim import (
-    MAX_REQUESTS,
-    SimResult,
-    Simulation,
-    Slo,
+from planner.reference.compare import compare_plans, plan_all
+from planner.sim.arrivals import MAX_REQUESTS, replay
+from planner.sim.metrics import SimResult, Slo
+from planner.sim.sweeps import (
+    DEFAULT_DURATION_S,
+    default_rate,
     default_slo,
     goodput,
-    replay,
-    saturation,
     simulate_rate,
+    simulate_replay,
 )
-
-DEFAULT_DURATION_S = 300.0
-DEFAULT_LOAD = 0.8  # offered load as a fraction of the plan's max-flow rate when no --rate/--trace is given
 
 
 def _ms(values: dict[str, float]) -> str:
@@ -74,6 +68,17 @@ def result_table(result: SimResult, title: str) -> Table:
     return metric_table(title, rows)
 
 
+def _check_sources(rate: float | None, trace: Path | None, duration: float | None, speedup: float, sweep: bool) -> None:
+    """Option errors before any file is read: finite positive numbers, one request source."""
+    for value, option in ((rate, "--rate"), (duration, "--duration"), (speedup, "--speedup")):
+        check_positive(value, option)
+    if rate is not None and trace is not None:
+        raise InputError("--rate and --trace: give one request source, not both.")
+    if sweep and (trace is not None or rate is not None):
+        given = "--trace" if trace is not None else "--rate"
+        raise InputError(f"--sweep bisects a Poisson rate itself; it cannot be combined with {given}.")
+
+
 @app.command("simulate")
 def simulate_command(
     plan_file: PlanArgument,
@@ -91,17 +96,7 @@ def simulate_command(
     profiles: ProfilesOption = None,
 ) -> None:
     """Simulate a plan serving Poisson or trace-replayed requests; print latency, throughput and utilisation."""
-    for value, option in (
-        (rate, "--rate"),
-        (duration, "--duration"),
-        (speedup, "--speedup"),
-    ):
-        check_positive(value, option)
-    if rate is not None and trace is not None:
-        raise InputError("--rate and --trace: give one request source, not both.")
-    if sweep and (trace is not None or rate is not None):
-        given = "--trace" if trace is not None else "--rate"
-        raise InputError(f"--sweep bisects a Poisson rate itself; it cannot be combined with {given}.")
+    _check_sources(rate, trace, duration, speedup, sweep)
     _, plan, the_cluster, cluster_file = evaluate_plan_file(plan_file, cluster, profiles)
     if plan.summary.throughput_rps <= 0:
         raise InputError(
@@ -120,14 +115,11 @@ def simulate_command(
             arrivals = replay(read_trace(trace), speedup, duration, max_requests=max_requests)
             if len(arrivals) == 0:
                 raise InputError(f"{trace}: no request arrives within --duration {duration} s.")
-            seconds = float(arrivals.time[-1]) + 1e-9
-            result = Simulation(
-                plan, the_cluster, arrivals, slo=slo, warmup=0.0, duration=seconds, drain=math.inf
-            ).run()
+            result = simulate_replay(plan, the_cluster, arrivals, seed=seed, slo=slo)
             source = f"trace {trace} (speedup {speedup:g})"
         else:
             seconds = duration or DEFAULT_DURATION_S
-            offered = rate or DEFAULT_LOAD * plan.summary.throughput_rps
+            offered = rate or default_rate(plan)
             result = simulate_rate(
                 plan, the_cluster, offered, duration=seconds, seed=seed, slo=slo, max_requests=max_requests
             )
@@ -140,18 +132,6 @@ def simulate_command(
         console.print(result_table(result, title))
     else:
         console.print(f"{title}: no rate tried met the SLO.")
-
-
-def _plans(cluster: Cluster, names: list[str], seed: int, time_limit: float) -> list[tuple[str, Plan | str]]:
-    """(name, plan or the reason there is none) for ours and each baseline."""
-    planners = [("hexgen2", solve)] + [(name, baseline(name)) for name in names]
-    out: list[tuple[str, Plan | str]] = []
-    for name, planner in planners:
-        try:
-            out.append((name, planner(cluster, seed=seed, time_limit=time_limit)))
-        except InfeasibleError as exc:
-            out.append((name, exc.message))
-    return out
 
 
 @app.command("compare")
@@ -174,59 +154,12 @@ def compare_command(
     for name in names:
         baseline(name)  # fail fast on a typo, before any planning
     cluster = load(cluster_file, profiles)
-    plans = _plans(cluster, names, seed, time_limit)
+    plans = plan_all(cluster, names, seed, time_limit)
     rows = compare_plans(cluster, plans, duration=duration, seed=seed, max_requests=max_requests)
     if as_json:
         print(json.dumps(rows, sort_keys=True, indent=2, ensure_ascii=False))
         return
     console.print(compare_table(rows, f"{cluster_file}: plans compared by simulation ({duration:g} s per run)"))
-
-
-def compare_plans(
-    cluster: Cluster,
-    plans: list[tuple[str, Plan | str]],
-    *,
-    duration: float,
-    seed: int,
-    max_requests: int = MAX_REQUESTS,
-) -> list[dict[str, object]]:
-    """Saturation throughput, goodput and latency at a common load for each plan; ratios ours / theirs."""
-    limit = {"duration": duration, "seed": seed, "max_requests": max_requests}
-    runs = {name: saturation(plan, cluster, **limit) for name, plan in plans if isinstance(plan, Plan)}
-    common = 0.8 * min((r.throughput_rps for r in runs.values()), default=0.0)
-    rows: list[dict[str, object]] = []
-    for name, plan in plans:
-        if not isinstance(plan, Plan):
-            rows.append({"planner": name, "infeasible": plan})
-            continue
-        best, _ = goodput(plan, cluster, **limit)
-        at_common = simulate_rate(plan, cluster, common, **limit) if common > 0 else None
-        cost = plan.summary.cost_per_hour_usd
-        tokens = runs[name].output_tokens_per_s
-        rows.append(
-            {
-                "planner": name,
-                "gpus": plan.summary.gpus_used,
-                "cost_per_hour_usd": cost,
-                "predicted_rps": plan.summary.throughput_rps,
-                "throughput_rps": runs[name].throughput_rps,
-                "goodput_rps": best,
-                "common_load_rps": common,
-                "e2e_p50_s": at_common.e2e_s["p50"] if at_common else float("nan"),
-                "e2e_p99_s": at_common.e2e_s["p99"] if at_common else float("nan"),
-                "output_tokens_per_usd": tokens * 3600 / cost if cost > 0 else float("nan"),
-            }
-        )
-    ours = rows[0] if "throughput_rps" in rows[0] else None
-    for row in rows:
-        if ours and "throughput_rps" in row:
-            row["ours_over_this"] = _ratio(ours["throughput_rps"], row["throughput_rps"])
-            row["ours_over_this_per_usd"] = _ratio(ours["output_tokens_per_usd"], row["output_tokens_per_usd"])
-    return rows
-
-
-def _ratio(ours: object, theirs: object) -> float:
-    return float(ours) / float(theirs) if float(theirs) > 0 else math.inf  # type: ignore[arg-type]
 
 
 def compare_table(rows: list[dict[str, object]], title: str) -> Table:

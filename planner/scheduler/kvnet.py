@@ -1,6 +1,6 @@
 """The KV-transfer part of the max-flow network, with the links that routes share.
 
-A route's own capacity (costmodel.kv_transfer_capacity) assumes it has the links to itself.
+A route's own capacity (costs.kvtransfer.kv_transfer_capacity) assumes it has the links to itself.
 Routes between replicas on different nodes share the nodes' NICs and the network link between
 the two nodes. So when a prefill and a decode replica each sit on one node, their KV traffic
 goes through shared hubs, each with capacity = bandwidth ÷ KV bytes of a mean request:
@@ -18,13 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from planner.costs.replica import kv_bytes_per_request
+from planner.costs.kvtransfer import kv_bytes_per_request
 from planner.inputs.problem import Cluster
-
-if TYPE_CHECKING:  # evaluate imports this module
-    from planner.plans.assemble import Assessment
+from planner.scheduler.assess import Assessment
+from planner.scheduler.launchability import tp_compatible
 
 
 @dataclass(frozen=True)
@@ -40,9 +38,36 @@ def home_node(cluster: Cluster, replica: Assessment) -> str | None:
     return nodes.pop() if len(nodes) == 1 else None
 
 
-def tp_compatible(a: int, b: int) -> bool:
-    """KV connectors need the TP sizes of a prefill and a decode replica to divide one another."""
-    return a % b == 0 or b % a == 0
+def by_home_node(
+    cluster: Cluster, prefill: Sequence[Assessment], decode: Sequence[Assessment]
+) -> tuple[dict[str, tuple[list[Assessment], list[Assessment]]], list[Assessment], list[Assessment]]:
+    """Single-node replicas by node ((prefill, decode) lists), then the prefill and decode replicas spanning nodes."""
+    by_node: dict[str, tuple[list[Assessment], list[Assessment]]] = {}
+    spanning_p: list[Assessment] = []
+    spanning_d: list[Assessment] = []
+    for replicas, side, spanning in ((prefill, 0, spanning_p), (decode, 1, spanning_d)):
+        for a in replicas:
+            node = home_node(cluster, a)
+            if node is None:
+                spanning.append(a)
+            else:
+                by_node.setdefault(node, ([], []))[side].append(a)
+    return by_node, spanning_p, spanning_d
+
+
+def _add_hubs(cluster: Cluster, a: str, b: str, per_request: float, hubs: dict[str, float], arcs: set) -> None:
+    """The hubs from node a to node b: a's NIC out, the wire (when it is slower than both NICs), b's NIC in."""
+    egress, ingress = f"E:{a}", f"I:{b}"
+    nic_a, nic_b = cluster.node_by_name[a].nic, cluster.node_by_name[b].nic
+    hubs[egress], hubs[ingress] = nic_a / per_request, nic_b / per_request
+    link = cluster.link(a, b)
+    assert link is not None  # kv_network sends only linked pairs here
+    if link.bandwidth < min(nic_a, nic_b):  # else the NICs bound the pair's traffic already
+        wire = f"L:{a}|{b}"
+        hubs[wire] = link.bandwidth / per_request
+        arcs.update({(egress, wire), (wire, ingress)})
+    else:
+        arcs.add((egress, ingress))
 
 
 def kv_network(
@@ -58,15 +83,7 @@ def kv_network(
     Cost: O(#node pairs + #own-arc routes); hub routes never need a per-pair capacity.
     """
     per_request = kv_bytes_per_request(cluster)
-    by_node: dict[str, tuple[list[Assessment], list[Assessment]]] = {}
-    spanning_p, spanning_d = [], []
-    for replicas, side, spanning in ((prefill, 0, spanning_p), (decode, 1, spanning_d)):
-        for a in replicas:
-            node = home_node(cluster, a)
-            if node is None:
-                spanning.append(a)
-            else:
-                by_node.setdefault(node, ([], []))[side].append(a)
+    by_node, spanning_p, spanning_d = by_home_node(cluster, prefill, decode)
     direct: dict[tuple[str, str], float] = {}
 
     def own_arc(p: Assessment, d: Assessment) -> None:
@@ -80,28 +97,17 @@ def kv_network(
     compatible: dict[tuple[frozenset[int], frozenset[int]], bool] = {}
     egress_used, ingress_used = set(), set()
     for a, tps_a in sending:
-        senders = by_node[a][0]
         for b, tps_b in receiving:
-            receivers = by_node[b][1]
-            link = cluster.link(a, b)
             if (tps_a, tps_b) not in compatible:
                 compatible[(tps_a, tps_b)] = not launchable or all(
                     tp_compatible(tp, tq) for tp in tps_a for tq in tps_b
                 )
-            if a == b or link is None or not compatible[(tps_a, tps_b)]:
-                for p in senders:
-                    for d in receivers:
+            if a == b or cluster.link(a, b) is None or not compatible[(tps_a, tps_b)]:
+                for p in by_node[a][0]:
+                    for d in by_node[b][1]:
                         own_arc(p, d)
                 continue
-            egress, ingress = f"E:{a}", f"I:{b}"
-            nic_a, nic_b = cluster.node_by_name[a].nic, cluster.node_by_name[b].nic
-            hubs[egress], hubs[ingress] = nic_a / per_request, nic_b / per_request
-            if link.bandwidth < min(nic_a, nic_b):  # else the NICs bound the pair's traffic already
-                wire = f"L:{a}|{b}"
-                hubs[wire] = link.bandwidth / per_request
-                arcs.update({(egress, wire), (wire, ingress)})
-            else:
-                arcs.add((egress, ingress))
+            _add_hubs(cluster, a, b, per_request, hubs, arcs)
             egress_used.add(a)
             ingress_used.add(b)
     for a in egress_used:  # E:a leads only to nodes b whose pair (a, b) goes through hubs
