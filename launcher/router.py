@@ -186,7 +186,7 @@ class Router:
             return None, openai_error(f"prefill replica {replica} at {url} is unreachable: {exc}", 502)
         try:
             kv_params = json.loads(raw).get("kv_transfer_params")
-        except (json.JSONDecodeError, AttributeError):
+        except (json.JSONDecodeError, AttributeError, RecursionError):
             kv_params = None
         if not kv_params:
             self.errors.labels(replica, "prefill").inc()

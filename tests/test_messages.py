@@ -73,3 +73,14 @@ def test_long_values_are_not_echoed_whole(run_cli, tmp_path):
     assert f"error: {path}: nodes[0].nic: " in result.stderr
     assert len(result.stderr) < 2000, len(result.stderr)
     assert "(200,000 characters)" in result.stderr
+
+
+def test_deeply_nested_json_config_is_an_input_error(run_cli, tmp_path):
+    """json.loads recurses per level: 100,000 levels once escaped as a RecursionError traceback."""
+    (tmp_path / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    cluster = yaml.safe_load(TINY.read_text()) | {"model": "config.json"}
+    path = tmp_path / "cluster.yaml"
+    path.write_text(yaml.safe_dump(cluster))
+    result = run_cli("validate", path)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert result.stderr.startswith(f"error: {path}: model: {tmp_path / 'config.json'}: the JSON is nested too deeply")

@@ -273,6 +273,8 @@ def model_from_hf_config(path: Path) -> ModelProfile:
         config = json.loads(read_text(path, what="Hugging Face config.json"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
+    except RecursionError:  # json's parser recurses per nesting level
+        raise InputError(f"{path}: the JSON is nested too deeply to be a Hugging Face config.json.") from None
     if not isinstance(config, dict):
         raise InputError(f"{path}: expected a JSON object (a Hugging Face config.json).")
     is_opt = config.get("model_type") == "opt"
