@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from planner.cli.app import CalibrationOption, ProfilesOption, app, catalog_from, console, console_err
@@ -21,7 +22,7 @@ from planner.costs.calibrate import Calibrated, calibrate_allreduce, calibrate_g
 from planner.costs.predict import breakdown, calibration_status, predict
 from planner.errors import InputError
 from planner.inputs.calibrations import GpuCalibrationFile, SourceRef, read_calibration
-from planner.inputs.catalog import Catalog
+from planner.inputs.catalog import Catalog, ModelProfile, model_from_hf_config
 from planner.inputs.measurements import (
     Measurement,
     parse_row,
@@ -29,7 +30,10 @@ from planner.inputs.measurements import (
     read_jsonl,
     read_meta,
     read_vllm_bench,
+    write_jsonl,
 )
+from planner.inputs.profiler import ProfileRequest, Sweep, Task, import_torch, plan_tasks
+from planner.inputs.profiler import run as run_profile
 from planner.yamlio import dump_yaml, write_atomic
 
 
@@ -285,3 +289,75 @@ def calibrate_command(
         )
     write_atomic(output, calibration_yaml(result))
     console.print(f"wrote {output} ({result.document.kind} calibration {result.document.id}, worst held-out {worst:.1f}%)")
+
+
+class DeviceChoice(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def _profile_models(names: list[str], catalog: Catalog) -> dict[str, ModelProfile]:
+    models = {}
+    for name in names:
+        if name.endswith(".json"):
+            models[name] = model_from_hf_config(Path(name))
+        else:
+            try:
+                models[name] = catalog.model(name)
+            except LookupError as exc:
+                raise InputError(f"--model: {exc}.", hint="or give a path to a Hugging Face config.json") from None
+    return models
+
+
+def _device(choice: DeviceChoice) -> tuple[str, float]:
+    """(device, memory bytes of one device): auto picks CUDA when PyTorch sees a GPU."""
+    torch = import_torch()
+    device = choice.value if choice is not DeviceChoice.auto else ("cuda" if torch.cuda.is_available() else "cpu")
+    memory = torch.cuda.get_device_properties(0).total_memory if device == "cuda" else float("inf")
+    return device, memory
+
+
+@app.command("profile")
+def profile_command(
+    output: Annotated[Path, typer.Option("--output", "-o", help="measurements JSONL to write")],
+    gpu: Annotated[str, typer.Option("--gpu", help="GPU type these measurements are of (profiles/gpus.yaml key)")],
+    models: Annotated[list[str], typer.Option("--model", help="catalogue model or config.json; repeatable")],
+    tps: Annotated[list[int] | None, typer.Option("--tp", min=1, max=64, help="TP sizes; repeatable (default 1)")] = None,
+    device: Annotated[DeviceChoice, typer.Option("--device", help="cuda, cpu (small shapes), or auto")] = DeviceChoice.auto,
+    dtype: Annotated[str, typer.Option("--dtype", help="float16 or bfloat16")] = "bfloat16",
+    interconnect: LinkOpt = None,
+    vllm: Annotated[bool, typer.Option("--vllm/--no-vllm", help="also time engine steps with vllm bench latency")] = True,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    profiles: ProfilesOption = None,
+) -> None:
+    """Measure GEMMs, attention and all-reduce on the local GPUs (or CPU) with PyTorch into measurements JSONL."""
+    catalog = catalog_from(profiles)
+    try:
+        gpu_key = catalog.gpu(gpu).key
+        link = catalog.link(interconnect or catalog.gpu(gpu).intra_node_link).key
+    except LookupError as exc:
+        raise InputError(f"profile: {exc}.") from None
+    if dtype not in ("float16", "bfloat16"):
+        raise InputError(f"--dtype: expected float16 or bfloat16, got {dtype!r}.")
+    where, memory = _device(device)
+    request = ProfileRequest(
+        gpu=gpu_key, models=_profile_models(models, catalog), tps=tuple(sorted(set(tps or [1]))), device=where,
+        dtype=dtype, interconnect=link, sweep=Sweep.cpu() if where == "cpu" else Sweep(), memory_bytes=memory,
+        vllm=vllm and where == "cuda",
+    )  # fmt: skip
+    tasks = plan_tasks(request)
+    with Progress(
+        TextColumn("[bold]profiling[/] {task.fields[now]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console_err, transient=True, disable=quiet,
+    ) as bar:  # fmt: skip
+        handle = bar.add_task("profile", total=len(tasks), now="")
+
+        def advance(task: Task) -> None:
+            bar.update(handle, advance=1, now=f"{task.kind} {task.model or ''} tp={task.tp}")
+
+        records = run_profile(request, advance)
+    meta = {"source": "hexplan profile", "device": where, "gpu": gpu_key, "date": Date.today().isoformat(),
+            "command": "hexplan " + " ".join(shlex.quote(a) for a in sys.argv[1:])}  # fmt: skip
+    write_atomic(output, write_jsonl(records, meta))
+    console.print(f"wrote {len(records)} measurements ({where}) to {output}")

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from planner.costs.allreduce import allreduce_seconds
 from planner.costs.stepmodel import Factors, Work, decode_work, gpu_factors, prefill_work, seconds, terms
 from planner.errors import InputError
-from planner.inputs.catalog import DTYPE_BYTES, Catalog, GpuProfile, LinkProfile, ModelProfile
+from planner.inputs.catalog import DTYPE_BYTES, Catalog, GpuProfile, LinkProfile, ModelProfile, model_from_hf_config
 from planner.inputs.measurements import Measurement
 
 
@@ -34,7 +35,7 @@ def resolve(case: Measurement, catalog: Catalog, where: str) -> Resolved:
     """Look the case's names up in the catalogue; unknown names raise InputError naming `where` and the field."""
     try:  # an all-reduce is a property of the link: its GPU column is informative only
         gpu = catalog.gpu(case.gpu) if case.gpu and case.phase != "allreduce" else None
-        model = catalog.model(case.model) if case.model else None
+        model = _model(case.model, catalog) if case.model else None
         link_name = case.interconnect or (gpu.intra_node_link if gpu else None)
         link = catalog.link(link_name) if link_name else None
     except LookupError as exc:
@@ -43,6 +44,13 @@ def resolve(case: Measurement, catalog: Catalog, where: str) -> Resolved:
     if gpu is not None and case.dtype not in gpu.peak_flops:
         raise InputError(f"{where}: field dtype: {gpu.key} has no {case.dtype} peak in the catalogue.")
     return Resolved(gpu, model, link)
+
+
+def _model(name: str, catalog: Catalog) -> ModelProfile:
+    """A catalogue model, or a Hugging Face config.json path (what `hexplan profile --model` records)."""
+    if name.endswith(".json"):
+        return model_from_hf_config(Path(name))
+    return catalog.model(name)
 
 
 def kv_replication(model: ModelProfile, tp: int) -> float:
