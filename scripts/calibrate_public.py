@@ -60,7 +60,7 @@ def main() -> None:
         run(args)
     for cal_id, files in ALLREDUCE_RUNS:
         args = ["calibrate", *(f"{MEAS}/{f}" for f in files), "--kind", "allreduce", "--id", cal_id]
-        run(args + ["-o", f"{OUT}/{cal_id}.yaml", "--date", DATE, "--quiet"])
+        run([*args, "-o", f"{OUT}/{cal_id}.yaml", "--date", DATE, "--quiet"])
 
 
 if __name__ == "__main__":

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from planner.costs.allreduce import ring_seconds
 from planner.costs.kvtransfer import kv_bytes_per_request, kv_transfer_time
 from planner.costs.layout import Layout, Stage
 from planner.costs.memory import check_model_fits, kv_bytes_per_token_layer, kv_capacity_tokens
-from planner.costs.allreduce import ring_seconds
 from planner.costs.replica import (
     decode_perf,
     decode_step_time,

@@ -98,7 +98,9 @@ def predict_command(
         status = calibration_status(case, catalog)
         if as_json:
             body = {"predicted_s": seconds, "terms_s": breakdown(case, catalog), "calibration": status}
-            print(json.dumps(body | {"case": case.model_dump(mode="json", exclude_none=True)}, indent=2, sort_keys=True))
+            print(
+                json.dumps(body | {"case": case.model_dump(mode="json", exclude_none=True)}, indent=2, sort_keys=True)
+            )
         else:
             print(f"{seconds:.6g}")
             if status != "calibrated":
@@ -134,7 +136,9 @@ class KindChoice(StrEnum):
     allreduce = "allreduce"
 
 
-def read_measurements(paths: list[Path], case: dict, output_len: int | None) -> tuple[list[Measurement], list[SourceRef]]:
+def read_measurements(
+    paths: list[Path], case: dict, output_len: int | None
+) -> tuple[list[Measurement], list[SourceRef]]:
     """Every measurement of the files (JSONL, CASES-style CSV with measured_s, vllm bench JSON) and their sources."""
     records: list[Measurement] = []
     sources: list[SourceRef] = []
@@ -216,9 +220,18 @@ def residual_table(result: Calibrated) -> Table:
     for i, r in enumerate(result.residuals, start=1):
         m = r.record
         case = " ".join(
-            f"{k}={v}" for k, v in (("model", m.model), ("tp", m.tp), ("phase", m.phase), ("tokens", m.tokens),
-                                    ("batch", m.batch), ("context", m.context), ("bytes", m.bytes),
-                                    ("engine", m.engine)) if v is not None  # fmt: skip
+            f"{k}={v}"
+            for k, v in (
+                ("model", m.model),
+                ("tp", m.tp),
+                ("phase", m.phase),
+                ("tokens", m.tokens),
+                ("batch", m.batch),
+                ("context", m.context),
+                ("bytes", m.bytes),
+                ("engine", m.engine),
+            )
+            if v is not None
         )
         note = "lower bound" if m.lower_bound else ""
         table.add_row(str(i), case, f"{m.measured_s:.4g}", f"{r.predicted_s:.4g}", f"{r.ratio:.3f}",
@@ -241,13 +254,25 @@ def error_table(result: Calibrated) -> Table:
 
 @app.command("calibrate")
 def calibrate_command(
-    measurements: Annotated[list[Path], typer.Argument(help="JSONL measurements, CSV with measured_s, or vllm bench JSON")],
+    measurements: Annotated[
+        list[Path], typer.Argument(help="JSONL measurements, CSV with measured_s, or vllm bench JSON")
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="calibration YAML to write")],
-    kind: Annotated[KindChoice | None, typer.Option("--kind", help="gpu or allreduce (when the files hold both)")] = None,
-    cal_id: Annotated[str | None, typer.Option("--id", help="calibration id (default: <gpu>-vllm / <link>-allreduce)")] = None,
-    prior: Annotated[Path | None, typer.Option("--prior", help="GPU calibration whose values fill unfitted terms")] = None,
-    max_error: Annotated[float, typer.Option("--max-error", min=0, help="refuse above this held-out median |error| %")] = 15.0,
-    force: Annotated[bool, typer.Option("--force", help="write even when the held-out error is above --max-error")] = False,
+    kind: Annotated[
+        KindChoice | None, typer.Option("--kind", help="gpu or allreduce (when the files hold both)")
+    ] = None,
+    cal_id: Annotated[
+        str | None, typer.Option("--id", help="calibration id (default: <gpu>-vllm / <link>-allreduce)")
+    ] = None,
+    prior: Annotated[
+        Path | None, typer.Option("--prior", help="GPU calibration whose values fill unfitted terms")
+    ] = None,
+    max_error: Annotated[
+        float, typer.Option("--max-error", min=0, help="refuse above this held-out median |error| %")
+    ] = 15.0,
+    force: Annotated[
+        bool, typer.Option("--force", help="write even when the held-out error is above --max-error")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no per-point residual table")] = False,
     date: Annotated[str | None, typer.Option("--date", help="provenance date (default: today)")] = None,
     gpu: GpuOpt = None,
@@ -259,7 +284,9 @@ def calibrate_command(
     batch: BatchOpt = None,
     context: ContextOpt = None,
     dtype: DtypeOpt = None,
-    output_len: Annotated[int | None, typer.Option("--output-len", min=1, help="vllm bench latency: output tokens")] = None,
+    output_len: Annotated[
+        int | None, typer.Option("--output-len", min=1, help="vllm bench latency: output tokens")
+    ] = None,
     profiles: ProfilesOption = None,
     calibration: CalibrationOption = None,
 ) -> None:
@@ -288,7 +315,9 @@ def calibrate_command(
             hint="add measurements, check them for outliers, or pass --force to write it anyway",
         )
     write_atomic(output, calibration_yaml(result))
-    console.print(f"wrote {output} ({result.document.kind} calibration {result.document.id}, worst held-out {worst:.1f}%)")
+    console.print(
+        f"wrote {output} ({result.document.kind} calibration {result.document.id}, worst held-out {worst:.1f}%)"
+    )
 
 
 class DeviceChoice(StrEnum):
@@ -323,11 +352,17 @@ def profile_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="measurements JSONL to write")],
     gpu: Annotated[str, typer.Option("--gpu", help="GPU type these measurements are of (profiles/gpus.yaml key)")],
     models: Annotated[list[str], typer.Option("--model", help="catalogue model or config.json; repeatable")],
-    tps: Annotated[list[int] | None, typer.Option("--tp", min=1, max=64, help="TP sizes; repeatable (default 1)")] = None,
-    device: Annotated[DeviceChoice, typer.Option("--device", help="cuda, cpu (small shapes), or auto")] = DeviceChoice.auto,
+    tps: Annotated[
+        list[int] | None, typer.Option("--tp", min=1, max=64, help="TP sizes; repeatable (default 1)")
+    ] = None,
+    device: Annotated[
+        DeviceChoice, typer.Option("--device", help="cuda, cpu (small shapes), or auto")
+    ] = DeviceChoice.auto,
     dtype: Annotated[str, typer.Option("--dtype", help="float16 or bfloat16")] = "bfloat16",
     interconnect: LinkOpt = None,
-    vllm: Annotated[bool, typer.Option("--vllm/--no-vllm", help="also time engine steps with vllm bench latency")] = True,
+    vllm: Annotated[
+        bool, typer.Option("--vllm/--no-vllm", help="also time engine steps with vllm bench latency")
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
     profiles: ProfilesOption = None,
 ) -> None:

@@ -1,10 +1,10 @@
 """All-reduce time over a TP group: measured (α, β) per (link, implementation, TP), not the ring formula.
 
 t(bytes) = α(tp) + bytes / β(tp), with (α, β) per message-size band (rows' `min_bytes`: NCCL and vLLM
-switch protocols with size, so one line does not fit 256 B … 1 GiB). Between measured TP sizes α and 1/β are interpolated linearly in
-log2(tp); beyond them they scale as the ring algorithm does from the nearest measured size (α ∝ tp − 1,
-1/β ∝ (tp − 1)/tp). An engine uses the fastest implementation it has (vLLM: its custom all-reduce or
-NCCL), so `implementation=None` takes the minimum over the table's implementations. A link with a
+switch protocols with size, so one line does not fit 256 B … 1 GiB). Between measured TP sizes α and
+1/β are interpolated linearly in log2(tp); beyond them they scale as the ring algorithm does from the
+nearest measured size (α ∝ tp − 1, 1/β ∝ (tp − 1)/tp). An engine uses the fastest implementation it
+has (vLLM: its custom all-reduce or NCCL), so `implementation=None` takes the minimum over the table's implementations. A link with a
 fallback calibration has β scaled by its bandwidth ÷ the donor's. A link with no table at all (an
 inline or network link) keeps the ring formula: 2(tp−1)·latency + 2(tp−1)/tp · bytes / bandwidth.
 
@@ -15,6 +15,7 @@ which every GPU must at least send.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 from planner.inputs.calibrations import AllreduceCalibration, AllreduceRow
 from planner.inputs.catalog import LinkProfile
@@ -36,7 +37,7 @@ def _interpolate(rows: list[AllreduceRow], tp: int) -> tuple[float, float]:
     if tp in by_tp:
         return by_tp[tp]
     sizes = sorted(by_tp)
-    for low, high in zip(sizes, sizes[1:]):
+    for low, high in pairwise(sizes):
         if low < tp < high:
             w = (math.log2(tp) - math.log2(low)) / (math.log2(high) - math.log2(low))
             (a0, i0), (a1, i1) = by_tp[low], by_tp[high]

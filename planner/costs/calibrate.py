@@ -128,7 +128,11 @@ def calibrate_gpu(
     fitted = predict_stacked(values, s)
     held = heldout_gpu(s, free, start) if len(records) >= 2 * FOLDS else fitted
     not_fitted = [n for n in GpuParameters.model_fields if n not in free and n != "step_overhead"]
-    where = f"from {prior_name}" if prior_name else "the catalogue's efficiency / the module prior (planner.costs.stepmodel)"
+    where = (
+        f"from {prior_name}"
+        if prior_name
+        else "the catalogue's efficiency / the module prior (planner.costs.stepmodel)"
+    )
     prior_notes = {n: where for n in not_fitted}
     if "t0_s" not in free:
         prior_notes["step_overhead"] = STEP_OVERHEAD_PRIOR

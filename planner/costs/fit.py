@@ -146,9 +146,7 @@ def fit_gpu(s: Stacked, free: list[str], prior: dict[str, float]) -> dict[str, f
 
 
 def to_parameters(values: dict[str, float]) -> GpuParameters:
-    table = [
-        StepOverhead(tp=tp, seconds=sig(values["t0_s"] + values["t0_slope_s"] * np.log2(tp))) for tp in TP_TABLE
-    ]
+    table = [StepOverhead(tp=tp, seconds=sig(values["t0_s"] + values["t0_slope_s"] * np.log2(tp))) for tp in TP_TABLE]
     kept = {n: sig(values[n]) for n in GpuParameters.model_fields if n != "step_overhead"}
     return GpuParameters(**kept, step_overhead=table)
 
@@ -172,9 +170,9 @@ def heldout_gpu(s: Stacked, free: list[str], prior: dict[str, float], k: int = F
 # ----------------------------------------------------------------------------- all-reduce
 
 
-def fit_allreduce_group(nbytes: np.ndarray, measured: np.ndarray, lower: np.ndarray, max_bw: float) -> tuple[
-    float, float
-]:
+def fit_allreduce_group(
+    nbytes: np.ndarray, measured: np.ndarray, lower: np.ndarray, max_bw: float
+) -> tuple[float, float]:
     """(α seconds, β bytes/s) of t = α + bytes/β for one (implementation, tp), β ≤ max_bw."""
     alpha0 = float(np.min(measured)) * 0.5
     beta0 = min(float(np.max(nbytes / measured)), max_bw * 0.99)

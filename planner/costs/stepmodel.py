@@ -21,6 +21,7 @@ loop) and with numpy arrays of many records at once (the fit).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -106,7 +107,7 @@ def step_overhead(table: list[StepOverhead] | tuple[StepOverhead, ...], tp: int)
     rows = sorted(table, key=lambda r: r.tp)
     if tp <= rows[0].tp:
         return rows[0].seconds
-    for low, high in zip(rows, rows[1:]):
+    for low, high in pairwise(rows):
         if tp <= high.tp:
             w = (np.log2(tp) - np.log2(low.tp)) / (np.log2(high.tp) - np.log2(low.tp))
             return float(low.seconds + w * (high.seconds - low.seconds))

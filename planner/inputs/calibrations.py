@@ -16,7 +16,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import Field
 
@@ -104,13 +104,6 @@ class AllreduceCalibrationFile(Strict):
     provenance: Provenance = Provenance()
 
 
-CalibrationFile = Annotated[GpuCalibrationFile | AllreduceCalibrationFile, Field(discriminator="kind")]
-
-
-class _AnyCalibration(Strict):
-    calibration: CalibrationFile
-
-
 class FallbackEntry(Strict):
     source: str = Field(alias="from", description="the calibrated GPU type or link whose factors are borrowed")
     why: str
@@ -169,7 +162,8 @@ def read_calibration(path: Path) -> tuple[GpuCalibrationFile | AllreduceCalibrat
             f"{path}: kind: expected 'gpu' or 'allreduce', got {data.get('kind')!r}.",
             hint="see the README section 'Calibration files'",
         )
-    parsed = validate(_AnyCalibration, {"calibration": data}, path).calibration
+    schema = GpuCalibrationFile if isinstance(data, dict) and data.get("kind") == "gpu" else AllreduceCalibrationFile
+    parsed = validate(schema, data, path)
     return parsed, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -196,7 +190,9 @@ def load_calibrations(
         try:
             key = resolve(parsed.kind, getattr(parsed, field_name))
         except LookupError as exc:
-            raise InputError(f"{path}: {field_name}: {exc}.", hint="use a key of profiles/gpus.yaml or links.yaml") from None
+            raise InputError(
+                f"{path}: {field_name}: {exc}.", hint="use a key of profiles/gpus.yaml or links.yaml"
+            ) from None
         if isinstance(parsed, GpuCalibrationFile):
             gpus[key] = GpuCalibration(parsed.id, sha, key, parsed.engine, parsed.parameters, path=str(path))
         else:
@@ -236,9 +232,9 @@ def gpu_calibration_for(key: str, calibrations: Calibrations) -> GpuCalibration 
     )
 
 
-def link_calibration_for(key: str, bandwidth: float, calibrations: Calibrations, link_bandwidth) -> (
-    AllreduceCalibration | None
-):
+def link_calibration_for(
+    key: str, bandwidth: float, calibrations: Calibrations, link_bandwidth
+) -> AllreduceCalibration | None:
     """The link's own all-reduce table, else its fallback donor's with β scaled by the bandwidth ratio."""
     if key in calibrations.links:
         return calibrations.links[key]
@@ -247,6 +243,4 @@ def link_calibration_for(key: str, bandwidth: float, calibrations: Calibrations,
         return None
     donor = calibrations.links[entry.source]
     scale = bandwidth / link_bandwidth(entry.source)
-    return AllreduceCalibration(
-        donor.id, donor.sha256, key, donor.table, "fallback", entry.source, scale, donor.path
-    )
+    return AllreduceCalibration(donor.id, donor.sha256, key, donor.table, "fallback", entry.source, scale, donor.path)

@@ -86,7 +86,7 @@ class Measurement(BaseModel):
 
 def parse_row(raw: Mapping[str, object], where: str) -> Measurement:
     """A measurement from a mapping of field → value (CSV cells as text, '' = not applicable)."""
-    values = {k: (None if v == "" else v) for k, v in raw.items() if k in Measurement.model_fields}
+    values = {k: v for k, v in raw.items() if k in Measurement.model_fields and v not in ("", None)}
     if isinstance(values.get("excludes"), str):
         values["excludes"] = tuple(e for e in values["excludes"].replace(";", " ").split() if e)  # type: ignore[union-attr]
     if isinstance(values.get("lower_bound"), str):
@@ -95,11 +95,11 @@ def parse_row(raw: Mapping[str, object], where: str) -> Measurement:
         return Measurement.model_validate(values)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        field = ".".join(str(p) for p in first["loc"]) or "(row)"
+        field = ".".join(str(p) for p in first["loc"])
         msg = first["msg"].removeprefix("Value error, ")
         got = first.get("input")
         shown = "" if isinstance(got, Mapping) or first["type"] == "missing" else f" (got {got!r})"
-        raise InputError(f"{where}: field {field}: {msg}{shown}.") from None
+        raise InputError(f"{where}: {f'field {field}: ' if field else ''}{msg}{shown}.") from None
 
 
 def read_cases_csv(path: Path) -> tuple[list[str], list[dict[str, str]], list[Measurement]]:

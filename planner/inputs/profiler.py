@@ -284,10 +284,17 @@ def _allreduce(torch, req: ProfileRequest, task: Task) -> list[Measurement]:
         result = {int(k): v for k, v in json.loads(Path(out).read_text()).items()}
     return [
         Measurement(
-            gpu=req.gpu, tp=task.tp, phase="allreduce", bytes=size, interconnect=req.interconnect,
-            measured_s=result[size], source="hexplan profile", engine=backend, engine_version=torch.__version__,
+            gpu=req.gpu,
+            tp=task.tp,
+            phase="allreduce",
+            bytes=size,
+            interconnect=req.interconnect,
+            measured_s=result[size],
+            source="hexplan profile",
+            engine=backend,
+            engine_version=torch.__version__,
             device=req.device,
-        )  # fmt: skip
+        )
         for size in sizes
     ]
 
@@ -309,7 +316,9 @@ def run(req: ProfileRequest, progress: Callable[[Task], None] = lambda task: Non
     """Take every measurement of plan_tasks(req); `progress(task)` after each."""
     torch = import_torch()
     if req.device == "cuda" and not torch.cuda.is_available():
-        raise InputError("hexplan profile --device cuda: no CUDA device is visible to PyTorch.", hint="use --device cpu")
+        raise InputError(
+            "hexplan profile --device cuda: no CUDA device is visible to PyTorch.", hint="use --device cpu"
+        )
     if req.device == "cuda" and max(req.tps) > torch.cuda.device_count():
         raise InputError(f"--tp {max(req.tps)}: only {torch.cuda.device_count()} GPU(s) are visible.")
     records: list[Measurement] = []

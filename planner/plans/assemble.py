@@ -127,7 +127,9 @@ def assemble(
         summary=summarise(cluster, assessments, flow),
         replicas=[replica_plan(cluster, a) for a in assessments],
         routes=routes,
-        cost_calibrations=[CalibrationRef(**asdict(u)) for u in calibrations_used(cluster, (a.layout for a in assessments))],
+        cost_calibrations=[
+            CalibrationRef(**asdict(u)) for u in calibrations_used(cluster, (a.layout for a in assessments))
+        ],
     )
 
 
