@@ -1,15 +1,16 @@
 """All-reduce time over a TP group: measured (α, β) per (link, implementation, TP), not the ring formula.
 
-t(bytes) = α(tp) + bytes / β(tp), with (α, β) per message-size band (rows' `min_bytes`: NCCL and vLLM
-switch protocols with size, so one line does not fit 256 B … 1 GiB). Between measured TP sizes α and
-1/β are interpolated linearly in log2(tp); beyond them they scale as the ring algorithm does from the
-nearest measured size (α ∝ tp − 1, 1/β ∝ (tp − 1)/tp). An engine uses the fastest implementation it
-has (vLLM: its custom all-reduce or NCCL), so `implementation=None` takes the minimum over the table's implementations. A link with a
-fallback calibration has β scaled by its bandwidth ÷ the donor's. A link with no table at all (an
-inline or network link) keeps the ring formula: 2(tp−1)·latency + 2(tp−1)/tp · bytes / bandwidth.
+t(bytes) = α(tp) + bytes / β(tp), with (α, β) per message-size band (rows' `min_bytes`: NCCL and
+vLLM switch protocols with size, so one line does not fit 256 B … 1 GiB). Between measured TP sizes
+α and 1/β are interpolated linearly in log2(tp); beyond them they scale as the ring algorithm does
+from the nearest measured size (α ∝ tp − 1, 1/β ∝ (tp − 1)/tp). An engine uses the fastest
+implementation it has (vLLM: its custom all-reduce or NCCL), so `implementation=None` takes the
+minimum over the table's implementations. A link with a fallback calibration has β scaled by its
+bandwidth ÷ the donor's. A link with no table at all (an inline or network link) keeps the ring
+formula: 2(tp−1)·latency + 2(tp−1)/tp · bytes / bandwidth.
 
-Physics: the fit bounds β ≤ link bandwidth · tp/(tp−1), so no all-reduce beats (tp−1)/tp · bytes / bandwidth,
-which every GPU must at least send.
+Physics: the fit bounds β ≤ link bandwidth · tp/(tp−1), so no all-reduce beats (tp−1)/tp · bytes /
+bandwidth, which every GPU must at least send.
 """
 
 from __future__ import annotations
