@@ -293,6 +293,7 @@ def calibrate_command(
     """Fit cost-model factors from measurements; print per-point residuals and the held-out error per regime.
 
     vllm bench JSON files take their case from --gpu, --model, --tp, --phase, --batch, --tokens/--context.
+    Long because Typer reads one parameter per option from the signature; the body is a dozen lines.
     """
     catalog = catalog_from(profiles, calibration)
     case = {k: (v.value if isinstance(v, StrEnum) else v) for k, v in dict(
