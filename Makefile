@@ -60,6 +60,7 @@ test-vllm: $(STAMP) $(VLLM_STAMP)
 	VLLM_TARGET_DEVICE=cpu $(VLLM_VENV)/bin/python tests/vllm_contract.py $(CONTRACT)/*.json
 
 bench: $(STAMP)
+	$(BIN)/python benchmarks/costmodel_fidelity.py
 	$(BIN)/python benchmarks/solve_scaling.py
 	$(BIN)/python benchmarks/optimality.py
 	$(BIN)/python benchmarks/ablation.py

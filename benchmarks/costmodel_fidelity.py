@@ -92,9 +92,7 @@ def compute_after(catalog: Catalog) -> dict[str, list[tuple[Measurement, float, 
     out: dict[str, list] = {}
     for gpu, (files, prior_file) in GPUS.items():
         records = [r for f in files for r in read_jsonl(MEAS / f) if r.phase != "allreduce"]
-        prior = (
-            read_calibration(CAL / prior_file)[0].parameters if prior_file else prior_parameters(catalog.gpus[gpu])
-        )
+        prior = read_calibration(CAL / prior_file)[0].parameters if prior_file else prior_parameters(catalog.gpus[gpu])
         start = prior_vector(prior)
         rows = []
         for model in sorted({r.model for r in records}):
@@ -122,10 +120,7 @@ def allreduce_after(catalog: Catalog) -> tuple[list[tuple[Measurement, float]], 
         cal = AllreduceCalibration(table.id, f"bench-{link}", link, tuple(table.table))
         probe = replace(catalog.links[link], allreduce=cal)
         held = [
-            r
-            for f in held_files
-            for r in read_jsonl(MEAS / f)
-            if r.phase == "allreduce" and r.interconnect == link
+            r for f in held_files for r in read_jsonl(MEAS / f) if r.phase == "allreduce" and r.interconnect == link
         ]
         per_source += [(r, allreduce_seconds(probe, r.tp, float(r.bytes or 0), "nccl")) for r in held]
     return kfold, per_source
@@ -163,14 +158,16 @@ def main() -> None:
 
     console = Console(width=200)
     table = Table(title="Cost model vs measurements not used in the fit (ratio = predicted / measured)")
-    for column in ("regime", "hold-out", "points", "before median ratio", "before median |err|", "before worst",
-                   "after median ratio", "after median |err|", "after worst"):  # fmt: skip
+    for column in ("regime", "hold-out", "points", "before median ratio", "before median abs err", "before worst",
+                   "after median ratio", "after median abs err", "after worst"):  # fmt: skip
         table.add_column(column, justify="left" if column in ("regime", "hold-out") else "right")
 
     def add(regime: str, how: str, b: list, a: list) -> None:
         nb, mb, eb, wb = stats(b)
         _, ma, ea, wa = stats(a)
-        table.add_row(regime, how, str(nb), f"{mb:.3f}", f"{eb:.1f}%", f"{wb:.3g}", f"{ma:.3f}", f"{ea:.1f}%", f"{wa:.3g}")
+        table.add_row(
+            regime, how, str(nb), f"{mb:.3f}", f"{eb:.1f}%", f"{wb:.3g}", f"{ma:.3f}", f"{ea:.1f}%", f"{wa:.3g}"
+        )
 
     for regime in REGIMES:
         how = "leave-one-model-out" if not regime.startswith("allreduce") else "5-fold (AIC)"
@@ -184,7 +181,7 @@ def main() -> None:
     console.print(table)
 
     per_gpu = Table(title="Compute points per GPU type (leave-one-model-out)")
-    for column in ("GPU", "points", "before median ratio", "after median ratio", "after median |err|", "after worst"):
+    for column in ("GPU", "points", "before median ratio", "after median ratio", "after median abs err", "after worst"):
         per_gpu.add_column(column, justify="left" if column == "GPU" else "right")
     for gpu, rows in by_gpu.items():
         n, ma, ea, wa = stats([(p, m) for p, m, _ in rows])

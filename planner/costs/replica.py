@@ -21,6 +21,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from weakref import WeakKeyDictionary
 
 from planner.costs.allreduce import allreduce_seconds
 from planner.costs.layout import Layout, Stage
@@ -50,6 +51,18 @@ def stage_hardware(cluster: Cluster, stage: Stage) -> StageHardware:
     slot = cluster.gpu_by_id[stage.gpus[0]]
     node = cluster.node_by_name[slot.node]
     return StageHardware(slot, stage.tp, node.intra_link, gpu_factors(slot.gpu, cluster.dtype, stage.tp))
+
+
+_MEMO: WeakKeyDictionary[Cluster, dict[tuple, float]] = WeakKeyDictionary()
+
+
+def _stage_memo(cluster: Cluster) -> dict[tuple, float]:
+    """Stage times of this cluster by (GPU, link, TP, layers, work): many layouts share the same stages, and
+    the search asks again and again (ids are stable while the cluster, which holds the records, lives)."""
+    memo = _MEMO.get(cluster)
+    if memo is None:
+        memo = _MEMO[cluster] = {}
+    return memo
 
 
 def tp_allreduce_time(cluster: Cluster, hw: StageHardware, tokens: float) -> float:
@@ -83,11 +96,16 @@ def prefill_tokens_stage_time(
     """One stage's time to prefill n_seqs prompts of `tokens` tokens in all, Σ(prompt²) = `squares`.
 
     The last stage computes the LM head for each prompt's last position and pays the step overhead."""
-    work = prefill_work(
-        cluster.model, hw.tp, cluster.dtype_bytes, stage.layers, n_seqs, tokens, squares,
-        allreduce_s=2 * tp_allreduce_time(cluster, hw, tokens), lm_head=last, steps=1.0 if last else 0.0,
-    )  # fmt: skip
-    return seconds(hw.factors, work)
+    memo = _stage_memo(cluster)
+    key = ("p", id(hw.slot.gpu), id(hw.link), hw.tp, stage.layers, n_seqs, tokens, squares, last)
+    hit = memo.get(key)
+    if hit is None:
+        work = prefill_work(
+            cluster.model, hw.tp, cluster.dtype_bytes, stage.layers, n_seqs, tokens, squares,
+            allreduce_s=2 * tp_allreduce_time(cluster, hw, tokens), lm_head=last, steps=1.0 if last else 0.0,
+        )  # fmt: skip
+        hit = memo[key] = seconds(hw.factors, work)
+    return hit
 
 
 @dataclass(frozen=True)
@@ -145,11 +163,16 @@ def decode_stage_time(
     cluster: Cluster, stage: Stage, hw: StageHardware, batch: float, context: float, last: bool
 ) -> float:
     """One stage's time for one decode step of `batch` sequences at mean context `context`."""
-    work = decode_work(
-        cluster.model, hw.tp, cluster.dtype_bytes, stage.layers, batch, context, kv_replication(cluster, hw.tp),
-        allreduce_s=2 * tp_allreduce_time(cluster, hw, batch), lm_head=last, steps=1.0 if last else 0.0,
-    )  # fmt: skip
-    return seconds(hw.factors, work)
+    memo = _stage_memo(cluster)
+    key = ("d", id(hw.slot.gpu), id(hw.link), hw.tp, stage.layers, batch, context, last)
+    hit = memo.get(key)
+    if hit is None:
+        work = decode_work(
+            cluster.model, hw.tp, cluster.dtype_bytes, stage.layers, batch, context, kv_replication(cluster, hw.tp),
+            allreduce_s=2 * tp_allreduce_time(cluster, hw, batch), lm_head=last, steps=1.0 if last else 0.0,
+        )  # fmt: skip
+        hit = memo[key] = seconds(hw.factors, work)
+    return hit
 
 
 def decode_step_time(cluster: Cluster, layout: Layout, batch: float, context: float) -> float:

@@ -30,9 +30,10 @@ from planner.inputs.calibrations import GpuParameters, StepOverhead
 from planner.inputs.catalog import GpuProfile, ModelProfile
 
 # Priors for GPUs with no calibration and no fallback (inline GPUs of a cluster file): the catalogue's
-# efficiencies, plus overheads of the magnitude measured on A100/H100 (profiles/calibrations/*.yaml).
-PRIOR_TAU_LAYER_S = 20e-6
-PRIOR_TAU_ATTENTION_S = 10e-6
+# efficiencies, plus overheads of the magnitude fitted on A100/H100/H200/L40S (profiles/calibrations/:
+# τ_layer 32–36 µs, τ_attn 23–44 µs, m½ 0–76 tokens).
+PRIOR_TAU_LAYER_S = 35e-6
+PRIOR_TAU_ATTENTION_S = 30e-6
 PRIOR_TOKENS_HALF = 16.0
 # t0(TP): vLLM's per-iteration scheduling, input preparation, sampling and launch (see RESULTS.md:
 # "what is fitted and what is prior"). No public engine-scope data to fit it; `hexplan calibrate` on
@@ -62,7 +63,7 @@ class Factors:
     step_overhead: float
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: built in the planner's hot loop, where frozen __init__ costs 2×
 class Work:
     """Counts of one step on one GPU of a TP group (floats, or numpy arrays of many records).
 
@@ -190,28 +191,33 @@ def lm_head_counts(model: ModelProfile, tp: int, b: float, rows: Any) -> tuple[A
 # ----------------------------------------------------------------------------- time
 
 
-def terms(f: Factors, w: Work, maximum=max) -> dict[str, Any]:
-    """Seconds per term of TERMS for the work (pass maximum=np.maximum for arrays)."""
+def _parts(f: Factors, w: Work, maximum) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """Seconds of each term of TERMS, in that order (the formula of the module docstring, written once)."""
     bw_m = f.bandwidth * f.eta_memory
     peak_c = f.peak_flops * f.eta_compute
     gemm = maximum(w.gemm_flops * (w.tokens + f.tokens_half) / (w.tokens * peak_c), w.gemm_bytes / bw_m)
     attention = maximum(w.attn_flops / (f.peak_flops * f.eta_attention), w.attn_bytes / (f.bandwidth * f.eta_kv))
     lm_rows = maximum(w.lm_tokens, 1.0)
     lm_head = maximum(w.lm_flops * (lm_rows + f.tokens_half) / (lm_rows * peak_c), w.lm_bytes / bw_m)
-    return {
-        "gemm": w.layers * gemm,
-        "elementwise": w.layers * w.w_elementwise * (w.elem_bytes / bw_m + f.tau_layer),
-        "attention": w.layers * w.w_attention * (attention + f.tau_attention),
-        "allreduce": w.layers * w.w_allreduce * w.allreduce_s,
-        "lm_head": lm_head,
-        "overhead": w.steps * f.step_overhead,
-    }
+    return (
+        w.layers * gemm,
+        w.layers * w.w_elementwise * (w.elem_bytes / bw_m + f.tau_layer),
+        w.layers * w.w_attention * (attention + f.tau_attention),
+        w.layers * w.w_allreduce * w.allreduce_s,
+        lm_head,
+        w.steps * f.step_overhead,
+    )
+
+
+def terms(f: Factors, w: Work, maximum=max) -> dict[str, Any]:
+    """Seconds per term of TERMS for the work (pass maximum=np.maximum for arrays)."""
+    return dict(zip(TERMS, _parts(f, w, maximum), strict=True))
 
 
 def seconds(f: Factors, w: Work, maximum=max) -> Any:
-    """Step time: the sum of `terms` (one float, or an array for arrays of work)."""
-    t = terms(f, w, maximum)
-    return t["gemm"] + t["elementwise"] + t["attention"] + t["allreduce"] + t["lm_head"] + t["overhead"]
+    """Step time: the sum of the terms (one float, or an array for arrays of work)."""
+    gemm, elementwise, attention, allreduce, lm_head, overhead = _parts(f, w, maximum)
+    return gemm + elementwise + attention + allreduce + lm_head + overhead
 
 
 def prefill_work(
