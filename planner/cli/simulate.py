@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from planner.cli.app import (
+    CalibrationOption,
     ClusterArgument,
     ClusterOption,
     MaxRequestsOption,
@@ -94,10 +95,11 @@ def simulate_command(
     sweep: Annotated[bool, typer.Option("--sweep", help="bisect the highest rate with ≥ 90% SLO attainment")] = False,
     max_requests: MaxRequestsOption = MAX_REQUESTS,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Simulate a plan serving Poisson or trace-replayed requests; print latency, throughput and utilisation."""
     _check_sources(rate, trace, duration, speedup, sweep)
-    _, plan, the_cluster, cluster_file = evaluate_plan_file(plan_file, cluster, profiles)
+    _, plan, the_cluster, cluster_file = evaluate_plan_file(plan_file, cluster, profiles, calibration)
     if plan.summary.throughput_rps <= 0:
         raise InputError(
             f"{plan_file}: the plan routes no traffic on {cluster_file} (throughput 0): there is nothing to simulate.",
@@ -146,6 +148,7 @@ def compare_command(
     as_json: Annotated[bool, typer.Option("--json")] = False,
     max_requests: MaxRequestsOption = MAX_REQUESTS,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Plan the cluster with hexgen2 and baseline planners; simulate each and compare throughput per dollar."""
     check_positive(time_limit, "--time-limit")
@@ -153,7 +156,7 @@ def compare_command(
     names = [n.strip() for n in baselines.split(",") if n.strip()]
     for name in names:
         baseline(name)  # fail fast on a typo, before any planning
-    cluster = load(cluster_file, profiles)
+    cluster = load(cluster_file, profiles, calibration)
     plans = plan_all(cluster, names, seed, time_limit)
     rows = compare_plans(cluster, plans, duration=duration, seed=seed, max_requests=max_requests)
     if as_json:

@@ -61,6 +61,10 @@ class InFlight(Mapping[str, int]):
     def __getitem__(self, replica: str) -> int:
         return self.servers[replica].outstanding
 
+    def get(self, replica: str, default: int = 0) -> int:  # type: ignore[override]  # the hot path: no KeyError
+        server = self.servers.get(replica)
+        return default if server is None else server.outstanding
+
     def __iter__(self) -> Iterator[str]:
         return iter(self.servers)
 
