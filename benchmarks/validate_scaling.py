@@ -37,21 +37,25 @@ def cluster_text(n: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def measure(n: int, directory: Path) -> tuple[float, float]:
-    """(seconds, peak RSS MiB) of `hexplan validate` on an n-node cluster, in a child process."""
+def measure(n: int, directory: Path) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS MiB) of `hexplan validate` on an n-node cluster, in a child process.
+
+    CPU seconds too, because on a shared machine the wall clock mostly measures the other processes."""
     path = directory / f"nodes-{n}.yaml"
     path.write_text(cluster_text(n))
     script = (
         "import resource, sys; from planner.cli import main; sys.argv = ['hexplan', 'validate', sys.argv[1]]\n"
         "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\nelse:\n    code = 0\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, file=sys.stderr); sys.exit(code)"
+        "use = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "print(use.ru_utime + use.ru_stime, use.ru_maxrss / 1024, file=sys.stderr); sys.exit(code)"
     )
     began = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - began
     if done.returncode != 0:
         raise SystemExit(f"validate failed on {n} nodes:\n{done.stderr}")
-    return seconds, float(done.stderr.strip().splitlines()[-1])
+    cpu, peak = (float(x) for x in done.stderr.strip().splitlines()[-1].split())
+    return seconds, cpu, peak
 
 
 def main() -> int:
@@ -59,12 +63,12 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     args = parser.parse_args()
     table = Table(title="hexplan validate on N single-GPU nodes (fresh process each)")
-    for column in ("nodes", "seconds", "µs per node", "peak MiB"):
+    for column in ("nodes", "wall s", "CPU s", "CPU µs per node", "peak MiB"):
         table.add_column(column, justify="right")
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
-            seconds, peak = measure(n, Path(tmp))
-            table.add_row(f"{n:,}", f"{seconds:.2f}", f"{seconds / n * 1e6:,.0f}", f"{peak:.0f}")
+            seconds, cpu, peak = measure(n, Path(tmp))
+            table.add_row(f"{n:,}", f"{seconds:.2f}", f"{cpu:.2f}", f"{cpu / n * 1e6:,.0f}", f"{peak:.0f}")
     Console(width=120).print(table)
     return 0
 
