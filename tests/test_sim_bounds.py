@@ -91,10 +91,16 @@ def test_poisson_refuses_before_allocating():
         poisson(None, 1e300, 1e300, np.random.default_rng(0))  # type: ignore[arg-type]
 
 
-def test_a_speedup_that_overflows_the_span_is_refused():
+def test_a_speedup_that_overflows_the_span_is_refused(run_cli, tiny_plan, tmp_path):
     trace = Trace(np.array([0.0, 1e10]), np.array([10, 10]), np.array([5, 5]))
     with pytest.raises(InputError, match="--speedup"):
         replay(trace, 1e-300)
+    path = tmp_path / "trace.csv"
+    path.write_text(HEADER + "0001-01-01 00:00:00,100,10\n9999-12-31 23:59:59,100,10\n")
+    refused(
+        run_cli, "simulate", tiny_plan, "--trace", path, "--speedup", "1e-300", fragment=f"{path}: --speedup 1e-300"
+    )
+    refused(run_cli, "simulate", tiny_plan, "--trace", path, "--max-requests", "1", fragment=f"{path}: the trace")
 
 
 @pytest.mark.timeout(60)  # the bug this pins was a hang

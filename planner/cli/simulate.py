@@ -114,7 +114,11 @@ def simulate_command(
         title = f"{plan_file}: goodput {best:.3f} req/s (≥ 90% within SLO; max-flow {plan.summary.throughput_rps:.3f})"
     else:
         if trace is not None:
-            arrivals = replay(read_trace(trace), speedup, duration, max_requests=max_requests)
+            try:
+                arrivals = replay(read_trace(trace), speedup, duration, max_requests=max_requests)
+            except InputError as exc:  # --speedup or --max-requests against this trace: name it
+                message = exc.message if str(trace) in exc.message else f"{trace}: {exc.message}"
+                raise InputError(message, hint=exc.hint) from None
             if len(arrivals) == 0:
                 raise InputError(f"{trace}: no request arrives within --duration {duration} s.")
             result = simulate_replay(plan, the_cluster, arrivals, seed=seed, slo=slo)
