@@ -60,8 +60,15 @@ def small_instances(count: int, time_limit: float, console: Console) -> list[flo
             ratios.append(ratio)
             types = "+".join(sorted({n["gpu"] for n in spec["nodes"]}))
             table.add_row(
-                str(seed - 1), str(len(cluster.gpus)), types, cluster.model.name, f"{optimum:.3f}",
-                f"{plan.summary.throughput_rps:.3f}", f"{ratio:.1%}", f"{t1 - t0:.1f}", f"{t2 - t1:.2f}",
+                str(seed - 1),
+                str(len(cluster.gpus)),
+                types,
+                cluster.model.name,
+                f"{optimum:.3f}",
+                f"{plan.summary.throughput_rps:.3f}",
+                f"{ratio:.1%}",
+                f"{t1 - t0:.1f}",
+                f"{t2 - t1:.2f}",
             )
     table.caption = (
         f"ratio: min {min(ratios):.1%}, median {statistics.median(ratios):.1%}, mean {statistics.mean(ratios):.1%}; "
@@ -80,8 +87,13 @@ def examples_vs_bound(time_limit: float, console: Console) -> None:
         cluster = load_cluster(path, catalog)
         bound = fluid_upper_bound(cluster)
         plan = solve(cluster, seed=0, time_limit=time_limit, objective="throughput")
-        table.add_row(path.name, str(len(cluster.gpus)), f"{bound:.2f}", f"{plan.summary.throughput_rps:.2f}",
-                      f"{plan.summary.throughput_rps / bound:.1%}")
+        table.add_row(
+            path.name,
+            str(len(cluster.gpus)),
+            f"{bound:.2f}",
+            f"{plan.summary.throughput_rps:.2f}",
+            f"{plan.summary.throughput_rps / bound:.1%}",
+        )
     console.print(table)
 
 
