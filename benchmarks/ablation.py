@@ -26,15 +26,15 @@ from rich.console import Console
 from rich.table import Table
 
 from planner import __version__
-from planner.evaluate import assemble
-from planner.partition import make_blocks
-from planner.plan import SolverInfo
-from planner.profiles import load_catalog
-from planner.refine import candidate_moves
-from planner.scoring import Scorer, State, canonical
-from planner.solver import initial_states, replica_bytes, solve
-from planner.spec import load_cluster
-from planner.topology import Cluster
+from planner.inputs.catalog import load_catalog
+from planner.inputs.cluster import load_cluster
+from planner.inputs.problem import Cluster
+from planner.plans.assemble import assemble
+from planner.plans.schema import SolverInfo
+from planner.scheduler.partition import make_blocks
+from planner.scheduler.refine import candidate_moves
+from planner.scheduler.scoring import Scorer, State, canonical
+from planner.scheduler.search import initial_states, replica_bytes, solve
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ROLES = ("prefill", "decode")

@@ -19,14 +19,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from planner.baselines import plan_distserve, plan_hexgen
-from planner.plan import Plan
-from planner.profiles import load_catalog
+from planner.inputs.catalog import load_catalog
+from planner.inputs.cluster import load_cluster
+from planner.inputs.problem import Cluster
+from planner.inputs.workload import CLASSES, Workload
+from planner.plans.schema import Plan
+from planner.reference.baselines import plan_distserve, plan_hexgen
+from planner.scheduler.search import solve
 from planner.sim import saturation
-from planner.solver import solve
-from planner.spec import load_cluster
-from planner.topology import Cluster
-from planner.workload import CLASSES, Workload
 
 EXAMPLES = Path("examples")
 TRACE = EXAMPLES / "traces" / "AzureLLMInferenceTrace_conv.csv"

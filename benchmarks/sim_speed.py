@@ -14,10 +14,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from planner.profiles import load_catalog
+from planner.inputs.catalog import load_catalog
+from planner.inputs.cluster import load_cluster
+from planner.scheduler.search import solve
 from planner.sim import simulate_rate
-from planner.solver import solve
-from planner.spec import load_cluster
 
 EXAMPLES = ["tiny.yaml", "paper-hetero-1.yaml", "paper-h100-homogeneous.yaml", "large-1024.yaml"]
 

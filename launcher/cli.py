@@ -25,7 +25,7 @@ from launcher import state as st
 from launcher.engine import EngineOptions, build_launches, plan_problems
 from launcher.errors import LaunchError
 from planner.errors import PlannerError  # what read_plan raises for a bad plan file
-from planner.plan import Connector, read_plan
+from planner.plans.schema import Connector, read_plan
 
 app = typer.Typer(
     name="hexlaunch",

@@ -16,7 +16,7 @@ from launcher.nodes import NODE_LABEL
 from launcher.ray_backend import router_argv
 from launcher.router import policy_from, router_config
 from launcher.state import engine_actor_name, placement_group_name, router_actor_name
-from planner.plan import Plan
+from planner.plans.schema import Plan
 
 
 def dry_run_document(

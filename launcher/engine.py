@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from launcher.errors import LaunchError
-from planner.plan import Connector, Plan, ReplicaPlan
+from planner.plans.schema import Connector, Plan, ReplicaPlan
 
 CONNECTOR_CLASS = {"nixl": "NixlConnector", "mooncake": "MooncakeConnector", "lmcache": "LMCacheConnectorV1"}
 KV_ROLE = {"prefill": "kv_producer", "decode": "kv_consumer"}

@@ -39,7 +39,7 @@ from launcher.engine import EngineOptions, ReplicaLaunch, build_launches, plan_p
 from launcher.errors import LaunchError, listed
 from launcher.nodes import GPU_LABEL, NODE_LABEL, match_nodes, needs, ray_nodes
 from launcher.router import router_config
-from planner.plan import Plan
+from planner.plans.schema import Plan
 from planner.yamlio import write_atomic
 
 Report = Callable[[str], None]

@@ -1,7 +1,8 @@
 """The OpenAI-compatible front door: prefill on one replica, decode on another, KV handed over by the connector.
 
 Protocol per request (vLLM's pull-mode disaggregation, as its NIXL proxy example does it):
-1. choose a prefill and a decode replica (`launcher.routing`), skipping those the health book has out;
+1. choose a prefill and a decode replica (`planner.sim.routing`, the policy the simulator models too),
+   skipping those the health book has out;
 2. POST the request to the prefill with `max_tokens=1`, `stream=false` and
    `kv_transfer_params={"do_remote_decode": true, "do_remote_prefill": false}`;
 3. POST the *original* request plus the prefill's `kv_transfer_params` to the decode, which pulls the KV

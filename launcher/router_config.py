@@ -20,7 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from launcher.errors import LaunchError
-from launcher.routing import Backend, RouteWeight, RoutingPolicy
+from planner.sim.routing import Backend, RouteWeight, RoutingPolicy
 from planner.yamlio import format_validation_error
 
 SCHEMA_VERSION = 1

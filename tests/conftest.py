@@ -23,12 +23,12 @@ import pytest
 from typer.testing import CliRunner
 
 from planner.cli import main
-from planner.costmodel import Layout, Stage
-from planner.evaluate import Assessment, assemble, assess
-from planner.plan import Plan, SolverInfo
-from planner.profiles import Catalog, load_catalog
-from planner.spec import load_cluster
-from planner.topology import Cluster
+from planner.costs.replica import Layout, Stage
+from planner.inputs.catalog import Catalog, load_catalog
+from planner.inputs.cluster import load_cluster
+from planner.inputs.problem import Cluster
+from planner.plans.assemble import Assessment, assemble, assess
+from planner.plans.schema import Plan, SolverInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -162,8 +162,8 @@ def _check_plan(plan: Plan, cluster: Cluster, *, rel: float = 1e-6, idle_ok: boo
     """
     from collections import Counter
 
-    from planner.costmodel import kv_capacity_tokens
-    from planner.evaluate import evaluate, layout_of
+    from planner.costs.replica import kv_capacity_tokens
+    from planner.plans.assemble import evaluate, layout_of
 
     def close(a: float, b: float) -> bool:
         return a == pytest.approx(b, rel=rel, abs=1e-9)

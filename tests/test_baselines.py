@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from planner.baselines import BASELINES, baseline
 from planner.errors import InfeasibleError, InputError
-from planner.evaluate import evaluate
-from planner.plan import plan_to_yaml
-from planner.spec import load_cluster
+from planner.inputs.cluster import load_cluster
+from planner.plans.assemble import evaluate
+from planner.plans.schema import plan_to_yaml
+from planner.reference.baselines import BASELINES, baseline
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from planner.diff import check_plan, same
-from planner.evaluate import PlanError
-from planner.plan import Plan, read_plan, write_plan
-from planner.topology import Cluster
+from planner.inputs.problem import Cluster
+from planner.plans.assemble import PlanError
+from planner.plans.diff import check_plan, same
+from planner.plans.schema import Plan, read_plan, write_plan
 
 TINY = (Path(__file__).parent.parent / "examples" / "tiny.yaml").read_text()
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from conftest import EXAMPLES
 
-from planner.evaluate import PlanError, evaluate
-from planner.plan import read_plan, write_plan
-from planner.solver import solve
-from planner.spec import load_cluster
+from planner.inputs.cluster import load_cluster
+from planner.plans.assemble import PlanError, evaluate
+from planner.plans.schema import read_plan, write_plan
+from planner.scheduler.search import solve
 
 HUGE_MODEL = """
 model: llama-3.1-405b

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.costmodel import (
+from planner.costs.replica import (
     Layout,
     Stage,
     allreduce_time,
@@ -32,10 +32,10 @@ from planner.costmodel import (
     stage_hardware,
 )
 from planner.errors import InfeasibleError
-from planner.profiles import load_catalog
-from planner.strategy import split_layers
-from planner.topology import Cluster, Node, NodeLink
-from planner.workload import Lengths, Workload
+from planner.inputs.catalog import load_catalog
+from planner.inputs.problem import Cluster, Node, NodeLink
+from planner.inputs.workload import Lengths, Workload
+from planner.scheduler.layouts import split_layers
 
 CATALOG = load_catalog()
 GPUS = sorted(CATALOG.gpus)

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from planner.diff import (
+from planner.inputs.cluster import load_cluster
+from planner.inputs.problem import Cluster
+from planner.plans.assemble import Assessment
+from planner.plans.diff import (
     METRICS,
     Gates,
     MetricDelta,
@@ -22,10 +25,7 @@ from planner.diff import (
     exceeds,
     match_replicas,
 )
-from planner.evaluate import Assessment
-from planner.plan import Plan, read_plan, write_plan
-from planner.spec import load_cluster
-from planner.topology import Cluster
+from planner.plans.schema import Plan, read_plan, write_plan
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from networkx.algorithms.flow import edmonds_karp
 
-from planner.flow import FlowResult, max_flow
+from planner.scheduler.maxflow import FlowResult, max_flow
 
 Network = tuple[dict[str, float], dict[str, float], dict[tuple[str, str], float], dict[str, float]]
 

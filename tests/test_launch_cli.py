@@ -15,8 +15,8 @@ from launcher import state as st
 from launcher.cli import main
 from launcher.engine import EngineOptions, build_launches
 from launcher.ray_backend import free_port
-from planner.plan import Plan, write_plan
-from planner.spec import load_cluster
+from planner.inputs.cluster import load_cluster
+from planner.plans.schema import Plan, write_plan
 
 THREE_NODES = Path(__file__).resolve().parent / "fakes" / "three-nodes.yaml"
 

@@ -9,9 +9,9 @@ import pytest
 
 from launcher.engine import EngineOptions, build_launches, gpu_index, kv_transfer_config, node_of, plan_problems
 from launcher.errors import LaunchError
-from planner.plan import Plan, ReplicaPlan, StagePlan
-from planner.profiles import Catalog
-from planner.spec import load_cluster
+from planner.inputs.catalog import Catalog
+from planner.inputs.cluster import load_cluster
+from planner.plans.schema import Plan, ReplicaPlan, StagePlan
 
 THREE_NODES = Path(__file__).resolve().parent / "fakes" / "three-nodes.yaml"
 OPTIONS = EngineOptions(model="meta-llama/Llama-3.1-8B", served_name="llama-3.1-8b")

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from planner.plan import Plan, read_plan, write_plan
-from planner.spec import load_cluster
+from planner.inputs.cluster import load_cluster
+from planner.plans.schema import Plan, read_plan, write_plan
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 FAKES = Path(__file__).resolve().parent / "fakes"

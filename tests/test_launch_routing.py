@@ -9,7 +9,7 @@ import pytest
 
 from launcher.errors import LaunchError
 from launcher.nodes import GPU_LABEL, NODE_LABEL, NodeNeed, RayNode, match_nodes
-from launcher.routing import Backend, RouteWeight, RoutingPolicy, SmoothWeighted
+from planner.sim.routing import Backend, RouteWeight, RoutingPolicy, SmoothWeighted
 
 
 def policy(seed: int = 0, limit: int = 100) -> RoutingPolicy:

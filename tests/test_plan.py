@@ -8,9 +8,9 @@ import pytest
 import yaml
 from conftest import EXAMPLES
 
-from planner.costmodel import Layout, Stage
-from planner.evaluate import PlanError, assemble, assess, evaluate
-from planner.plan import Plan, SolverInfo, plan_to_yaml, read_plan, replica_id, write_plan
+from planner.costs.replica import Layout, Stage
+from planner.plans.assemble import PlanError, assemble, assess, evaluate
+from planner.plans.schema import Plan, SolverInfo, plan_to_yaml, read_plan, replica_id, write_plan
 
 LAYERS = 32  # llama-3.1-8b, the model of examples/tiny.yaml (a100-0: 4×A100-80G, l40-0: 4×L40)
 
@@ -192,7 +192,7 @@ def test_decode_pp2_is_allowed_without_a_connector(tiny_cluster, plan_file):
 
 def test_replica_that_does_not_fit(catalog, write_yaml):
     """llama-2-70b's weights (138 GB) on one A100-80G: evaluate says it does not fit."""
-    from planner.spec import load_cluster
+    from planner.inputs.cluster import load_cluster
 
     path = write_yaml((EXAMPLES / "tiny.yaml").read_text().replace("llama-3.1-8b", "llama-2-70b"))
     cluster = load_cluster(path, catalog)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from planner.errors import InputError
-from planner.profiles import DEFAULT_PROFILES_DIR, CatalogFile, load_catalog, model_from_hf_config
+from planner.inputs.catalog import DEFAULT_PROFILES_DIR, CatalogFile, load_catalog, model_from_hf_config
 from planner.yamlio import load_yaml, validate
 
 REQUIRED_GPUS = [

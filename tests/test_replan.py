@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLES
 
-from planner.plan import Plan, read_plan, write_plan
-from planner.spec import load_cluster
+from planner.inputs.cluster import load_cluster
+from planner.plans.schema import Plan, read_plan, write_plan
 from planner.yamlio import dump_yaml, load_yaml
 
 MAX_LOSS = 0.05  # hexplan solve's default --max-loss

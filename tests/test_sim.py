@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner.costmodel import Layout, Stage
-from planner.evaluate import assemble, assess
-from planner.plan import SolverInfo, write_plan
-from planner.profiles import Catalog
+from planner.costs.replica import Layout, Stage
+from planner.inputs.catalog import Catalog
+from planner.inputs.cluster import load_cluster
+from planner.inputs.problem import Cluster
+from planner.plans.assemble import assemble, assess
+from planner.plans.schema import SolverInfo, write_plan
 from planner.sim import Arrivals, Simulation, Slo, poisson, simulate_rate
-from planner.spec import load_cluster
-from planner.topology import Cluster
 
 SLO = Slo(2.0, 0.1)
 

@@ -22,14 +22,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.bounds import fluid_upper_bound
 from planner.errors import InfeasibleError
-from planner.exact import exact_optimum
-from planner.profiles import Catalog
-from planner.solver import solve
-from planner.spec import load_cluster
-from planner.synthetic import small_cluster, write_cluster
-from planner.topology import Cluster
+from planner.inputs.catalog import Catalog
+from planner.inputs.cluster import load_cluster
+from planner.inputs.problem import Cluster
+from planner.reference.bounds import fluid_upper_bound
+from planner.reference.exact import exact_optimum
+from planner.reference.synthetic import small_cluster, write_cluster
+from planner.scheduler.search import solve
 
 MODELS = ("llama-3.1-8b", "llama-2-13b", "qwen2.5-32b")  # one GPU; TP or PP on small cards; PP across nodes
 SETTINGS = settings(

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from planner.errors import InputError
-from planner.spec import load_cluster
+from planner.inputs.cluster import load_cluster
 from planner.yamlio import load_yaml
 
 

@@ -10,11 +10,11 @@ import typer
 from rich.console import Console
 
 from planner.errors import InputError, UnitError
-from planner.evaluate import PlanError, evaluate
-from planner.plan import Plan, read_plan
-from planner.profiles import Catalog, load_catalog
-from planner.spec import load_cluster
-from planner.topology import Cluster
+from planner.inputs.catalog import Catalog, load_catalog
+from planner.inputs.cluster import load_cluster
+from planner.inputs.problem import Cluster
+from planner.plans.assemble import PlanError, evaluate
+from planner.plans.schema import Plan, read_plan
 from planner.units import parse_time
 
 app = typer.Typer(

@@ -25,7 +25,10 @@ from planner.cli.app import (
     load,
     resolve_plan_cluster,
 )
-from planner.diff import (
+from planner.errors import InputError
+from planner.inputs.problem import Cluster
+from planner.plans.assemble import PlanError
+from planner.plans.diff import (
     Change,
     GateResult,
     Gates,
@@ -37,10 +40,7 @@ from planner.diff import (
     diff_plans,
     diff_to_dict,
 )
-from planner.errors import InputError
-from planner.evaluate import PlanError
-from planner.plan import Plan, read_plan
-from planner.topology import Cluster
+from planner.plans.schema import Plan, read_plan
 
 
 class Format(StrEnum):

@@ -11,9 +11,9 @@ from rich.table import Table
 
 from planner.cli.app import ClusterArgument, ProfilesOption, app, catalog_from, console, load
 from planner.cli.render import cluster_tables
-from planner.costmodel import check_model_fits
-from planner.plan import Plan
-from planner.spec import ClusterSpec
+from planner.costs.replica import check_model_fits
+from planner.inputs.cluster import ClusterSpec
+from planner.plans.schema import Plan
 from planner.units import format_bandwidth
 
 

@@ -9,7 +9,7 @@ import typer
 
 from planner.cli.app import ClusterOption, PlanArgument, ProfilesOption, app, console, evaluate_plan_file
 from planner.cli.render import replicas_table, routes_table, summary_table
-from planner.plan import plan_to_yaml, read_plan, round_floats, write_plan
+from planner.plans.schema import plan_to_yaml, read_plan, round_floats, write_plan
 
 
 @app.command()

@@ -6,8 +6,8 @@ from collections import Counter, defaultdict
 
 from rich.table import Table
 
-from planner.plan import Plan
-from planner.topology import Cluster
+from planner.inputs.problem import Cluster
+from planner.plans.schema import Plan
 from planner.units import format_bandwidth
 
 

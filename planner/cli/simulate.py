@@ -10,7 +10,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from planner.baselines import baseline
 from planner.cli.app import (
     ClusterArgument,
     ClusterOption,
@@ -24,11 +23,12 @@ from planner.cli.app import (
 )
 from planner.cli.render import metric_table
 from planner.errors import InfeasibleError, InputError
-from planner.plan import Plan
+from planner.inputs.problem import Cluster
+from planner.inputs.workload import read_trace
+from planner.plans.schema import Plan
+from planner.reference.baselines import baseline
+from planner.scheduler.search import solve
 from planner.sim import SimResult, Simulation, Slo, default_slo, goodput, replay, saturation, simulate_rate
-from planner.solver import solve
-from planner.topology import Cluster
-from planner.workload import read_trace
 
 DEFAULT_DURATION_S = 300.0
 DEFAULT_LOAD = 0.8  # offered load as a fraction of the plan's max-flow rate when no --rate/--trace is given

@@ -22,9 +22,9 @@ from planner.cli.app import (
 )
 from planner.cli.render import replicas_table, routes_table, summary_table
 from planner.errors import InputError
-from planner.plan import plan_to_yaml, read_plan, write_plan
-from planner.replan import replan
-from planner.solver import solve as run_solver
+from planner.plans.schema import plan_to_yaml, read_plan, write_plan
+from planner.scheduler.replan import replan
+from planner.scheduler.search import solve as run_solver
 
 
 class Objective(StrEnum):

@@ -3,7 +3,7 @@
 from planner.sim.arrivals import Arrivals, poisson, replay
 from planner.sim.engine import Simulation
 from planner.sim.metrics import SimResult, Slo
-from planner.sim.search import default_slo, goodput, saturation, simulate_rate
+from planner.sim.sweeps import default_slo, goodput, saturation, simulate_rate
 
 __all__ = [
     "Arrivals",

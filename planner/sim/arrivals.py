@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.workload import Trace, Workload
+from planner.inputs.workload import Trace, Workload
 
 
 @dataclass(frozen=True, eq=False)

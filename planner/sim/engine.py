@@ -14,17 +14,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from planner.costmodel import kv_capacity_tokens
+from planner.costs.replica import kv_capacity_tokens
 from planner.errors import InputError
-from planner.evaluate import layout_of
-from planner.plan import Plan, ReplicaPlan
+from planner.inputs.problem import Cluster
+from planner.plans.assemble import layout_of
+from planner.plans.schema import Plan, ReplicaPlan
 from planner.sim import policies
 from planner.sim.arrivals import Arrivals
 from planner.sim.entities import BatchServer, Link, PrefillServer, Request
 from planner.sim.events import ARRIVE, FINISH, SAMPLE, Event, run
 from planner.sim.metrics import SimResult, Slo, summarise
 from planner.sim.timing import KvPart, ReplicaTiming, kv_parts
-from planner.topology import Cluster
 
 Events = Iterable[Event]
 

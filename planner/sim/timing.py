@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from planner.costmodel import Layout, decode_step_time, kv_transfer_loads, prefill_batch_time
-from planner.topology import Cluster
+from planner.costs.replica import Layout, decode_step_time, kv_transfer_loads, prefill_batch_time
+from planner.inputs.problem import Cluster
 
 
 @dataclass(eq=False)

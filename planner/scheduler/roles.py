@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from planner.plan import Role
-from planner.scoring import Group, Scorer, State, canonical
+from planner.plans.schema import Role
+from planner.scheduler.scoring import Group, Scorer, State, canonical
 
 
 def _affinity(scorer: Scorer, group: Group) -> float:

@@ -10,11 +10,11 @@ TP-friendly blocks) with a cap on moved GPUs — 0, 2, 4, 8, … — and return 
 from __future__ import annotations
 
 from planner.errors import InfeasibleError
-from planner.partition import make_blocks
-from planner.plan import Connector, Plan
-from planner.scoring import Scorer, State, canonical
-from planner.solver import Progress, replica_bytes, solve
-from planner.topology import Cluster
+from planner.inputs.problem import Cluster
+from planner.plans.schema import Connector, Plan
+from planner.scheduler.partition import make_blocks
+from planner.scheduler.scoring import Scorer, State, canonical
+from planner.scheduler.search import Progress, replica_bytes, solve
 
 FREE_SHARE = 0.4  # of the time limit, for the unconstrained solve
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from planner.profiles import DTYPE_BYTES, GpuProfile, LinkProfile, ModelProfile
-from planner.workload import Workload
+from planner.inputs.catalog import DTYPE_BYTES, GpuProfile, LinkProfile, ModelProfile
+from planner.inputs.workload import Workload
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 from scipy.linalg import eigh
 from scipy.sparse.csgraph import laplacian
 
-from planner.topology import Cluster
+from planner.inputs.problem import Cluster
 
 Group = tuple[str, ...]
 Fits = Callable[[Sequence[str]], bool]

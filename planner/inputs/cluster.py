@@ -14,10 +14,19 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from planner.errors import InputError
-from planner.profiles import Bandwidth, Catalog, Dtype, GpuEntry, Price, Seconds, gpu_profile, model_from_hf_config
-from planner.topology import Cluster, Node, NodeLink
+from planner.inputs.catalog import (
+    Bandwidth,
+    Catalog,
+    Dtype,
+    GpuEntry,
+    Price,
+    Seconds,
+    gpu_profile,
+    model_from_hf_config,
+)
+from planner.inputs.problem import Cluster, Node, NodeLink
+from planner.inputs.workload import CLASSES, Lengths, Workload
 from planner.units import BANDWIDTH, json_pattern
-from planner.workload import CLASSES, Lengths, Workload
 from planner.yamlio import load_yaml, validate
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.plan import Plan
+from planner.inputs.problem import Cluster
+from planner.plans.schema import Plan
 from planner.sim.arrivals import poisson
 from planner.sim.engine import Simulation
 from planner.sim.metrics import SimResult, Slo
-from planner.topology import Cluster
 
 # Used when the cluster file sets no SLO (the values large-1024.yaml uses for a 70B model).
 DEFAULT_TTFT_S = 5.0

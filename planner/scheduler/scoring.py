@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from planner.costmodel import Layout, Stage
-from planner.evaluate import Assessment, route_capacity
-from planner.flow import FlowResult, max_flow
-from planner.kvnet import kv_network
-from planner.plan import Role
-from planner.strategy import best_assessment, group_shape, node_parts
-from planner.topology import Cluster
+from planner.costs.replica import Layout, Stage
+from planner.inputs.problem import Cluster
+from planner.plans.assemble import Assessment, route_capacity
+from planner.plans.schema import Role
+from planner.scheduler.kvnet import kv_network
+from planner.scheduler.layouts import best_assessment, group_shape, node_parts
+from planner.scheduler.maxflow import FlowResult, max_flow
 
 Group = tuple[str, ...]
 State = tuple[tuple[Group, Role], ...]

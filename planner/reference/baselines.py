@@ -30,12 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner import __version__
-from planner.costmodel import Layout, Stage, valid_tp
+from planner.costs.replica import Layout, Stage, valid_tp
 from planner.errors import InfeasibleError, InputError
-from planner.evaluate import Assessment, assemble, assess
-from planner.plan import Plan, Role, SolverInfo
-from planner.strategy import split_layers
-from planner.topology import Cluster, Node
+from planner.inputs.problem import Cluster, Node
+from planner.plans.assemble import Assessment, assemble, assess
+from planner.plans.schema import Plan, Role, SolverInfo
+from planner.scheduler.layouts import split_layers
 
 Baseline = Callable[..., Plan]
 TP_SIZES = (1, 2, 4, 8)

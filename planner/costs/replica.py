@@ -23,7 +23,7 @@ from functools import cached_property
 from itertools import pairwise
 
 from planner.errors import InfeasibleError
-from planner.topology import Cluster, GpuSlot
+from planner.inputs.problem import Cluster, GpuSlot
 
 MAX_NUM_SEQS = 512
 # Decode admits sequences while KV blocks are free, but sequences grow; sizing the batch for the

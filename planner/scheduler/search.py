@@ -23,15 +23,15 @@ from collections.abc import Callable
 import numpy as np
 
 from planner import __version__
-from planner.costmodel import check_model_fits, kv_bytes_per_token_layer
+from planner.costs.replica import check_model_fits, kv_bytes_per_token_layer
 from planner.errors import InfeasibleError
-from planner.evaluate import assemble
-from planner.partition import candidate_k, flatten, kernighan_lin_refine, make_blocks, spectral_groups
-from planner.plan import Connector, Plan, SolverInfo
-from planner.refine import refine
-from planner.roles import assign_roles
-from planner.scoring import Scorer, State
-from planner.topology import Cluster
+from planner.inputs.problem import Cluster
+from planner.plans.assemble import assemble
+from planner.plans.schema import Connector, Plan, SolverInfo
+from planner.scheduler.partition import candidate_k, flatten, kernighan_lin_refine, make_blocks, spectral_groups
+from planner.scheduler.refine import refine
+from planner.scheduler.roles import assign_roles
+from planner.scheduler.scoring import Scorer, State
 
 Progress = Callable[[float, float], None]  # (fraction of the time budget used, best throughput so far)
 KV_HEADROOM = 0.25  # a replica needs its weights plus about this fraction again for KV cache

@@ -20,11 +20,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from planner.costmodel import kv_bytes_per_request
-from planner.topology import Cluster
+from planner.costs.replica import kv_bytes_per_request
+from planner.inputs.problem import Cluster
 
 if TYPE_CHECKING:  # evaluate imports this module
-    from planner.evaluate import Assessment
+    from planner.plans.assemble import Assessment
 
 
 @dataclass(frozen=True)

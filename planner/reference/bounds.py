@@ -16,8 +16,8 @@ from collections import Counter
 import numpy as np
 from scipy.optimize import linprog
 
-from planner.costmodel import kv_bytes_per_token_layer
-from planner.topology import Cluster
+from planner.costs.replica import kv_bytes_per_token_layer
+from planner.inputs.problem import Cluster
 
 
 def per_gpu_rates(cluster: Cluster, gpu_key: str) -> tuple[float, float]:

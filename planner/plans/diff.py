@@ -31,9 +31,9 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from planner.evaluate import PlanError, evaluate
-from planner.plan import Plan, ReplicaPlan, RoutePlan, round_floats
-from planner.topology import Cluster
+from planner.inputs.problem import Cluster
+from planner.plans.assemble import PlanError, evaluate
+from planner.plans.schema import Plan, ReplicaPlan, RoutePlan, round_floats
 
 REL_TOL = 1e-6
 

@@ -32,7 +32,7 @@ from planner.units import (
 )
 from planner.yamlio import load_yaml, read_text, validate
 
-DEFAULT_PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
+DEFAULT_PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
 
 
 def _unit_string(pattern: str, example: str) -> WithJsonSchema:

@@ -14,8 +14,8 @@ import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from planner.scoring import Scorer, State, canonical
-from planner.topology import Cluster
+from planner.inputs.problem import Cluster
+from planner.scheduler.scoring import Scorer, State, canonical
 
 Vector = tuple[int, ...]
 

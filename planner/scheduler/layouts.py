@@ -20,7 +20,7 @@ import math
 from collections.abc import Sequence
 from itertools import pairwise
 
-from planner.costmodel import (
+from planner.costs.replica import (
     DEFAULT_BATCHED_TOKENS,
     Layout,
     Stage,
@@ -28,9 +28,9 @@ from planner.costmodel import (
     kv_bytes_per_token_layer,
     valid_tp,
 )
-from planner.evaluate import Assessment, assess
-from planner.plan import Role
-from planner.topology import Cluster
+from planner.inputs.problem import Cluster
+from planner.plans.assemble import Assessment, assess
+from planner.plans.schema import Role
 
 
 def node_parts(cluster: Cluster, gpus: Sequence[str]) -> list[tuple[str, list[str]]]:

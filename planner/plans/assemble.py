@@ -15,7 +15,7 @@ from functools import cached_property
 from itertools import pairwise
 
 from planner import __version__
-from planner.costmodel import (
+from planner.costs.replica import (
     DEFAULT_BATCHED_TOKENS,
     Layout,
     Stage,
@@ -27,9 +27,8 @@ from planner.costmodel import (
     valid_tp,
 )
 from planner.errors import InputError
-from planner.flow import FlowResult, max_flow
-from planner.kvnet import kv_network, tp_compatible
-from planner.plan import (
+from planner.inputs.problem import Cluster
+from planner.plans.schema import (
     ClusterRef,
     EnginePlan,
     Plan,
@@ -41,7 +40,8 @@ from planner.plan import (
     Summary,
     replica_id,
 )
-from planner.topology import Cluster
+from planner.scheduler.kvnet import kv_network, tp_compatible
+from planner.scheduler.maxflow import FlowResult, max_flow
 
 
 class PlanError(InputError):

@@ -1,0 +1,1 @@
+"""What the planner reads: the catalogue, the cluster file, the workload, and the resolved problem."""

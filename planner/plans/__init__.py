@@ -1,0 +1,1 @@
+"""plan.yaml: its schema and I/O, assembly from the search's result, checks, diff and CI gates."""

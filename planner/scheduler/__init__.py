@@ -1,0 +1,1 @@
+"""The search: partition, roles, layouts, KV network, max-flow, scoring, refinement, re-planning."""
