@@ -11,11 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from launcher.engine import EngineOptions, ReplicaLaunch
+from launcher import state as st
 from launcher.nodes import NODE_LABEL
-from launcher.ray_backend import router_argv
-from launcher.router import policy_from, router_config
-from launcher.state import engine_actor_name, placement_group_name, router_actor_name
+from launcher.router_config import RouterSettings, plan_config, router_argv
+from launcher.vllm_args import EngineOptions, ReplicaLaunch
 from planner.plans.schema import Plan
 
 
@@ -24,17 +23,19 @@ def dry_run_document(
     plan_file: Path,
     launches: Sequence[ReplicaLaunch],
     options: EngineOptions,
-    deployment: str,
-    router: tuple[Path, str, int],
-    seed: int,
+    state_dir: Path,
+    router: tuple[str, int],
+    settings: RouterSettings,
     problems: Sequence[str],
 ) -> dict[str, Any]:
-    config_path, host, port = router
+    """Everything a launch would start, as data; secrets appear as placeholders."""
+    host, port = router
+    deployment = st.deployment_name(state_dir)
     replicas = []
     for launch in launches:
         processes = [
             {
-                "actor": engine_actor_name(deployment, p.replica_id, p.node_rank),
+                "actor": st.engine_actor_name(deployment, p.replica_id, p.node_rank),
                 "node": p.node,
                 "node_rank": p.node_rank,
                 "gpu_type": p.gpu_type,
@@ -54,13 +55,13 @@ def dry_run_document(
                 "tp": replica.tp,
                 "pp": replica.pp,
                 "url": launch.url,
-                "placement_group": placement_group_name(deployment, replica.id),
+                "placement_group": st.placement_group_name(deployment, replica.id),
                 "processes": processes,
             }
         )
     shares = []
     if not problems:
-        policy = policy_from(router_config(plan, launches, seed))
+        policy = plan_config(plan, {lau.replica.id: lau.url for lau in launches}, settings).policy()
         shares = [
             {"first": first, "decode": decode, "share": round(share, 6)}
             for (first, decode), share in sorted(policy.weights().items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
@@ -72,10 +73,11 @@ def dry_run_document(
         "connector": options.connector,
         "replicas": replicas,
         "router": {
-            "actor": router_actor_name(deployment),
+            "actor": st.router_actor_name(deployment),
             "url": f"http://{host}:{port}",
             "node": "the node running hexlaunch",
-            "argv": router_argv(config_path, host, port),
+            "argv": router_argv(st.router_config_path(state_dir), host, port),
+            "settings": settings.model_dump(mode="json", exclude={"api_key_file", "engine_key_file"}),
             "traffic_shares": shares,
         },
         "problems": list(problems),

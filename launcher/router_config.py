@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from launcher.errors import LaunchError
+from planner.plans.schema import Plan
 from planner.sim.routing import Backend, RouteWeight, RoutingPolicy
-from planner.yamlio import format_validation_error
+from planner.yamlio import format_validation_error, write_atomic
 
 SCHEMA_VERSION = 1
 MAX_CONFIG_BYTES = 4 * 2**20
@@ -77,18 +78,25 @@ class RouteConfig(_Strict):
     weight: float = Field(ge=0)
 
 
-class RouterConfig(_Strict):
-    schema_version: Literal[1] = SCHEMA_VERSION
-    model: str = Field(min_length=1)
+class RouterSettings(_Strict):
+    """How the router behaves, whatever the plan: what `hexlaunch start` flags set."""
+
     seed: int = Field(0, ge=0)
-    backends: list[BackendConfig] = Field(min_length=1)
-    routes: list[RouteConfig] = []
-    colocated_weights: dict[str, float] = {}
     timeouts: Timeouts = Timeouts()
     health: HealthPolicy = HealthPolicy()
     limits: Limits = Limits()
     api_key_file: Path | None = Field(None, description="clients must send `Authorization: Bearer <its content>`")
     engine_key_file: Path | None = Field(None, description="the deployment secret the engines require")
+
+
+class RouterConfig(RouterSettings):
+    """The whole file: the settings plus the plan's engines and traffic weights."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    model: str = Field(min_length=1)
+    backends: list[BackendConfig] = Field(min_length=1)
+    routes: list[RouteConfig] = []
+    colocated_weights: dict[str, float] = {}
 
     @model_validator(mode="after")
     def _references(self) -> RouterConfig:
@@ -148,14 +156,29 @@ def router_argv(config_path: Path, host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "launcher.cli", "router", config, "--host", host, "--port", str(port)]
 
 
-def build_config(
-    model: str,
-    backends: Sequence[BackendConfig],
-    routes: Sequence[RouteConfig],
-    colocated_weights: dict[str, float],
-    **settings: object,
-) -> RouterConfig:
-    """A validated config from the launcher's pieces (ValueError/ValidationError here is a launcher bug)."""
-    return RouterConfig(
-        model=model, backends=list(backends), routes=list(routes), colocated_weights=colocated_weights, **settings
+def plan_config(plan: Plan, urls: Mapping[str, str], settings: RouterSettings | None = None) -> RouterConfig:
+    """The router config for `plan`'s replicas that are in `urls` (replica id → engine URL): its routes
+    between those replicas weighted by rate_rps, its colocated replicas by capacity, each engine's limit
+    its max_num_seqs. Everything else (seed, timeouts, health, limits, key files) comes from `settings`.
+    Serving only some replicas is how `hexlaunch apply` shifts traffic while a plan changes."""
+    replicas = [r for r in plan.replicas if r.id in urls]
+    backends = [
+        BackendConfig(id=r.id, role=r.role, url=urls[r.id], max_outstanding=r.engine.max_num_seqs) for r in replicas
+    ]
+    routes = [
+        RouteConfig(source=r.source, target=r.target, weight=r.rate_rps)
+        for r in plan.routes
+        if r.source in urls and r.target in urls
+    ]
+    colocated = {r.id: r.capacity_rps for r in replicas if r.role == "colocated"}
+    base = (
+        RouterSettings.model_validate(settings.model_dump(include=set(RouterSettings.model_fields)))
+        if settings
+        else None
     )
+    update = {"model": plan.model, "backends": backends, "routes": routes, "colocated_weights": colocated}
+    return RouterConfig.model_validate((base.model_dump() if base else {}) | update)
+
+
+def write_config(path: Path, config: RouterConfig) -> None:
+    write_atomic(path, config.model_dump_json(indent=2) + "\n")

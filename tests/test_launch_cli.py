@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from launcher import state as st
 from launcher.cli import main
-from launcher.engine import EngineOptions, build_launches
-from launcher.ray_backend import free_port
+from launcher.vllm_args import EngineOptions, build_launches
+from launcher.ray_cluster import free_port
 from planner.inputs.cluster import load_cluster
 from planner.plans.schema import Plan, write_plan
 
@@ -152,6 +152,7 @@ def recorded(plan: Plan, state_dir: Path, address: str) -> st.DeploymentState:
                 url="http://127.0.0.1:1",
                 nodes=["a100-0"],
                 gpus=replica.gpus,
+                ports=st.PortsState(api=1, side_channel=5600, side_channels=1, master=29500),
                 actors=[st.engine_actor_name(deployment, replica.id, 0)],
             )
         ],

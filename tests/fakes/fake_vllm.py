@@ -158,6 +158,7 @@ class Engine:
             stream=bool(body.get("stream")),
             kv_transfer_params=kv,
             model=body.get("model"),
+            authorization=request.headers.get("Authorization"),
         )
         if body.get("model") != self.name:
             error = {"message": f"The model `{body.get('model')}` does not exist.", "type": "NotFoundError"}
