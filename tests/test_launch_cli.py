@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from launcher import state as st
 from launcher.cli import main
-from launcher.vllm_args import EngineOptions, build_launches
 from launcher.ray_cluster import free_port
+from launcher.vllm_args import EngineOptions, build_launches
 from planner.inputs.cluster import load_cluster
 from planner.plans.schema import Plan, write_plan
 

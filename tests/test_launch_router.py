@@ -8,8 +8,6 @@ cleared before each test, which also waits until the router has every replica ba
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 import urllib.request
@@ -22,7 +20,7 @@ import pytest
 from launcher.private import write_secret
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes"))
-from fleet import MODEL, ROOT, Fleet, post_json  # noqa: E402
+from fleet import MODEL, Fleet, post_json
 
 API_KEY, ENGINE_KEY = "client-key-123", "engine-secret-456"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
