@@ -25,7 +25,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from planner import __version__
+from planner import __version__, solve
 from planner.inputs.catalog import load_catalog
 from planner.inputs.cluster import load_cluster
 from planner.inputs.problem import Cluster
@@ -34,7 +34,7 @@ from planner.plans.schema import SolverInfo
 from planner.scheduler.partition import make_blocks
 from planner.scheduler.refine import candidate_moves
 from planner.scheduler.scoring import Scorer, State, canonical
-from planner.scheduler.search import initial_states, replica_bytes, solve
+from planner.scheduler.search import initial_states, replica_bytes
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ROLES = ("prefill", "decode")
@@ -49,7 +49,7 @@ def new_scorer(cluster: Cluster) -> Scorer:
 
 def plan_throughput(cluster: Cluster, scorer: Scorer, state: State) -> float:
     """Throughput of the plan a state deploys, computed exactly as for the full scheduler's output."""
-    plan, _ = assemble(cluster, scorer.assessments(state), SolverInfo(version=__version__))
+    plan = assemble(cluster, scorer.assessments(state), SolverInfo(version=__version__))
     return plan.summary.throughput_rps
 
 

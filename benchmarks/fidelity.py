@@ -13,9 +13,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from planner import solve
 from planner.inputs.catalog import load_catalog
 from planner.inputs.cluster import load_cluster
-from planner.scheduler.search import solve
 from planner.sim import saturation
 
 LARGE_DURATION_S = 120.0  # large-1024 serves ~1,000 req/s: a shorter run has as many requests

@@ -20,13 +20,13 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from planner import solve
 from planner.errors import PlannerError
 from planner.inputs.catalog import load_catalog
 from planner.inputs.cluster import load_cluster
 from planner.reference.bounds import fluid_upper_bound
 from planner.reference.exact import exact_optimum
 from planner.reference.synthetic import small_cluster, write_cluster
-from planner.scheduler.search import solve
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

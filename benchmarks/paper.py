@@ -19,13 +19,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from planner import solve
 from planner.inputs.catalog import load_catalog
 from planner.inputs.cluster import load_cluster
 from planner.inputs.problem import Cluster
 from planner.inputs.workload import CLASSES, Workload
 from planner.plans.schema import Plan
 from planner.reference.baselines import plan_distserve, plan_hexgen
-from planner.scheduler.search import solve
 from planner.sim import saturation
 
 EXAMPLES = Path("examples")

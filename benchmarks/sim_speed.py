@@ -14,9 +14,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from planner import solve
 from planner.inputs.catalog import load_catalog
 from planner.inputs.cluster import load_cluster
-from planner.scheduler.search import solve
 from planner.sim import simulate_rate
 
 EXAMPLES = ["tiny.yaml", "paper-hetero-1.yaml", "paper-h100-homogeneous.yaml", "large-1024.yaml"]

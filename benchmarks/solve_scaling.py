@@ -31,11 +31,11 @@ SMALL_MODEL, LARGE_MODEL = "qwen2.5-32b", "llama-3.1-70b"
 
 def one(gpus: int, time_limit: float) -> dict:
     """Solve one generated cluster in this process and report figures as a dict."""
+    from planner import solve
     from planner.inputs.catalog import load_catalog
     from planner.inputs.cluster import load_cluster
     from planner.reference.bounds import fluid_upper_bound
     from planner.reference.synthetic import large_cluster, write_cluster
-    from planner.scheduler.search import solve
 
     node_size = 2 if gpus < 16 else 4 if gpus < 24 else 8
     model = SMALL_MODEL if gpus < 24 else LARGE_MODEL  # 70B cannot decode on one 2- or 4-GPU node of every type

@@ -27,7 +27,8 @@ from launcher.errors import LaunchError, listed
 from launcher.router_config import HopTimeouts, Limits, RouterSettings, Timeouts
 from launcher.vllm_args import EngineOptions, build_launches, input_problems, plan_problems
 from planner.errors import PlannerError  # what read_plan raises for a bad plan file
-from planner.plans.schema import Connector, read_plan
+from planner.plans.schema import read_plan
+from planner.types import Connector
 
 app = typer.Typer(
     name="hexlaunch",

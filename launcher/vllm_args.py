@@ -8,7 +8,8 @@ What a replica becomes (vLLM 0.32/0.33 flags):
   Several nodes: the same argv on each with `--nnodes N --node-rank r --master-addr <rank-0 host>
   --master-port P`, and `--headless` on ranks > 0 (only rank 0 serves HTTP). vLLM numbers ranks
   node by node, so a node's stages must be consecutive in the pipeline and every node must hold the
-  same number of GPUs; `plan_problems` says so before anything starts.
+  same number of GPUs; `plan_problems` says so before anything starts (the planner's launch rules,
+  planner.scheduler.launchability).
 - `--tensor-parallel-size`/`--pipeline-parallel-size` from the plan; uneven stages via the env
   `VLLM_PP_LAYER_PARTITION` (layers per stage, e.g. "10,14"), always set when PP > 1.
 - `CUDA_VISIBLE_DEVICES` = the plan's GPU indices on that node, in pipeline order (the launcher owns
@@ -38,7 +39,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from launcher.errors import LaunchError
-from planner.plans.schema import Connector, Plan, ReplicaPlan
+from planner.plans.schema import Plan, ReplicaPlan
+from planner.scheduler import launchability
+from planner.types import Connector
 
 CONNECTOR_CLASS = {"nixl": "NixlConnector", "mooncake": "MooncakeConnector", "lmcache": "LMCacheConnectorV1"}
 KV_ROLE = {"prefill": "kv_producer", "decode": "kv_consumer"}
@@ -133,9 +136,9 @@ def ordered(plan: Plan) -> list[ReplicaPlan]:
 
 def split_gpu(gpu: str) -> tuple[str, str]:
     """A GPU id "node/index" → (node, index). read_plan rejects other shapes; plans built in code get LaunchError."""
-    node, slash, index = gpu.partition("/")
-    if not (node and slash and index.isdigit()):
-        raise LaunchError(f"GPU id {gpu!r} is not of the form node/index (e.g. a100-0/3).")
+    if (problem := launchability.gpu_id_problem(gpu)) is not None:
+        raise LaunchError(problem)
+    node, _, index = gpu.partition("/")
     return node, index
 
 
@@ -161,40 +164,15 @@ def node_shares(replica: ReplicaPlan) -> list[NodeShare]:
 
 
 def replica_problems(replica: ReplicaPlan, connector: Connector) -> list[str]:
-    """Why vLLM could not run this replica as planned (empty when it can)."""
-    where = f"replica {replica.id}"
-    problems = []
-    if replica.pp != len(replica.stages) or any(len(s.gpus) != replica.tp for s in replica.stages):
-        problems.append(f"{where}: tp={replica.tp}, pp={replica.pp} disagree with its {len(replica.stages)} stages.")
-        return problems
-    if len(replica.gpu_types) != len(replica.stages):
-        problems.append(f"{where}: gpu_types lists {len(replica.gpu_types)} types for {len(replica.stages)} stages.")
-        return problems
-    for gpu in [g for s in replica.stages for g in s.gpus]:
-        try:
-            split_gpu(gpu)
-        except LaunchError as exc:
-            problems.append(f"{where}: {exc.message}")
-    if problems:
-        return problems
-    for i, stage in enumerate(replica.stages):
-        if len({node_of(g) for g in stage.gpus}) > 1:
-            problems.append(f"{where}: stage {i} (a TP group) spans several nodes; vLLM needs it on one node.")
-    if problems:
-        return problems
-    shares = node_shares(replica)
-    nodes = [s.node for s in shares]
-    if len(set(nodes)) != len(nodes):
-        problems.append(
-            f"{where}: its stages visit node(s) {', '.join(sorted({n for n in nodes if nodes.count(n) > 1}))} "
-            "more than once; vLLM's multi-node ranks need each node's stages to be consecutive."
-        )
-    elif len({len(s.gpus) for s in shares}) > 1:
-        counts = ", ".join(f"{s.node}: {len(s.gpus)}" for s in shares)
-        problems.append(f"{where}: vLLM's multi-node mp backend needs the same GPU count on every node ({counts}).")
-    if connector != "none" and replica.role == "decode" and replica.pp > 1:
-        problems.append(f"{where}: a decode replica with PP={replica.pp}; {CONNECTOR_CLASS[connector]} needs PP=1.")
-    return problems
+    """Why vLLM could not run this replica as planned (empty when it can): the planner's launch rules."""
+    stages = [(stage.gpus, stage.layers) for stage in replica.stages]
+    problems = launchability.record_problems(replica.tp, replica.pp, [len(g) for g, _ in stages], replica.gpu_types)
+    if not problems:
+        bad_ids = [launchability.gpu_id_problem(g) for gpus, _ in stages for g in gpus]
+        problems = [launchability.Problem("", text) for text in bad_ids if text is not None]
+    if not problems:
+        problems = launchability.layout_problems(stages, role=replica.role, connector=connector)
+    return [problem.at(f"replica {replica.id}") for problem in problems]
 
 
 def plan_problems(plan: Plan, connector: Connector) -> list[str]:
@@ -206,17 +184,12 @@ def plan_problems(plan: Plan, connector: Connector) -> list[str]:
         if source is None or target is None:
             missing = route.source if source is None else route.target
             problems.append(f"route {route.source} → {route.target}: no replica {missing} in the plan.")
-        elif connector == "nixl" and source.tp % target.tp and target.tp % source.tp:
-            problems.append(
-                f"route {route.source} → {route.target}: TP {source.tp} and {target.tp} do not divide one another "
-                "(NixlConnector needs that)."
-            )
-    used = [g for r in plan.replicas for g in r.gpus]
-    twice = sorted({g for g in used if used.count(g) > 1})
-    if twice:
-        problems.append(f"GPU(s) {', '.join(twice)} appear in more than one replica.")
-    if connector == "none" and any(r.role != "colocated" for r in plan.replicas):
-        problems.append("connector 'none' can only run colocated replicas; prefill/decode need a KV connector.")
+        elif (problem := launchability.route_problem(source.tp, target.tp, connector)) is not None:
+            problems.append(f"route {route.source} → {route.target}: {problem}")
+    if (twice := launchability.shared_gpus(r.gpus for r in plan.replicas)) is not None:
+        problems.append(twice)
+    if (problem := launchability.connector_problem((r.role for r in plan.replicas), connector)) is not None:
+        problems.append(problem)
     if not any(r.rate_rps > 0 for r in plan.routes) and not any(
         r.role == "colocated" and r.capacity_rps > 0 for r in plan.replicas
     ):

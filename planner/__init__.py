@@ -1,3 +1,145 @@
-"""hexgen2 planner: place an LLM on heterogeneous GPUs with prefill and decode disaggregated."""
+"""hexgen2 planner: place an LLM on heterogeneous GPUs with prefill and decode disaggregated.
+
+The functions below are the public API, kept stable for scripts:
+
+    import planner
+    catalog = planner.load_catalog()
+    cluster = planner.load_cluster("examples/tiny.yaml", catalog)
+    plan = planner.solve(cluster, seed=0, time_limit=30)
+    planner.write_plan(plan, "plan.yaml")
+    result = planner.simulate(plan, cluster, rate=10, duration=120)
+
+Each imports what it needs when called, so `import planner` is cheap and loads no algorithm.
+Expected failures raise planner.errors.PlannerError subclasses with a one-paragraph message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from planner.inputs.catalog import Catalog
+    from planner.inputs.problem import Cluster
+    from planner.inputs.workload import Trace
+    from planner.plans.schema import DraftPlan, Plan
+    from planner.sim.metrics import SimResult, Slo
+    from planner.types import Connector, Objective
 
 __version__ = "0.1.0"
+
+__all__ = ["evaluate", "load_catalog", "load_cluster", "read_plan", "simulate", "solve", "write_plan"]
+
+
+def load_catalog(profiles: Iterable[str | Path] = ()) -> Catalog:
+    """The GPU, link and model catalogue: profiles/*.yaml, then each extra directory's *.yaml on top."""
+    from planner.inputs.catalog import load_catalog as load
+
+    return load(Path(p) for p in profiles)
+
+
+def load_cluster(path: str | Path, catalog: Catalog | None = None) -> Cluster:
+    """Read and validate a cluster file (README: cluster.yaml) against `catalog` (default: load_catalog())."""
+    from planner.inputs.cluster import load_cluster as load
+
+    return load(Path(path), catalog if catalog is not None else load_catalog())
+
+
+def solve(
+    cluster: Cluster,
+    *,
+    seed: int = 0,
+    time_limit: float = 60.0,
+    connector: Connector = "nixl",
+    objective: Objective | None = None,
+    colocated: bool = False,
+    baseline: Plan | None = None,
+    max_moved_gpus: int | None = None,
+    max_loss: float = 0.05,
+    progress: Callable[[float, float], None] | None = None,
+) -> Plan:
+    """The best plan the scheduler finds within `time_limit` seconds (`hexplan solve`).
+
+    `objective` defaults to the cluster file's; `colocated` also allows prefill+decode replicas;
+    `baseline` (a running plan) re-plans close to it, moving at most `max_moved_gpus` GPUs or, without
+    that cap, giving up at most `max_loss` of the free optimum's throughput. `progress(fraction of the
+    time used, best throughput so far)` is called as the search improves. Same inputs and seed, same
+    plan (whenever the search converges before the time limit: `plan.solver.converged`).
+    """
+    from planner.plans.assemble import plan_from_search, running_state
+    from planner.scheduler.replan import replan
+    from planner.scheduler.search import search
+
+    common = {"seed": seed, "time_limit": time_limit, "connector": connector, "objective": objective}
+    common |= {"colocated": colocated, "progress": progress}
+    if baseline is not None:
+        result = replan(cluster, running_state(baseline), max_moved_gpus=max_moved_gpus, max_loss=max_loss, **common)
+    elif max_moved_gpus is not None:
+        raise ValueError("solve(): max_moved_gpus needs a baseline plan (the one whose GPUs should stay put)")
+    else:
+        result = search(cluster, **common)
+    return plan_from_search(cluster, result)
+
+
+def evaluate(plan: Plan | DraftPlan | str | Path, cluster: Cluster) -> Plan:
+    """`plan` with every figure recomputed on `cluster` (`hexplan evaluate`); raises PlanError if it cannot run.
+
+    A path is read leniently: a draft (replicas with id, role, gpus, tp, pp and stages, no summary)
+    gets its routes from the max-flow and every figure from the cost model.
+    """
+    from planner.plans.checks import evaluate as recompute
+    from planner.plans.schema import read_plan_or_draft
+
+    if isinstance(plan, str | Path):
+        plan = read_plan_or_draft(Path(plan))
+    return recompute(plan, cluster)
+
+
+def read_plan(path: str | Path) -> Plan:
+    """A plan file, validated against the schema (`hexplan schema plan`)."""
+    from planner.plans.schema import read_plan as read
+
+    return read(Path(path))
+
+
+def write_plan(plan: Plan, path: str | Path) -> None:
+    """Write plan.yaml deterministically (sorted keys, 6 significant digits), atomically."""
+    from planner.plans.schema import write_plan as write
+
+    write(plan, Path(path))
+
+
+def simulate(
+    plan: Plan,
+    cluster: Cluster,
+    *,
+    rate: float | None = None,
+    duration: float | None = None,
+    trace: Trace | str | Path | None = None,
+    speedup: float = 1.0,
+    seed: int = 0,
+    slo: Slo | None = None,
+) -> SimResult:
+    """Simulate `plan` serving requests (`hexplan simulate`), routed as the launcher's router does.
+
+    Poisson arrivals at `rate` req/s (default 80 % of the plan's throughput) for `duration` s (default
+    300), or a replayed `trace` (CSV path or Trace; timestamps divided by `speedup`, cut at `duration`).
+    `slo` defaults to the cluster's (else 5 s TTFT, 200 ms TPOT).
+    """
+    from planner.errors import InputError
+    from planner.sim import arrivals, sweeps
+
+    if trace is None:
+        offered = rate or sweeps.default_rate(plan)
+        return sweeps.simulate_rate(
+            plan, cluster, offered, duration=duration or sweeps.DEFAULT_DURATION_S, seed=seed, slo=slo
+        )
+    if isinstance(trace, str | Path):
+        from planner.inputs.workload import read_trace
+
+        trace = read_trace(Path(trace))
+    replayed = arrivals.replay(trace, speedup, duration)
+    if len(replayed) == 0:
+        raise InputError(f"simulate(): no request of the trace arrives within {duration} s.")
+    return sweeps.simulate_replay(plan, cluster, replayed, seed=seed, slo=slo)

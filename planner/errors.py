@@ -31,3 +31,7 @@ class UnitError(ValueError):
 
 class InfeasibleError(PlannerError):
     """The input is well formed but no plan exists (e.g. the model fits on no GPU combination)."""
+
+
+class PlanError(InputError):
+    """A plan that does not fit the cluster it is evaluated against, or that vLLM could not run."""

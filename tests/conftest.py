@@ -23,12 +23,13 @@ import pytest
 from typer.testing import CliRunner
 
 from planner.cli import main
-from planner.costs.replica import Layout, Stage
+from planner.costs.layout import Layout, Stage
 from planner.inputs.catalog import Catalog, load_catalog
 from planner.inputs.cluster import load_cluster
 from planner.inputs.problem import Cluster
-from planner.plans.assemble import Assessment, assemble, assess
+from planner.plans.assemble import assemble
 from planner.plans.schema import Plan, SolverInfo
+from planner.scheduler.assess import Assessment, assess
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -104,7 +105,7 @@ def _hand_replica(cluster: Cluster, role: str, *stages: Sequence[str], split: Se
 
 
 def _hand_plan(cluster: Cluster, *replicas: Assessment) -> Plan:
-    return assemble(cluster, replicas, SolverInfo(version="0.1.0"))[0]
+    return assemble(cluster, replicas, SolverInfo(version="0.1.0"))
 
 
 @pytest.fixture(scope="session")
@@ -162,8 +163,9 @@ def _check_plan(plan: Plan, cluster: Cluster, *, rel: float = 1e-6, idle_ok: boo
     """
     from collections import Counter
 
-    from planner.costs.replica import kv_capacity_tokens
-    from planner.plans.assemble import evaluate, layout_of
+    from planner.costs.memory import kv_capacity_tokens
+    from planner.plans.assemble import layout_of
+    from planner.plans.checks import evaluate
 
     def close(a: float, b: float) -> bool:
         return a == pytest.approx(b, rel=rel, abs=1e-9)

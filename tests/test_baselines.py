@@ -6,7 +6,7 @@ import pytest
 
 from planner.errors import InfeasibleError, InputError
 from planner.inputs.cluster import load_cluster
-from planner.plans.assemble import evaluate
+from planner.plans.checks import evaluate
 from planner.plans.schema import plan_to_yaml
 from planner.reference.baselines import BASELINES, baseline
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from planner.errors import PlanError
 from planner.inputs.problem import Cluster
-from planner.plans.assemble import PlanError
-from planner.plans.diff import check_plan, same
+from planner.plans.checks import check_plan
+from planner.plans.diff import same
 from planner.plans.schema import Plan, read_plan, write_plan
 
 TINY = (Path(__file__).parent.parent / "examples" / "tiny.yaml").read_text()

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 from conftest import EXAMPLES
 
+from planner import solve
+from planner.errors import PlanError
 from planner.inputs.cluster import load_cluster
-from planner.plans.assemble import PlanError, evaluate
+from planner.plans.checks import evaluate
 from planner.plans.schema import read_plan, write_plan
-from planner.scheduler.search import solve
 
 HUGE_MODEL = """
 model: llama-3.1-405b

@@ -15,18 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from planner.costs.kvtransfer import kv_bytes_per_request, kv_transfer_time
+from planner.costs.layout import Layout, Stage
+from planner.costs.memory import check_model_fits, kv_bytes_per_token_layer, kv_capacity_tokens
 from planner.costs.replica import (
-    Layout,
-    Stage,
     allreduce_time,
-    check_model_fits,
     decode_perf,
     decode_step_time,
     hop_time,
-    kv_bytes_per_request,
-    kv_bytes_per_token_layer,
-    kv_capacity_tokens,
-    kv_transfer_time,
     prefill_perf,
     prefill_stage_time,
     stage_hardware,

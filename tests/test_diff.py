@@ -14,18 +14,10 @@ import pytest
 
 from planner.inputs.cluster import load_cluster
 from planner.inputs.problem import Cluster
-from planner.plans.assemble import Assessment
-from planner.plans.diff import (
-    METRICS,
-    Gates,
-    MetricDelta,
-    PlanDiff,
-    check_gates,
-    diff_plans,
-    exceeds,
-    match_replicas,
-)
+from planner.plans.diff import METRICS, MetricDelta, PlanDiff, diff_plans, match_replicas
+from planner.plans.gates import Gates, check_gates, exceeds
 from planner.plans.schema import Plan, read_plan, write_plan
+from planner.scheduler.assess import Assessment
 
 
 @pytest.fixture(scope="module")

@@ -104,8 +104,8 @@ def test_dry_run_of_a_plan_it_would_refuse_lists_the_problems(plan: Plan, tmp_pa
     code, out, _ = run(path, "--dry-run", "--state-dir", tmp_path)
     assert code == 2
     problems = out.split("problems (a launch would refuse this plan):\n")[1].splitlines()
-    assert f"  - replica {prefill.id}: a decode replica with PP=2; NixlConnector needs PP=1." in problems
-    assert any(p.startswith("  - GPU(s) a100-1/0, l40-0/0 appear in more than one replica") for p in problems)
+    assert f"  - replica {prefill.id}: a decode replica with PP=2; NIXL KV transfer needs decode PP = 1." in problems
+    assert "  - plan uses GPU(s) a100-1/0, l40-0/0 in more than one replica." in problems
 
 
 def test_errors_are_one_paragraph_exit_2(tmp_path: Path) -> None:

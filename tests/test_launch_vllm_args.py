@@ -139,16 +139,23 @@ def test_problems_are_all_listed(plan: Plan) -> None:
         pp_prefill,
         pp=3,
         gpu_types=["A100-80G", "L40", "A100-80G"],
-        stages=[stages[0], stages[1], stages[0].model_copy(update={"gpus": ["a100-1/1"]})],
+        stages=[
+            StagePlan(gpus=["a100-1/0"], layers=(0, 10)),
+            StagePlan(gpus=["l40-0/0"], layers=(10, 20)),
+            StagePlan(gpus=["a100-1/1"], layers=(20, 32)),
+        ],
     )
     replicas = [
         bad_decode if r.id == decode.id else back_and_forth if r.id == pp_prefill.id else r for r in plan.replicas
     ]
     problems = plan_problems(plan.model_copy(update={"replicas": replicas}), "nixl")
     text = "\n".join(problems)
-    assert f"replica {decode.id}: a decode replica with PP=2; NixlConnector needs PP=1." in problems
-    assert f"replica {pp_prefill.id}: its stages visit node(s) a100-1 more than once" in text
-    assert "GPU(s) a100-1/0, l40-0/0 appear in more than one replica." in problems
+    assert f"replica {decode.id}: a decode replica with PP=2; NIXL KV transfer needs decode PP = 1." in problems
+    assert (
+        f"replica {pp_prefill.id}: the stages on one node must be consecutive (node order a100-1, l40-0, a100-1)."
+        in text
+    )
+    assert "plan uses GPU(s) a100-1/0, l40-0/0 in more than one replica." in problems
 
 
 def test_uneven_gpu_count_per_node(plan: Plan) -> None:
@@ -166,13 +173,14 @@ def test_uneven_gpu_count_per_node(plan: Plan) -> None:
         ],
     )
     assert plan_problems(plan.model_copy(update={"replicas": [two_on_a], "routes": []}), "nixl") == [
-        f"replica {prefill.id}: vLLM's multi-node mp backend needs the same GPU count on every node "
+        f"replica {prefill.id}: a replica across nodes needs the same number of GPUs on each node "
         "(a100-1: 2, l40-0: 1).",
         "the plan routes no traffic: no P→D route and no colocated replica has a positive rate.",
     ]
 
 
-def test_tp_sizes_must_divide_for_nixl_only(plan: Plan) -> None:
+def test_tp_sizes_must_divide_with_every_connector(plan: Plan) -> None:
+    """The planner's rule (planner.scheduler.launchability): any KV connector needs P/D TP sizes that divide."""
     prefill = next(r for r in plan.replicas if r.role == "prefill" and r.pp == 1)
     decode = next(r for r in plan.replicas if r.role == "decode")
     tp3 = edit(
@@ -181,10 +189,10 @@ def test_tp_sizes_must_divide_for_nixl_only(plan: Plan) -> None:
     tp2 = edit(decode, tp=2, gpus=["y/0", "y/1"], stages=[StagePlan(gpus=["y/0", "y/1"], layers=(0, 32))])
     route = plan.routes[0].model_copy(update={"source": tp3.id, "target": tp2.id})
     bad = plan.model_copy(update={"replicas": [tp3, tp2], "routes": [route]})
-    assert plan_problems(bad, "nixl") == [
-        f"route {tp3.id} → {tp2.id}: TP 3 and 2 do not divide one another (NixlConnector needs that)."
-    ]
-    assert plan_problems(bad, "mooncake") == []
+    for connector, name in (("nixl", "NIXL"), ("mooncake", "Mooncake"), ("lmcache", "LMCache")):
+        assert plan_problems(bad, connector) == [
+            f"route {tp3.id} → {tp2.id}: TP 3 and 2 do not divide one another ({name} KV transfer needs that)."
+        ]
 
 
 def test_a_plan_that_routes_no_traffic_is_refused(plan: Plan, three, hand_replica, hand_plan) -> None:

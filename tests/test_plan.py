@@ -8,9 +8,13 @@ import pytest
 import yaml
 from conftest import EXAMPLES
 
-from planner.costs.replica import Layout, Stage
-from planner.plans.assemble import PlanError, assemble, assess, evaluate
-from planner.plans.schema import Plan, SolverInfo, plan_to_yaml, read_plan, replica_id, write_plan
+from planner.costs.layout import Layout, Stage
+from planner.errors import PlanError
+from planner.plans.assemble import assemble
+from planner.plans.checks import evaluate
+from planner.plans.schema import Plan, SolverInfo, plan_to_yaml, read_plan, write_plan
+from planner.scheduler.assess import assess
+from planner.types import replica_id
 
 LAYERS = 32  # llama-3.1-8b, the model of examples/tiny.yaml (a100-0: 4×A100-80G, l40-0: 4×L40)
 
@@ -31,7 +35,7 @@ REPLICAS = [
 def build(cluster, replicas=REPLICAS, connector="nixl") -> Plan:
     assessments = [assess(cluster, role, layout) for role, layout in replicas]
     assert all(a is not None for a in assessments)
-    return assemble(cluster, assessments, SolverInfo(version="0.1.0", connector=connector))[0]
+    return assemble(cluster, assessments, SolverInfo(version="0.1.0", connector=connector))
 
 
 @pytest.fixture(scope="module")

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner.costs.replica import Layout, Stage
+from planner.costs.layout import Layout, Stage
 from planner.inputs.catalog import Catalog
 from planner.inputs.cluster import load_cluster
 from planner.inputs.problem import Cluster
-from planner.plans.assemble import assemble, assess
+from planner.plans.assemble import assemble
 from planner.plans.schema import SolverInfo, write_plan
+from planner.scheduler.assess import assess
 from planner.sim import Arrivals, Simulation, Slo, poisson, simulate_rate
 
 SLO = Slo(2.0, 0.1)
@@ -133,7 +134,7 @@ def _plan(cluster: Cluster, colocated: bool):
         if colocated
         else [assess(cluster, "prefill", one), assess(cluster, "decode", two)]
     )
-    return assemble(cluster, parts, SolverInfo(version="0.1.0"))[0]
+    return assemble(cluster, parts, SolverInfo(version="0.1.0"))
 
 
 def _run(cluster: Cluster, colocated: bool, times: list[float]):

@@ -13,10 +13,10 @@ import importlib.util
 import pytest
 from conftest import EXAMPLES, ROOT
 
+from planner import solve
 from planner.inputs.cluster import load_cluster
 from planner.plans.schema import read_plan
 from planner.reference.exact import exact_optimum
-from planner.scheduler.search import solve
 
 SPEC = importlib.util.spec_from_file_location("refresh_goldens", ROOT / "scripts" / "refresh_goldens.py")
 assert SPEC is not None and SPEC.loader is not None

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from planner import solve
 from planner.errors import InfeasibleError
 from planner.inputs.catalog import Catalog
 from planner.inputs.cluster import load_cluster
@@ -29,7 +30,6 @@ from planner.inputs.problem import Cluster
 from planner.reference.bounds import fluid_upper_bound
 from planner.reference.exact import exact_optimum
 from planner.reference.synthetic import small_cluster, write_cluster
-from planner.scheduler.search import solve
 
 MODELS = ("llama-3.1-8b", "llama-2-13b", "qwen2.5-32b")  # one GPU; TP or PP on small cards; PP across nodes
 SETTINGS = settings(

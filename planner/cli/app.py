@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from planner.errors import InputError, UnitError
+from planner.errors import InputError, PlanError, UnitError
 from planner.inputs.catalog import Catalog, load_catalog
 from planner.inputs.cluster import load_cluster
 from planner.inputs.problem import Cluster
-from planner.plans.assemble import PlanError, evaluate
+from planner.plans.checks import evaluate
 from planner.plans.schema import Plan, read_plan
 from planner.units import parse_time
 

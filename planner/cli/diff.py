@@ -25,21 +25,11 @@ from planner.cli.app import (
     load,
     resolve_plan_cluster,
 )
-from planner.errors import InputError
+from planner.errors import InputError, PlanError
 from planner.inputs.problem import Cluster
-from planner.plans.assemble import PlanError
-from planner.plans.diff import (
-    Change,
-    GateResult,
-    Gates,
-    MetricDelta,
-    PlanDiff,
-    RouteDiff,
-    check_gates,
-    check_plan,
-    diff_plans,
-    diff_to_dict,
-)
+from planner.plans.checks import check_plan
+from planner.plans.diff import Change, MetricDelta, PlanDiff, RouteDiff, diff_plans, diff_to_dict
+from planner.plans.gates import GateResult, Gates, check_gates, gates_to_dict
 from planner.plans.schema import Plan, read_plan
 
 
@@ -221,7 +211,7 @@ def render_markdown(report: Report) -> str:
 
 def emit(fmt: Format, report: Report) -> None:
     if fmt is Format.json:
-        body = report.extra | diff_to_dict(report.diff, report.gates) | {"notes": list(report.notes)}
+        body = report.extra | diff_to_dict(report.diff) | gates_to_dict(report.gates) | {"notes": list(report.notes)}
         typer.echo(json.dumps(body, indent=2, sort_keys=True))
     elif fmt is Format.markdown:
         typer.echo(render_markdown(report), nl=False)

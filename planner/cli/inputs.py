@@ -11,7 +11,7 @@ from rich.table import Table
 
 from planner.cli.app import ClusterArgument, ProfilesOption, app, catalog_from, console, load
 from planner.cli.render import cluster_tables
-from planner.costs.replica import check_model_fits
+from planner.costs.memory import check_model_fits
 from planner.inputs.cluster import ClusterSpec
 from planner.plans.schema import Plan
 from planner.units import format_bandwidth

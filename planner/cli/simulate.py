@@ -22,16 +22,20 @@ from planner.cli.app import (
     parse_duration_option,
 )
 from planner.cli.render import metric_table
-from planner.errors import InfeasibleError, InputError
-from planner.inputs.problem import Cluster
+from planner.errors import InputError
 from planner.inputs.workload import read_trace
-from planner.plans.schema import Plan
 from planner.reference.baselines import baseline
-from planner.scheduler.search import solve
-from planner.sim import SimResult, Simulation, Slo, default_slo, goodput, replay, saturation, simulate_rate
-
-DEFAULT_DURATION_S = 300.0
-DEFAULT_LOAD = 0.8  # offered load as a fraction of the plan's max-flow rate when no --rate/--trace is given
+from planner.reference.compare import compare_plans, plan_all
+from planner.sim.arrivals import replay
+from planner.sim.metrics import SimResult, Slo
+from planner.sim.sweeps import (
+    DEFAULT_DURATION_S,
+    default_rate,
+    default_slo,
+    goodput,
+    simulate_rate,
+    simulate_replay,
+)
 
 
 def _positive(value: float | None, option: str) -> None:
@@ -106,14 +110,11 @@ def simulate_command(
             arrivals = replay(read_trace(trace), speedup, duration)
             if len(arrivals) == 0:
                 raise InputError(f"{trace}: no request arrives within --duration {duration} s.")
-            seconds = float(arrivals.time[-1]) + 1e-9
-            result = Simulation(
-                plan, the_cluster, arrivals, slo=slo, warmup=0.0, duration=seconds, drain=math.inf
-            ).run()
+            result = simulate_replay(plan, the_cluster, arrivals, seed=seed, slo=slo)
             source = f"trace {trace} (speedup {speedup:g})"
         else:
             seconds = duration or DEFAULT_DURATION_S
-            offered = rate or DEFAULT_LOAD * plan.summary.throughput_rps
+            offered = rate or default_rate(plan)
             result = simulate_rate(plan, the_cluster, offered, duration=seconds, seed=seed, slo=slo)
             source = f"Poisson {offered:.3f} req/s for {seconds:g} s, seed {seed}"
         payload = result.to_json()
@@ -124,18 +125,6 @@ def simulate_command(
         console.print(result_table(result, title))
     else:
         console.print(f"{title}: no rate tried met the SLO.")
-
-
-def _plans(cluster: Cluster, names: list[str], seed: int, time_limit: float) -> list[tuple[str, Plan | str]]:
-    """(name, plan or the reason there is none) for ours and each baseline."""
-    planners = [("hexgen2", solve)] + [(name, baseline(name)) for name in names]
-    out: list[tuple[str, Plan | str]] = []
-    for name, planner in planners:
-        try:
-            out.append((name, planner(cluster, seed=seed, time_limit=time_limit)))
-        except InfeasibleError as exc:
-            out.append((name, exc.message))
-    return out
 
 
 @app.command("compare")
@@ -157,54 +146,11 @@ def compare_command(
     for name in names:
         baseline(name)  # fail fast on a typo, before any planning
     cluster = load(cluster_file, profiles)
-    rows = compare_plans(cluster, _plans(cluster, names, seed, time_limit), duration=duration, seed=seed)
+    rows = compare_plans(cluster, plan_all(cluster, names, seed, time_limit), duration=duration, seed=seed)
     if as_json:
         print(json.dumps(rows, sort_keys=True, indent=2, ensure_ascii=False))
         return
     console.print(compare_table(rows, f"{cluster_file}: plans compared by simulation ({duration:g} s per run)"))
-
-
-def compare_plans(
-    cluster: Cluster, plans: list[tuple[str, Plan | str]], *, duration: float, seed: int
-) -> list[dict[str, object]]:
-    """Saturation throughput, goodput and latency at a common load for each plan; ratios ours / theirs."""
-    runs = {
-        name: saturation(plan, cluster, duration=duration, seed=seed) for name, plan in plans if isinstance(plan, Plan)
-    }
-    common = 0.8 * min((r.throughput_rps for r in runs.values()), default=0.0)
-    rows: list[dict[str, object]] = []
-    for name, plan in plans:
-        if not isinstance(plan, Plan):
-            rows.append({"planner": name, "infeasible": plan})
-            continue
-        best, _ = goodput(plan, cluster, duration=duration, seed=seed)
-        at_common = simulate_rate(plan, cluster, common, duration=duration, seed=seed) if common > 0 else None
-        cost = plan.summary.cost_per_hour_usd
-        tokens = runs[name].output_tokens_per_s
-        rows.append(
-            {
-                "planner": name,
-                "gpus": plan.summary.gpus_used,
-                "cost_per_hour_usd": cost,
-                "predicted_rps": plan.summary.throughput_rps,
-                "throughput_rps": runs[name].throughput_rps,
-                "goodput_rps": best,
-                "common_load_rps": common,
-                "e2e_p50_s": at_common.e2e_s["p50"] if at_common else float("nan"),
-                "e2e_p99_s": at_common.e2e_s["p99"] if at_common else float("nan"),
-                "output_tokens_per_usd": tokens * 3600 / cost if cost > 0 else float("nan"),
-            }
-        )
-    ours = rows[0] if "throughput_rps" in rows[0] else None
-    for row in rows:
-        if ours and "throughput_rps" in row:
-            row["ours_over_this"] = _ratio(ours["throughput_rps"], row["throughput_rps"])
-            row["ours_over_this_per_usd"] = _ratio(ours["output_tokens_per_usd"], row["output_tokens_per_usd"])
-    return rows
-
-
-def _ratio(ours: object, theirs: object) -> float:
-    return float(ours) / float(theirs) if float(theirs) > 0 else math.inf  # type: ignore[arg-type]
 
 
 def compare_table(rows: list[dict[str, object]], title: str) -> Table:

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+import planner
 from planner.cli.app import (
     ClusterArgument,
     ProfilesOption,
@@ -23,8 +24,6 @@ from planner.cli.app import (
 from planner.cli.render import replicas_table, routes_table, summary_table
 from planner.errors import InputError
 from planner.plans.schema import plan_to_yaml, read_plan, write_plan
-from planner.scheduler.replan import replan
-from planner.scheduler.search import solve as run_solver
 
 
 class Objective(StrEnum):
@@ -93,19 +92,20 @@ def solve(
         def progress(fraction: float, throughput: float) -> None:
             bar.update(task, completed=fraction, best=f"best {throughput:.3f} req/s")
 
-        common = {
-            "seed": seed,
-            "time_limit": time_limit,
-            "connector": connector.value,
-            "objective": objective.value if objective else None,
-            "colocated": colocated,
-            "progress": progress,
-        }
+        plan = planner.solve(
+            cluster,
+            seed=seed,
+            time_limit=time_limit,
+            connector=connector.value,
+            objective=objective.value if objective else None,
+            colocated=colocated,
+            baseline=previous,
+            max_moved_gpus=max_moved_gpus,
+            max_loss=max_loss / 100,
+            progress=progress,
+        )
         if previous is not None:
-            plan = replan(cluster, previous, max_moved_gpus=max_moved_gpus, max_loss=max_loss / 100, **common)
             plan = plan.model_copy(update={"solver": plan.solver.model_copy(update={"baseline": str(baseline)})})
-        else:
-            plan = run_solver(cluster, **common)
     seconds = time.monotonic() - began
     if output is None:
         print(plan_to_yaml(plan), end="")

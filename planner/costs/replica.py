@@ -1,4 +1,4 @@
-"""Roofline cost model of dense-transformer inference on one replica (TP × PP) and between replicas.
+"""Roofline time model of one replica (TP × PP): prefill and decode capacity, batch and step times.
 
 Notation (per layer): h hidden, n heads, n_kv KV heads, d head dim, f FFN width, b bytes per
 parameter, P = 2hnd + 2h·n_kv·d + (3|2)hf parameters.
@@ -11,7 +11,8 @@ parameter, P = 2hnd + 2h·n_kv·d + (3|2)hf parameters.
 - a pipeline's throughput is set by its slowest stage, its latency by the sum of stages.
 
 Efficiencies are ≤ 1, so every time is ≥ the physical roofline (tests check this).
-All functions are pure; times in seconds, sizes in bytes, rates in requests/s.
+All functions are pure; times in seconds, sizes in bytes, rates in requests/s. Memory is in
+planner.costs.memory, KV transfers between replicas in planner.costs.kvtransfer.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from itertools import pairwise
 
-from planner.errors import InfeasibleError
+from planner.costs.layout import Layout, Stage
+from planner.costs.memory import kv_bytes_per_token_layer, kv_capacity_tokens, kv_replication
 from planner.inputs.problem import Cluster, GpuSlot
 
 MAX_NUM_SEQS = 512
@@ -30,46 +31,6 @@ MAX_NUM_SEQS = 512
 # mean context exactly makes vLLM preempt constantly (seen in the simulator), so keep 5% spare.
 DECODE_KV_HEADROOM = 0.95
 DEFAULT_BATCHED_TOKENS = 8192
-# vLLM sizes its activation workspace for max_num_batched_tokens; per token it keeps roughly
-# the residual stream, attention output and the MLP's intermediate activations alive.
-ACTIVATION_WIDTH_HIDDEN = 4
-ACTIVATION_WIDTH_FFN = 2
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One pipeline stage: `tp` GPUs of one type on one node holding layers [layer_start, layer_end)."""
-
-    gpus: tuple[str, ...]
-    layer_start: int
-    layer_end: int
-
-    @property
-    def tp(self) -> int:
-        return len(self.gpus)
-
-    @property
-    def layers(self) -> int:
-        return self.layer_end - self.layer_start
-
-
-@dataclass(frozen=True)
-class Layout:
-    """A replica's parallel layout: stages in pipeline order covering every layer exactly once."""
-
-    stages: tuple[Stage, ...]
-
-    @property
-    def pp(self) -> int:
-        return len(self.stages)
-
-    @property
-    def tp(self) -> int:
-        return self.stages[0].tp
-
-    @cached_property
-    def gpus(self) -> tuple[str, ...]:
-        return tuple(g for stage in self.stages for g in stage.gpus)
 
 
 @dataclass(frozen=True)
@@ -107,28 +68,6 @@ def roofline(flops: float, nbytes: float, hw: StageHardware, dtype: str) -> floa
     return max(compute, memory)
 
 
-def kv_bytes_per_token_layer(cluster: Cluster) -> float:
-    return cluster.model.kv_elements_per_token_layer() * cluster.dtype_bytes
-
-
-def valid_tp(cluster: Cluster, tp: int) -> bool:
-    """TP sizes vLLM accepts: they split the attention heads evenly and the KV heads evenly or by replication."""
-    model = cluster.model
-    return model.heads % tp == 0 and (model.kv_heads % tp == 0 or tp % model.kv_heads == 0)
-
-
-def kv_replication(cluster: Cluster, tp: int) -> float:
-    """How many times the KV cache is stored across a TP group: 1 unless tp > KV heads, when vLLM
-    replicates each KV head on tp / kv_heads GPUs (each GPU holds ⌈kv_heads / tp⌉ heads)."""
-    kv_heads = cluster.model.kv_heads
-    return tp * math.ceil(kv_heads / tp) / kv_heads
-
-
-def kv_bytes_per_request(cluster: Cluster) -> float:
-    """KV cache a prefill replica ships to decode for one mean prompt (all layers)."""
-    return cluster.workload.prompt.mean * cluster.model.layers * kv_bytes_per_token_layer(cluster)
-
-
 def hop_time(cluster: Cluster, a: Stage, b: Stage, tokens: float) -> float:
     """Activations of `tokens` crossing from stage a to stage b."""
     node_a = cluster.gpu_by_id[a.gpus[0]].node
@@ -137,41 +76,6 @@ def hop_time(cluster: Cluster, a: Stage, b: Stage, tokens: float) -> float:
     if bandwidth <= 0:
         return math.inf
     return tokens * cluster.model.hidden * cluster.dtype_bytes / bandwidth + cluster.node_latency(node_a, node_b)
-
-
-# ----------------------------------------------------------------------------- memory
-
-
-def stage_weight_bytes_per_gpu(cluster: Cluster, stage: Stage, first: bool, last: bool) -> float:
-    model = cluster.model
-    params = stage.layers * model.params_per_layer
-    embedding = model.vocab * model.hidden
-    if first:
-        params += embedding
-    if last and (not model.tie_embeddings or not first):
-        params += embedding
-    return params * cluster.dtype_bytes / stage.tp
-
-
-def activation_bytes_per_gpu(cluster: Cluster, tp: int, batched_tokens: int) -> float:
-    model = cluster.model
-    width = ACTIVATION_WIDTH_HIDDEN * model.hidden + ACTIVATION_WIDTH_FFN * model.ffn / tp
-    return batched_tokens * width * cluster.dtype_bytes
-
-
-def kv_capacity_tokens(cluster: Cluster, layout: Layout, batched_tokens: int) -> float:
-    """Tokens of KV cache the replica can hold (its tightest stage decides); ≤ 0 means the weights do not fit."""
-    per_token_layer = kv_bytes_per_token_layer(cluster)
-    capacity = math.inf
-    for i, stage in enumerate(layout.stages):
-        gpu = cluster.gpu_by_id[stage.gpus[0]].gpu
-        usable = gpu.memory * cluster.memory_utilization
-        used = stage_weight_bytes_per_gpu(cluster, stage, i == 0, i == layout.pp - 1)
-        used += activation_bytes_per_gpu(cluster, stage.tp, batched_tokens)
-        free_per_gpu = usable - used
-        stored = per_token_layer * kv_replication(cluster, stage.tp) / stage.tp  # per GPU
-        capacity = min(capacity, free_per_gpu / (stored * max(stage.layers, 1)))
-    return capacity
 
 
 # ----------------------------------------------------------------------------- prefill
@@ -319,78 +223,3 @@ def decode_perf(cluster: Cluster, layout: Layout, tpot_slo: float | None = None)
             return None
         batch, step = low, decode_step_time(cluster, layout, low, context)
     return DecodePerf(batch / step / workload.decode_tokens, step, batch, kv_tokens)
-
-
-# ----------------------------------------------------------------------------- KV transfer
-
-
-def kv_transfer_time(cluster: Cluster, prefill: Layout, decode: Layout) -> float:
-    """Seconds to ship one mean request's KV cache from a prefill to a decode replica.
-
-    Each layer's KV moves from the prefill stage holding it to the decode stage holding it;
-    stage pairs on different node pairs transfer in parallel, pairs sharing a node pair share
-    its bandwidth. Inside one node min(tp_p, tp_d) GPU pairs copy in parallel over the intra link.
-    """
-    worst = 0.0
-    for (node_p, node_d), (bytes_per_token, bandwidth) in kv_transfer_loads(cluster, prefill, decode).items():
-        if bandwidth <= 0:
-            return math.inf
-        nbytes = cluster.workload.prompt.mean * bytes_per_token
-        worst = max(worst, nbytes / bandwidth + cluster.node_latency(node_p, node_d))
-    return worst
-
-
-def kv_transfer_loads(cluster: Cluster, prefill: Layout, decode: Layout) -> dict[tuple[str, str], tuple[float, float]]:
-    """(prefill node, decode node) → (KV bytes per prompt token crossing it, its bandwidth in bytes/s).
-
-    Inside one node min(tp_p, tp_d) GPU pairs copy in parallel, multiplying the intra link's bandwidth.
-    """
-    per_layer = kv_bytes_per_token_layer(cluster)
-    load: dict[tuple[str, str], float] = {}
-    streams: dict[tuple[str, str], int] = {}
-    for p in prefill.stages:
-        node_p = cluster.gpu_by_id[p.gpus[0]].node
-        for d in decode.stages:
-            overlap = min(p.layer_end, d.layer_end) - max(p.layer_start, d.layer_start)
-            if overlap <= 0:
-                continue
-            node_d = cluster.gpu_by_id[d.gpus[0]].node
-            key = (node_p, node_d)
-            load[key] = load.get(key, 0.0) + overlap * per_layer
-            streams[key] = max(streams.get(key, 1), min(p.tp, d.tp))
-    return {
-        key: (nbytes, cluster.node_bandwidth(*key) * (streams[key] if key[0] == key[1] else 1))
-        for key, nbytes in load.items()
-    }
-
-
-def kv_transfer_capacity(cluster: Cluster, prefill: Layout, decode: Layout) -> float:
-    """Requests/s whose KV caches the links between the two replicas can carry.
-
-    Bandwidth-bound: concurrent transfers overlap their latency, so latency counts in TTFT
-    (kv_transfer_time), not here; this is also what the shared hubs of planner.kvnet assume.
-    """
-    worst = 0.0
-    for bytes_per_token, bandwidth in kv_transfer_loads(cluster, prefill, decode).values():
-        if bandwidth <= 0:
-            return 0.0
-        worst = max(worst, cluster.workload.prompt.mean * bytes_per_token / bandwidth)
-    return 1.0 / worst if worst > 0 else 0.0
-
-
-def check_model_fits(cluster: Cluster) -> None:
-    """Raise InfeasibleError when even all GPUs together cannot hold the weights and one long request's KV."""
-    need = cluster.model.total_params * cluster.dtype_bytes
-    need += (
-        (cluster.workload.prompt.upper + cluster.workload.output.upper)
-        * cluster.model.layers
-        * kv_bytes_per_token_layer(cluster)
-    )
-    have = sum(slot.gpu.memory for slot in cluster.gpus) * cluster.memory_utilization
-    if have < need:
-        raise InfeasibleError(
-            f"{cluster.source}: model {cluster.model.name} needs {need / 1e9:.1f} GB for weights and one request's "
-            f"KV cache, but all {len(cluster.gpus)} GPUs together offer {have / 1e9:.1f} GB "
-            f"at gpu_memory_utilization {cluster.memory_utilization}.",
-            hint="add GPUs, pick a smaller model, or use dtype fp8",
-        )

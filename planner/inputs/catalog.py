@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from planner.errors import InputError
+from planner.types import Strict
 from planner.units import (
     BANDWIDTH,
     BYTES,
@@ -47,23 +48,18 @@ Flops = Annotated[float, BeforeValidator(parse_flops), _unit_string(json_pattern
 Price = Annotated[float, BeforeValidator(parse_price), _unit_string(PRICE_PATTERN, "$2.1/h")]
 
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "fp8": 1}
-Dtype = Literal["float16", "bfloat16", "fp8"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EfficiencyEntry(_Strict):
+class EfficiencyEntry(Strict):
     compute: float = Field(gt=0, le=1)
     memory: float = Field(gt=0, le=1)
 
 
-class GpuEntry(_Strict):
+class GpuEntry(Strict):
     """One GPU type as written in gpus.yaml (or inline in a cluster file)."""
 
     name: str
-    aliases: list[str] = []
+    aliases: list[str] = Field(default=[])
     memory: Bytes
     memory_bandwidth: Bandwidth
     fp16: Flops
@@ -78,7 +74,7 @@ class GpuEntry(_Strict):
     verified: bool = True
 
 
-class LinkEntry(_Strict):
+class LinkEntry(Strict):
     kind: Literal["intra_node", "network"]
     bandwidth: Bandwidth
     latency: Seconds
@@ -87,7 +83,7 @@ class LinkEntry(_Strict):
     verified: bool = True
 
 
-class ModelEntry(_Strict):
+class ModelEntry(Strict):
     hf_id: str = ""
     layers: int = Field(gt=0)
     hidden: int = Field(gt=0)
@@ -108,10 +104,10 @@ class ModelEntry(_Strict):
     verified: bool = True
 
 
-class CatalogFile(_Strict):
-    gpus: dict[str, GpuEntry] = {}
-    links: dict[str, LinkEntry] = {}
-    models: dict[str, ModelEntry] = {}
+class CatalogFile(Strict):
+    gpus: dict[str, GpuEntry] = Field(default={})
+    links: dict[str, LinkEntry] = Field(default={})
+    models: dict[str, ModelEntry] = Field(default={})
 
 
 @dataclass(frozen=True)

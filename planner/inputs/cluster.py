@@ -11,13 +11,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from planner.errors import InputError
 from planner.inputs.catalog import (
     Bandwidth,
     Catalog,
-    Dtype,
     GpuEntry,
     Price,
     Seconds,
@@ -26,6 +25,7 @@ from planner.inputs.catalog import (
 )
 from planner.inputs.problem import Cluster, Node, NodeLink
 from planner.inputs.workload import CLASSES, Lengths, Workload
+from planner.types import Dtype, Objective, Strict
 from planner.units import BANDWIDTH, json_pattern
 from planner.yamlio import load_yaml, validate
 
@@ -33,15 +33,11 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 DEFAULT_LATENCY = "10us"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class InlineGpu(GpuEntry):
     """A GPU type described in the cluster file itself (not in the catalogue)."""
 
 
-class NodeSpec(_Strict):
+class NodeSpec(Strict):
     name: str = Field(pattern=NAME_PATTERN, description="unique node name; GPUs are named node/index")
     gpu: str | InlineGpu = Field(description="catalogue GPU type (see `hexplan profiles gpus`) or an inline spec")
     count: int = Field(gt=0, le=64, description="GPUs in this node")
@@ -51,7 +47,7 @@ class NodeSpec(_Strict):
     zone: str = Field("default", description="network tier: pairs of nodes in different zones use network.cross_zone")
 
 
-class LinkSpec(_Strict):
+class LinkSpec(Strict):
     bandwidth: Bandwidth
     latency: Seconds = DEFAULT_LATENCY
 
@@ -69,19 +65,19 @@ def _shorthand_schema(schema: dict) -> None:
     schema["anyOf"].insert(0, {"type": "string", "pattern": json_pattern(BANDWIDTH), "examples": ["100Gbps"]})
 
 
-class NetworkSpec(_Strict):
+class NetworkSpec(Strict):
     default: LinkSpec | None = Field(
         None, description="node↔node link unless overridden; omit for none", json_schema_extra=_shorthand_schema
     )
     cross_zone: LinkSpec | None = Field(
         None, description="link between nodes of different zones", json_schema_extra=_shorthand_schema
     )
-    links: list[PairLinkSpec] = []
+    links: list[PairLinkSpec] = Field(default=[])
 
     _default_shorthand = field_validator("default", "cross_zone", mode="before")(_shorthand_link)
 
 
-class DistributionSpec(_Strict):
+class DistributionSpec(Strict):
     distribution: Literal["fixed", "uniform", "exponential", "lognormal"]
     mean: float | None = Field(None, gt=0)
     cv: float = Field(1.0, ge=0, le=10, description="coefficient of variation (lognormal)")
@@ -105,7 +101,7 @@ class DistributionSpec(_Strict):
         return Lengths(self.distribution, self.mean, cv=self.cv if self.distribution == "lognormal" else 0.0)
 
 
-class WorkloadSpec(_Strict):
+class WorkloadSpec(Strict):
     prompt_tokens: int | DistributionSpec | None = Field(None, description="mean prompt length or a distribution")
     output_tokens: int | DistributionSpec | None = Field(None, description="mean output length or a distribution")
     trace: str | None = Field(None, description="CSV (TIMESTAMP,ContextTokens,GeneratedTokens), relative to this file")
@@ -126,19 +122,19 @@ class WorkloadSpec(_Strict):
         return self
 
 
-class SloSpec(_Strict):
+class SloSpec(Strict):
     ttft: Seconds | None = Field(None, description="time to first token, e.g. 2s")
     tpot: Seconds | None = Field(None, description="time per output token, e.g. 100ms")
 
 
-class ClusterSpec(_Strict):
+class ClusterSpec(Strict):
     """A cluster file: the GPUs you have, how they are connected, and what you want to serve."""
 
     model: str = Field(description="a name in profiles/models.yaml or a path to a Hugging Face config.json")
     dtype: Dtype = "float16"
     workload: WorkloadSpec
     slo: SloSpec = SloSpec()
-    objective: Literal["throughput", "cost"] = "throughput"
+    objective: Objective = "throughput"
     gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.98)
     nodes: list[NodeSpec] = Field(min_length=1)
     network: NetworkSpec = NetworkSpec()

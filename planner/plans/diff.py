@@ -9,16 +9,16 @@ PP, layer split, engine limits…), GPUs that move, shifts of the router's weigh
 every summary metric with its absolute and relative delta.
 
 A GPU *moves* when its engine must restart: it served in the old plan, is still in the
-cluster, and now serves in a replica with another GPU set or role, or not at all. This is
-the count `hexplan solve --baseline --max-moved-gpus` bounds (planner.scoring.Scorer.moved_gpus),
-so a plan solved under that cap passes the diff gate with the same cap.
+cluster, and now serves in a replica with another GPU set or role, or not at all. The rule is
+planner.scheduler.stability's, the one `hexplan solve --baseline --max-moved-gpus` bounds, so a
+plan solved under that cap passes the diff gate (planner.plans.gates) with the same cap.
 
 Two numbers are *the same* when, after the plan file's rounding to 6 significant digits,
 they agree within a relative 1e-6 (`same`); so re-reading a written plan never shows a
 change, and neither does float noise.
 
-The same comparison checks a plan for staleness: `check_plan` diffs the plan as recorded
-against the plan re-evaluated on the cluster now.
+The same comparison checks a plan for staleness (planner.plans.checks.check_plan): the plan as
+recorded against the plan re-evaluated on the cluster now.
 """
 
 from __future__ import annotations
@@ -31,9 +31,8 @@ from typing import Literal
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from planner.inputs.problem import Cluster
-from planner.plans.assemble import PlanError, evaluate
 from planner.plans.schema import Plan, ReplicaPlan, RoutePlan, round_floats
+from planner.scheduler.stability import anchor_of, moved_gpus
 
 REL_TOL = 1e-6
 
@@ -271,11 +270,11 @@ def diff_plans(old: Plan, new: Plan, cluster_gpus: Collection[str] | None = None
     old_at = {g: r for r in old.replicas for g in r.gpus}
     new_at = {g: r for r in new.replicas for g in r.gpus}
     gone = {g for g in old_at.keys() - new_at.keys() if cluster_gpus is not None and g not in cluster_gpus}
+    anchor = anchor_of(((r.gpus, r.role) for r in old.replicas), present=old_at.keys() - gone)
     moved = []
-    for g in sorted(old_at.keys() - gone):
+    for g in moved_gpus(anchor, ((r.gpus, r.role) for r in new.replicas)):
         was, now = old_at[g], new_at.get(g)
-        if now is None or set(now.gpus) != set(was.gpus) or now.role != was.role:
-            moved.append(MovedGpu(g, was.id, now.id if now else None, was.role, now.role if now else None))
+        moved.append(MovedGpu(g, was.id, now.id if now else None, was.role, now.role if now else None))
     metrics = tuple(MetricDelta(m, getattr(old.summary, m.name), getattr(new.summary, m.name)) for m in METRICS)
     return PlanDiff(
         metrics=metrics,
@@ -288,79 +287,6 @@ def diff_plans(old: Plan, new: Plan, cluster_gpus: Collection[str] | None = None
     )
 
 
-@dataclass(frozen=True)
-class Gates:
-    """CI limits; None disables a gate. Percentages are of the old plan's figure."""
-
-    max_regression_pct: float | None = None
-    max_moved_gpus: int | None = None
-    max_cost_increase_pct: float | None = None
-
-
-@dataclass(frozen=True)
-class GateResult:
-    name: str
-    limit: float
-    value: float  # math.inf when the relative change is undefined (old figure 0)
-    passed: bool
-    detail: str
-
-
-def exceeds(value: float, limit: float) -> bool:
-    """True when `value` is beyond `limit`; a value equal to it (within REL_TOL) passes."""
-    return value > limit and not math.isclose(value, limit, rel_tol=REL_TOL, abs_tol=1e-9)
-
-
-def check_gates(diff: PlanDiff, gates: Gates) -> tuple[GateResult, ...]:
-    """Evaluate every enabled gate. A gate fails only when its figure is strictly beyond its limit.
-
-    Throughput regression = -Δ% of throughput_rps; cost increase = Δ% of cost_per_hour_usd; an undefined
-    Δ% (old figure 0) counts as +∞. Moved GPUs = len(diff.moved).
-    """
-    results = []
-    if (limit := gates.max_regression_pct) is not None:
-        t = diff.metric("throughput_rps")
-        drop = -(t.pct if t.pct is not None else math.inf)
-        detail = f"throughput {t.old:.6g} → {t.new:.6g} req/s ({-drop:+.4g}%; may drop at most {limit:g}%)"
-        results.append(GateResult("throughput regression", limit, max(drop, 0.0), not exceeds(drop, limit), detail))
-    if (most := gates.max_moved_gpus) is not None:
-        n = len(diff.moved)
-        detail = f"{n} GPU(s) change replica or role or stop serving (at most {most} may)"
-        results.append(GateResult("moved GPUs", most, n, n <= most, detail))
-    if (limit := gates.max_cost_increase_pct) is not None:
-        c = diff.metric("cost_per_hour_usd")
-        rise = c.pct if c.pct is not None else math.inf
-        detail = f"cost ${c.old:.6g} → ${c.new:.6g} per hour ({rise:+.4g}%; may rise at most {limit:g}%)"
-        results.append(GateResult("cost increase", limit, max(rise, 0.0), not exceeds(rise, limit), detail))
-    return tuple(results)
-
-
-def check_gpu_types(plan: Plan, cluster: Cluster) -> None:
-    """Raise PlanError when a replica was planned on a GPU type the cluster no longer has at that slot."""
-    for i, r in enumerate(plan.replicas):
-        if len(r.gpu_types) != len(r.stages):
-            raise PlanError(f"replicas[{i}] ({r.id}).gpu_types: {len(r.gpu_types)} types for {len(r.stages)} stages.")
-        for stage, planned in zip(r.stages, r.gpu_types, strict=True):
-            for g in stage.gpus:
-                slot = cluster.gpu_by_id.get(g)
-                if slot is not None and slot.gpu.key != planned:
-                    raise PlanError(
-                        f"replicas[{i}] ({r.id}): planned on {planned} but {g} is a {slot.gpu.key} in the cluster.",
-                        hint="re-solve for this cluster",
-                    )
-
-
-def check_plan(plan: Plan, cluster: Cluster) -> tuple[Plan, PlanDiff]:
-    """The plan re-evaluated on `cluster`, and how the recorded plan differs from it (empty: fresh).
-
-    Raises PlanError when the plan cannot run on the cluster (unknown GPUs, other GPU types,
-    memory does not fit, …).
-    """
-    honest = evaluate(plan, cluster)
-    check_gpu_types(plan, cluster)
-    return honest, diff_plans(plan, honest, cluster.gpu_by_id)
-
-
 def _jsonable(value: object) -> object:
     return round_floats(list(value) if isinstance(value, tuple) else value)
 
@@ -369,8 +295,9 @@ def _pct(value: float | None) -> float | None:
     return None if value is None else round_floats(value)
 
 
-def diff_to_dict(diff: PlanDiff, gates: Sequence[GateResult] = ()) -> dict:
-    """The JSON shape of a diff: stable keys, floats at the plan's 6-digit precision, lists sorted."""
+def diff_to_dict(diff: PlanDiff) -> dict:
+    """The JSON shape of a diff: stable keys, floats at the plan's 6-digit precision, lists sorted.
+    (`hexplan diff --format json` adds the gates: planner.plans.gates.gates_to_dict.)"""
 
     def replica(r: ReplicaPlan) -> dict:
         return {"id": r.id, "role": r.role, "gpus": sorted(r.gpus), "tp": r.tp, "pp": r.pp, "layers": _layers(r)}
@@ -385,17 +312,6 @@ def diff_to_dict(diff: PlanDiff, gates: Sequence[GateResult] = ()) -> dict:
     by_kind = {kind: [r for r in diff.replicas if r.kind == kind] for kind in ("added", "removed", "changed")}
     return {
         "empty": diff.empty,
-        "passed": all(g.passed for g in gates),
-        "gates": [
-            {
-                "name": g.name,
-                "limit": round_floats(g.limit),
-                "value": round_floats(g.value) if math.isfinite(g.value) else None,
-                "passed": g.passed,
-                "detail": g.detail,
-            }
-            for g in gates
-        ],
         "metrics": {
             m.metric.name: {
                 "old": round_floats(m.old),

@@ -3,42 +3,38 @@
 Why a strict, versioned schema: plans live in git and are diffed by CI, and the launcher
 trusts their layouts. Writing is deterministic (sorted keys, rounded floats, replicas and
 routes sorted by id), so the same input and seed give a byte-identical file.
+
+A *draft* is a plan file without figures (no `summary`): replicas with id, role, gpus, tp, pp and
+stages, written by hand or by a script. Only evaluation reads drafts; it computes every figure and
+the routes (from the max-flow), giving a complete Plan.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import Field
 
+from planner.types import Connector, Dtype, GpuId, Objective, Role, Strict
 from planner.yamlio import dump_yaml, load_yaml, validate, write_atomic
 
 SCHEMA_VERSION = 1
-Role = Literal["prefill", "decode", "colocated"]
-ROLE_PREFIX = {"prefill": "p", "decode": "d", "colocated": "c"}
-Connector = Literal["nixl", "mooncake", "lmcache", "none"]
-GpuId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[0-9]+$")]  # node/index
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-class StagePlan(_Strict):
+class StagePlan(Strict):
     gpus: list[GpuId] = Field(min_length=1, description="node/index of each GPU in this stage (its TP group)")
     layers: tuple[int, int] = Field(description="[first, end) layer range held by this stage")
 
 
-class EnginePlan(_Strict):
+class EnginePlan(Strict):
     max_num_seqs: int = Field(gt=0)
     max_num_batched_tokens: int = Field(gt=0)
     max_model_len: int = Field(gt=0)
     gpu_memory_utilization: float = Field(gt=0, le=1)
 
 
-class ReplicaPlan(_Strict):
+class ReplicaPlan(Strict):
     id: str
     role: Role
     gpu_types: list[str] = Field(description="GPU type of each stage")
@@ -51,7 +47,7 @@ class ReplicaPlan(_Strict):
     engine: EnginePlan
 
 
-class RoutePlan(_Strict):
+class RoutePlan(Strict):
     source: str = Field(alias="from")
     target: str = Field(alias="to")
     rate_rps: float = Field(ge=0)
@@ -59,7 +55,7 @@ class RoutePlan(_Strict):
     kv_gbps: float = Field(ge=0, description="KV-cache traffic at rate_rps, Gbit/s")
 
 
-class Summary(_Strict):
+class Summary(Strict):
     throughput_rps: float
     output_tokens_per_s: float
     ttft_s: float
@@ -70,13 +66,13 @@ class Summary(_Strict):
     gpus_used: int
 
 
-class SolverInfo(_Strict):
+class SolverInfo(Strict):
     name: str = "hexgen2"
     version: str
     seed: int = 0
-    objective: Literal["throughput", "cost"] = "throughput"
+    objective: Objective = "throughput"
     connector: Connector = "nixl"
-    k_tried: list[int] = []
+    k_tried: list[int] = Field(default=[])
     iterations: int = 0
     converged: bool = Field(True, description="refinement stopped because no move improved (not the time limit)")
     colocated: bool = Field(False, description="colocated (prefill + decode) replicas were allowed (--colocated)")
@@ -85,16 +81,16 @@ class SolverInfo(_Strict):
     moved_gpus: int | None = Field(None, description="GPUs of the baseline plan that changed replica or role")
 
 
-class ClusterRef(_Strict):
+class ClusterRef(Strict):
     file: str
     sha256: str
 
 
-class Plan(_Strict):
+class Plan(Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     model: str
     model_path: str = Field("", description="what vLLM loads: the model's Hugging Face id (from the catalogue)")
-    dtype: Literal["float16", "bfloat16", "fp8"]
+    dtype: Dtype
     cluster: ClusterRef
     solver: SolverInfo
     summary: Summary
@@ -102,10 +98,32 @@ class Plan(_Strict):
     routes: list[RoutePlan]
 
 
-def replica_id(role: str, gpus: list[str] | tuple[str, ...]) -> str:
-    """Stable id from the role and the GPU set: unchanged replicas keep their ids across re-plans."""
-    digest = hashlib.sha1(",".join(sorted(gpus)).encode()).hexdigest()[:6]
-    return f"{ROLE_PREFIX[role]}-{sorted(gpus)[0].split('/')[0]}-{digest}"
+class DraftReplica(Strict):
+    """A replica as a person writes it: role and layout; figures, if present, are ignored."""
+
+    id: str
+    role: Role
+    gpus: list[GpuId] = Field(min_length=1)
+    tp: int = Field(gt=0)
+    pp: int = Field(gt=0)
+    stages: list[StagePlan] = Field(min_length=1)
+    gpu_types: list[str] | None = None
+    capacity_rps: float | None = None
+    latency_s: float | None = None
+    engine: EnginePlan | None = None
+
+
+class DraftPlan(Strict):
+    """A plan file without a summary (see the module docstring); `solver` defaults to a hand-written plan."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    model: str | None = None
+    model_path: str | None = None
+    dtype: Dtype | None = None
+    cluster: ClusterRef | None = None
+    solver: SolverInfo | None = None
+    replicas: list[DraftReplica] = Field(min_length=1)
+    routes: list[RoutePlan] = Field(default=[])
 
 
 def round_floats(value: object) -> object:
@@ -135,3 +153,10 @@ def write_plan(plan: Plan, path: Path) -> None:
 
 def read_plan(path: Path) -> Plan:
     return validate(Plan, load_yaml(path, what="plan file"), path)
+
+
+def read_plan_or_draft(path: Path) -> Plan | DraftPlan:
+    """A complete plan, or a draft when the file has no `summary` (for evaluation only)."""
+    data = load_yaml(path, what="plan file")
+    draft = isinstance(data, dict) and "summary" not in data
+    return validate(DraftPlan if draft else Plan, data, path)

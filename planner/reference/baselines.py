@@ -2,7 +2,7 @@
 
 All share one signature, `plan_xxx(cluster, *, seed, time_limit) -> Plan`, and are chosen by
 name from BASELINES, so `hexplan simulate / compare / diff` work on their plans unchanged.
-Every figure is scored by planner.evaluate (assess + assemble), never estimated here.
+Every figure is scored by planner.scheduler.assess and planner.plans.assemble, never estimated here.
 
 - distserve: DistServe-style. Homogeneous only: for each GPU type, that type's GPUs (the paper's
   same-budget comparison uses a separate homogeneous cluster file); disaggregated, one uniform
@@ -30,12 +30,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner import __version__
-from planner.costs.replica import Layout, Stage, valid_tp
+from planner.costs.layout import Layout, Stage
 from planner.errors import InfeasibleError, InputError
 from planner.inputs.problem import Cluster, Node
-from planner.plans.assemble import Assessment, assemble, assess
-from planner.plans.schema import Plan, Role, SolverInfo
+from planner.plans.assemble import assemble
+from planner.plans.schema import Plan, SolverInfo
+from planner.scheduler.assess import Assessment, assess
+from planner.scheduler.launchability import valid_tp
 from planner.scheduler.layouts import split_layers
+from planner.scheduler.network import plan_flow
+from planner.types import Role
 
 Baseline = Callable[..., Plan]
 TP_SIZES = (1, 2, 4, 8)
@@ -44,8 +48,8 @@ HEXGEN_TRIALS = 48
 
 
 def tp_sizes(cluster: Cluster, node: Node) -> list[int]:
-    """TP sizes a node admits: fit in the node and split the model's heads (costmodel.valid_tp)."""
-    return [t for t in TP_SIZES if t <= node.count and valid_tp(cluster, t)]
+    """TP sizes a node admits: fit in the node and split the model's heads (launchability.valid_tp)."""
+    return [t for t in TP_SIZES if t <= node.count and valid_tp(t, cluster.model)]
 
 
 def _groups(node: Node, tp: int) -> list[tuple[str, ...]]:
@@ -69,7 +73,7 @@ def _finish(cluster: Cluster, name: str, assessments: list[Assessment], seed: in
             hint="this baseline's plan space is narrower than hexgen2's; compare with the others",
         )
     solver = SolverInfo(name=f"{name}-style", version=__version__, seed=seed, time_limit_s=time_limit)
-    return assemble(cluster, assessments, solver)[0]
+    return assemble(cluster, assessments, solver)
 
 
 # ----------------------------------------------------------------------------- DistServe-style
@@ -153,8 +157,7 @@ def plan_distserve(cluster: Cluster, *, seed: int = 0, time_limit: float = 30.0)
                     chosen = _homogeneous_plan(cluster, nodes, _Shape(tp_p, pp_p), _Shape(tp_d, 1))
                     if not chosen:
                         continue
-                    solver = SolverInfo(name="distserve-style", version=__version__, seed=seed)
-                    value = assemble(cluster, chosen, solver)[1].value
+                    value = plan_flow(cluster, chosen, launchable=True).value
                     if best is None or value > best[0] + 1e-9:
                         best = (value, chosen)
     return _finish(cluster, "distserve", best[1] if best else [], seed, time_limit)

@@ -16,7 +16,7 @@ from collections import Counter
 import numpy as np
 from scipy.optimize import linprog
 
-from planner.costs.replica import kv_bytes_per_token_layer
+from planner.costs.memory import kv_bytes_per_token_layer
 from planner.inputs.problem import Cluster
 
 

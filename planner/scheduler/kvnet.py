@@ -1,6 +1,6 @@
 """The KV-transfer part of the max-flow network, with the links that routes share.
 
-A route's own capacity (costmodel.kv_transfer_capacity) assumes it has the links to itself.
+A route's own capacity (costs.kvtransfer.kv_transfer_capacity) assumes it has the links to itself.
 Routes between replicas on different nodes share the nodes' NICs and the network link between
 the two nodes. So when a prefill and a decode replica each sit on one node, their KV traffic
 goes through shared hubs, each with capacity = bandwidth ÷ KV bytes of a mean request:
@@ -18,13 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from planner.costs.replica import kv_bytes_per_request
+from planner.costs.kvtransfer import kv_bytes_per_request
 from planner.inputs.problem import Cluster
-
-if TYPE_CHECKING:  # evaluate imports this module
-    from planner.plans.assemble import Assessment
+from planner.scheduler.assess import Assessment
+from planner.scheduler.launchability import tp_compatible
 
 
 @dataclass(frozen=True)
@@ -38,11 +36,6 @@ def home_node(cluster: Cluster, replica: Assessment) -> str | None:
     """The node a replica sits on, or None when its stages span nodes."""
     nodes = {cluster.gpu_by_id[g].node for g in replica.layout.gpus}
     return nodes.pop() if len(nodes) == 1 else None
-
-
-def tp_compatible(a: int, b: int) -> bool:
-    """KV connectors need the TP sizes of a prefill and a decode replica to divide one another."""
-    return a % b == 0 or b % a == 0
 
 
 def kv_network(

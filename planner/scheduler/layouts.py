@@ -1,12 +1,10 @@
 """Phase "layouts": the best TP × PP layout of a GPU group for a role, with an uneven layer split.
 
-Rules (vLLM's and the connector's):
-- a TP group sits on one node and one GPU type, and every stage of a replica has the same TP size,
-  which divides the attention heads (and the KV heads, or is a multiple of them);
-- PP stages may cross nodes and GPU types; layers are split unevenly so that the slowest stage is
-  as fast as possible while every stage fits its memory (weights, activations, KV working set);
-- with a KV connector (NIXL & co.) a decode replica has PP = 1, and a replica spanning nodes has
-  the same number of GPUs on each (vLLM starts one engine process per node with equal GPU counts).
+Only layouts vLLM and the connector can run are enumerated (planner.scheduler.launchability): a TP
+group sits on one node and one GPU type, every stage has the same valid TP size, a replica spanning
+nodes has the same number of GPUs on each, and with a KV connector a decode replica has PP = 1.
+PP stages may cross nodes and GPU types; layers are split unevenly so that the slowest stage is
+as fast as possible while every stage fits its memory (weights, activations, KV working set).
 
 Both roles take the highest-capacity layout (ties: the lower latency) among those meeting the SLO:
 TTFT for prefill (checked here), TPOT for decode (decode_perf sizes the batch for it). The paper's
@@ -20,17 +18,13 @@ import math
 from collections.abc import Sequence
 from itertools import pairwise
 
-from planner.costs.replica import (
-    DEFAULT_BATCHED_TOKENS,
-    Layout,
-    Stage,
-    activation_bytes_per_gpu,
-    kv_bytes_per_token_layer,
-    valid_tp,
-)
+from planner.costs.layout import Layout, Stage
+from planner.costs.memory import activation_bytes_per_gpu, kv_bytes_per_token_layer
+from planner.costs.replica import DEFAULT_BATCHED_TOKENS
 from planner.inputs.problem import Cluster
-from planner.plans.assemble import Assessment, assess
-from planner.plans.schema import Role
+from planner.scheduler.assess import Assessment, assess
+from planner.scheduler.launchability import decode_pp_allowed, equal_per_node, valid_tp
+from planner.types import Role
 
 
 def node_parts(cluster: Cluster, gpus: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -109,14 +103,14 @@ def _stage_cost(cluster: Cluster, stage_gpus: Sequence[str], role: Role) -> floa
 def candidate_layouts(cluster: Cluster, gpus: Sequence[str], role: Role, launchable: bool) -> list[Layout]:
     """Every admissible layout of the group for the role (see module docstring)."""
     parts = node_parts(cluster, gpus)
-    if launchable and len({len(p) for _, p in parts}) > 1:
-        return []  # vLLM's multi-node launch runs the same number of GPUs on every node
+    if launchable and not equal_per_node(len(p) for _, p in parts):
+        return []
     layouts = []
     for tp in sorted({math.gcd(*(len(p) for _, p in parts))} | {1, 2, 4, 8, 16}):
-        if not valid_tp(cluster, tp) or any(len(p) % tp for _, p in parts):
+        if not valid_tp(tp, cluster.model) or any(len(p) % tp for _, p in parts):
             continue
         stage_gpus = [tuple(p[i : i + tp]) for _, p in parts for i in range(0, len(p), tp)]
-        if launchable and role == "decode" and len(stage_gpus) > 1:
+        if not decode_pp_allowed(role, len(stage_gpus), launchable):
             continue
         n = len(stage_gpus)
         caps = [_stage_layer_cap(cluster, s, role, i == 0, i == n - 1) for i, s in enumerate(stage_gpus)]

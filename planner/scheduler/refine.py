@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.plans.schema import Role
 from planner.scheduler.layouts import node_parts
 from planner.scheduler.roles import assign_roles
 from planner.scheduler.scoring import Group, Score, Scorer, State, canonical
+from planner.types import Role
 
 EXHAUSTIVE = 256  # below this many candidate moves, score them all
 SAMPLE = 64  # otherwise score the bottleneck moves and this many others

@@ -5,28 +5,33 @@ role means restarting an engine. So: solve freely to learn the best throughput T
 from the running plan's replicas (those whose GPUs all still exist; the rest of the GPUs start in
 TP-friendly blocks) with a cap on moved GPUs — 0, 2, 4, 8, … — and return the first plan within
 `max_loss` of T*. With `max_moved_gpus` the cap is fixed and that plan is returned.
+
+The running plan comes in as a State, its (GPU group, role) pairs (planner.plans.assemble.running_state).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 from planner.errors import InfeasibleError
 from planner.inputs.problem import Cluster
-from planner.plans.schema import Connector, Plan
 from planner.scheduler.partition import make_blocks
 from planner.scheduler.scoring import Scorer, State, canonical
-from planner.scheduler.search import Progress, replica_bytes, solve
+from planner.scheduler.search import Progress, SearchResult, replica_bytes, search
+from planner.scheduler.stability import anchor_of, moved_gpus
+from planner.types import Connector, Objective
 
 FREE_SHARE = 0.4  # of the time limit, for the unconstrained solve
 
 
-def baseline_state(cluster: Cluster, baseline: Plan, scorer: Scorer) -> State:
+def baseline_state(cluster: Cluster, running: State, scorer: Scorer) -> State:
     """The running plan's replicas that still fit the cluster, plus blocks of every other GPU."""
     kept = [
-        (tuple(r.gpus), r.role)
-        for r in baseline.replicas
-        if r.role in scorer.roles
-        and all(g in cluster.gpu_by_id for g in r.gpus)
-        and scorer.assessment(tuple(r.gpus), r.role) is not None
+        (tuple(group), role)
+        for group, role in running
+        if role in scorer.roles
+        and all(g in cluster.gpu_by_id for g in group)
+        and scorer.assessment(tuple(group), role) is not None
     ]
     placed = {g for group, _ in kept for g in group}
     for block in make_blocks(cluster, replica_bytes(cluster)):
@@ -39,22 +44,22 @@ def baseline_state(cluster: Cluster, baseline: Plan, scorer: Scorer) -> State:
 
 def replan(
     cluster: Cluster,
-    baseline: Plan,
+    running: State,
     *,
     seed: int = 0,
     time_limit: float = 60.0,
     connector: Connector = "nixl",
-    objective: str | None = None,
+    objective: Objective | None = None,
     max_moved_gpus: int | None = None,
     max_loss: float = 0.05,
     colocated: bool = False,
     progress: Progress | None = None,
-) -> Plan:
-    """See the module docstring; the plan records how many GPUs moved in solver.moved_gpus."""
+) -> SearchResult:
+    """See the module docstring; the result records how many GPUs moved in facts.moved_gpus."""
     objective = objective or cluster.objective
     scorer = Scorer(cluster, launchable=connector != "none", objective=objective, colocated=colocated)
-    start = baseline_state(cluster, baseline, scorer)
-    anchor = canonical([(tuple(r.gpus), r.role) for r in baseline.replicas])
+    start = baseline_state(cluster, running, scorer)
+    anchor = canonical(running)
     common = {
         "seed": seed,
         "connector": connector,
@@ -63,20 +68,18 @@ def replan(
         "progress": progress,
     }
     if max_moved_gpus is not None:
-        plan = solve(cluster, time_limit=time_limit, start=start, anchor=anchor, max_moved=max_moved_gpus, **common)
-        return plan
-    free = solve(cluster, time_limit=FREE_SHARE * time_limit, **common)
+        return search(cluster, time_limit=time_limit, start=start, anchor=anchor, max_moved=max_moved_gpus, **common)
+    free = search(cluster, time_limit=FREE_SHARE * time_limit, **common)
     budgets = [0]
     while budgets[-1] < len(cluster.gpus):
         budgets.append(max(2, budgets[-1] * 2))
     share = (1 - FREE_SHARE) * time_limit / len(budgets)
     for budget in budgets:
         try:
-            plan = solve(cluster, time_limit=share, start=start, anchor=anchor, max_moved=budget, **common)
+            result = search(cluster, time_limit=share, start=start, anchor=anchor, max_moved=budget, **common)
         except InfeasibleError:
             continue  # nothing runs without moving more GPUs than this budget
-        if plan.summary.throughput_rps >= (1 - max_loss) * free.summary.throughput_rps:
-            return plan
-    anchored = Scorer(cluster, launchable=connector != "none", objective=objective, anchor=anchor, colocated=colocated)
-    moved = anchored.moved_gpus([(tuple(r.gpus), r.role) for r in free.replicas])
-    return free.model_copy(update={"solver": free.solver.model_copy(update={"moved_gpus": moved})})
+        if result.throughput_rps >= (1 - max_loss) * free.throughput_rps:
+            return result
+    moved = moved_gpus(anchor_of(anchor, cluster.gpu_by_id), [(a.layout.gpus, a.role) for a in free.replicas])
+    return dataclasses.replace(free, facts=dataclasses.replace(free.facts, moved_gpus=len(moved)))

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from planner.plans.schema import Role
 from planner.scheduler.scoring import Group, Scorer, State, canonical
+from planner.types import Role
 
 
 def _affinity(scorer: Scorer, group: Group) -> float:

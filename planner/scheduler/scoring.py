@@ -3,9 +3,9 @@
 A state is a list of (GPU group, role). Its score is the max-flow value (throughput objective)
 or max-flow per $/h of the GPUs in replicas (cost objective). Per-group assessments and per-pair
 KV capacities are cached, so a move re-evaluates only the groups it changed; the max-flow itself
-is re-solved with scipy's Dinic (same value as Edmonds–Karp, faster in the inner loop). The KV
-network shares NICs and links between routes (planner.kvnet); for large clusters each replica
-keeps only its `route_limit` fastest own-arc routes.
+is re-solved with scipy's Dinic (same value as Edmonds–Karp, faster in the inner loop) over the
+network of planner.scheduler.network; for large clusters each replica keeps only its `route_limit`
+fastest own-arc routes.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from planner.costs.replica import Layout, Stage
+from planner.costs.layout import Layout, Stage
 from planner.inputs.problem import Cluster
-from planner.plans.assemble import Assessment, route_capacity
-from planner.plans.schema import Role
-from planner.scheduler.kvnet import kv_network
+from planner.scheduler.assess import Assessment, route_capacity
 from planner.scheduler.layouts import best_assessment, group_shape, node_parts
-from planner.scheduler.maxflow import FlowResult, max_flow
+from planner.scheduler.maxflow import FlowResult
+from planner.scheduler.network import replica_flow
+from planner.scheduler.stability import anchor_of, moved_gpus, unchanged
+from planner.types import Role
 
 Group = tuple[str, ...]
 State = tuple[tuple[Group, Role], ...]
@@ -56,9 +57,7 @@ class Scorer:
         self.route_limit = route_limit
         self.max_moved = max_moved
         self.roles: tuple[Role, ...] = ("prefill", "decode", "colocated") if colocated else ("prefill", "decode")
-        self._anchor = {
-            g: (frozenset(group), role) for group, role in anchor or () for g in group if g in cluster.gpu_by_id
-        }
+        self._anchor = anchor_of(anchor or (), cluster.gpu_by_id)
         self._assessments: dict[tuple[Group, Role], Assessment | None] = {}
         self._shapes: dict[tuple[Role, tuple], Assessment | None] = {}
         self._kv: dict[tuple[str, str], float] = {}
@@ -113,10 +112,8 @@ class Scorer:
         return min(sums["prefill"], sums["decode"]) + sums["colocated"]
 
     def moved_gpus(self, state: Sequence[tuple[Group, Role]]) -> int:
-        """GPUs of the anchor state (still in the cluster) whose replica (GPU set) or role changed or that
-        left the plan; GPUs new to the plan don't count."""
-        unchanged = sum(1 for group, role in state for g in group if self._anchor.get(g) == (frozenset(group), role))
-        return len(self._anchor) - unchanged
+        """How many GPUs of the anchor state the state moves (planner.scheduler.stability)."""
+        return len(moved_gpus(self._anchor, state))
 
     def bottleneck(self, state: State) -> str:
         """What limits the state's plan (the min cut), solved once per state the search moves to."""
@@ -135,33 +132,16 @@ class Scorer:
         return Score(value, flow.value, flow)
 
     def _flow(self, state: State, *, details: bool) -> FlowResult:
-        live = [(a, role) for group, role in state if (a := self.assessment(group, role)) is not None]
-        prefill = [a for a, role in live if role == "prefill"]
-        decode = [a for a, role in live if role == "decode"]
-        both = [a for a, role in live if role == "colocated"]
-        network = kv_network(self.cluster, prefill, decode, self.kv_capacity, launchable=self.launchable)
-        return max_flow(
-            {a.id: a.capacity_rps for a in prefill},
-            {a.id: a.capacity_rps for a in decode},
-            self._sparsify(network.direct, len(prefill) + len(decode)),
-            {a.id: a.capacity_rps for a in both},
-            hubs=network.hubs,
-            hub_arcs=network.hub_arcs,
+        live = [a for group, role in state if (a := self.assessment(group, role)) is not None]
+        return replica_flow(
+            self.cluster,
+            live,
+            self.kv_capacity,
+            launchable=self.launchable,
             method="dinic",
             details=details,
+            route_limit=self.route_limit,
         )
-
-    def _sparsify(self, direct: dict[tuple[str, str], float], replicas: int) -> dict[tuple[str, str], float]:
-        """With many replicas, each keeps only its `route_limit` fastest own-arc routes, counted from
-        both ends so that no replica is cut off (hub routes are few and always kept)."""
-        if len(direct) <= self.route_limit * replicas:
-            return direct
-        ranked: dict[str, list[tuple[float, tuple[str, str]]]] = {}
-        for pair, cap in direct.items():
-            ranked.setdefault(pair[0], []).append((cap, pair))
-            ranked.setdefault(pair[1], []).append((cap, pair))
-        keep = {pair for routes in ranked.values() for _, pair in sorted(routes, reverse=True)[: self.route_limit]}
-        return {pair: direct[pair] for pair in sorted(keep)}
 
     def assessments(self, state: Sequence[tuple[Group, Role]]) -> list[Assessment]:
         """The replicas a state deploys: feasible groups that carry flow, and (when re-planning) the
@@ -170,7 +150,7 @@ class Scorer:
         deployed = []
         for group, role in canonical(state):
             a = self.assessment(group, role)
-            kept = all(self._anchor.get(g) == (frozenset(group), role) for g in group)
-            if a is not None and (flow.replica_flow.get(a.id, 0.0) > 0 or (self._anchor and kept)):
+            kept = bool(self._anchor) and unchanged(self._anchor, group, role)
+            if a is not None and (flow.replica_flow.get(a.id, 0.0) > 0 or kept):
                 deployed.append(a)
         return deployed

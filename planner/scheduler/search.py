@@ -1,15 +1,15 @@
-"""The HexGen-2 scheduler, end to end: `solve(cluster) -> Plan`.
+"""The HexGen-2 scheduler, end to end: `search(cluster) -> SearchResult` (planner.plans makes the Plan).
 
 1. Phase 1 (partition.py): coarsen GPUs into TP-friendly blocks, then for each K around
    total memory ÷ replica memory, spectral bisection into K memory-balanced groups and
    Kernighan–Lin swaps that raise intra-group bandwidth while every group still fits.
 2. Phase 2 (roles.py): prefill/decode roles by affinity order and max-flow.
-3. Layouts (strategy.py) are chosen inside every assessment of a group in a role.
-4. Max-flow (flow.py) scores each candidate; the best K's state goes to
+3. Layouts (layouts.py) are chosen inside every assessment of a group in a role.
+4. Max-flow (network.py, maxflow.py) scores each candidate; the best K's state goes to
 5. Phase 3 (refine.py): bottleneck-guided moves from the best few of those states, then
    perturb-and-climb rounds (iterated local search), until done or the time limit.
-The final plan is assembled by evaluate.assemble with Edmonds–Karp over all routes, so the plan's
-throughput is exactly what `evaluate(plan)` recomputes.
+The result's flow is solved again with Edmonds–Karp over all routes (network.replica_flow), so the
+plan's throughput is exactly what `evaluate(plan)` recomputes.
 
 Deterministic: the only randomness is a numpy Generator seeded by `seed`; time only decides when
 to stop, and a converged search (the plan records `converged`) does not depend on it.
@@ -19,25 +19,55 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from planner import __version__
-from planner.costs.replica import check_model_fits, kv_bytes_per_token_layer
+from planner.costs.memory import check_model_fits, kv_bytes_per_token_layer
 from planner.errors import InfeasibleError
 from planner.inputs.problem import Cluster
-from planner.plans.assemble import assemble
-from planner.plans.schema import Connector, Plan, SolverInfo
+from planner.scheduler.assess import Assessment
+from planner.scheduler.maxflow import FlowResult
+from planner.scheduler.network import plan_flow
 from planner.scheduler.partition import candidate_k, flatten, kernighan_lin_refine, make_blocks, spectral_groups
 from planner.scheduler.refine import refine
 from planner.scheduler.roles import assign_roles
 from planner.scheduler.scoring import Scorer, State
+from planner.types import Connector, Objective
 
 Progress = Callable[[float, float], None]  # (fraction of the time budget used, best throughput so far)
 KV_HEADROOM = 0.25  # a replica needs its weights plus about this fraction again for KV cache
 PHASE12_SHARE = 0.5  # at most this share of the time limit goes to trying K values
 SEARCH_SHARE = 0.97  # the search stops here; the rest is for assembling the plan
 STARTS = 3  # best phase 1–2 states the refinement climbs from
+
+
+@dataclass(frozen=True)
+class SearchFacts:
+    """How a search ran: what a plan records about its solver (plan.yaml's `solver`)."""
+
+    seed: int
+    objective: Objective
+    connector: Connector
+    k_tried: tuple[int, ...]
+    iterations: int
+    converged: bool  # refinement stopped because no move improved (not the time limit)
+    colocated: bool
+    time_limit_s: float
+    moved_gpus: int | None  # GPUs of the running plan that changed replica or role (re-planning only)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The replicas a search chose, their max-flow over every route (Edmonds–Karp), and how it ran."""
+
+    replicas: tuple[Assessment, ...]
+    flow: FlowResult
+    facts: SearchFacts
+
+    @property
+    def throughput_rps(self) -> float:
+        return self.flow.value
 
 
 def replica_bytes(cluster: Cluster) -> float:
@@ -68,20 +98,20 @@ def initial_states(cluster: Cluster, scorer: Scorer, seed: int, deadline: float)
     return tried, states, len(tried) == len(ks)
 
 
-def solve(
+def search(
     cluster: Cluster,
     *,
     seed: int = 0,
     time_limit: float = 60.0,
     connector: Connector = "nixl",
-    objective: str | None = None,
+    objective: Objective | None = None,
     start: State | None = None,
     anchor: State | None = None,
     max_moved: int | None = None,
     colocated: bool = False,
     progress: Progress | None = None,
-) -> Plan:
-    """Best plan found for `cluster` within `time_limit` seconds.
+) -> SearchResult:
+    """The best replicas found for `cluster` within `time_limit` seconds.
 
     `start` replaces phases 1–2 with a known state (re-planning close to a running plan);
     `max_moved` caps how many GPUs of the `anchor` state (the running plan) may change replica or role.
@@ -93,9 +123,10 @@ def solve(
     began = time.monotonic()
     deadline = began + SEARCH_SHARE * time_limit
     objective = objective or cluster.objective
+    launchable = connector != "none"
     scorer = Scorer(
         cluster,
-        launchable=connector != "none",
+        launchable=launchable,
         objective=objective,
         anchor=anchor,
         max_moved=max_moved,
@@ -129,18 +160,17 @@ def solve(
             f"{cluster.source}: every plan found moves {moved} GPUs of the running plan; the limit is {max_moved}.",
             hint="raise --max-moved-gpus",
         )
-    info = SolverInfo(
-        version=__version__,
+    facts = SearchFacts(
         seed=seed,
-        objective=objective,  # type: ignore[arg-type]
+        objective=objective,
         connector=connector,
-        k_tried=tried,
+        k_tried=tuple(tried),
         iterations=result.iterations,
         converged=result.converged and every_k,
         colocated=colocated,
         time_limit_s=time_limit,
         moved_gpus=moved,
     )
-    plan, _ = assemble(cluster, replicas, info)
-    report(plan.summary.throughput_rps)
-    return plan
+    flow = plan_flow(cluster, replicas, launchable=launchable)
+    report(flow.value)
+    return SearchResult(tuple(replicas), flow, facts)

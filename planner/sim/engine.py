@@ -6,7 +6,7 @@ Request life (disaggregated): arrive â†’ front-end queue of a prefill replica â†
 Colocated replicas do both phases on the same GPUs: a prefill iteration runs instead of a
 decode step, so running sequences stall while new prompts are processed.
 
-Every time comes from planner.costmodel via ReplicaTiming / kv_parts.
+Every time comes from the cost model (planner.costs) via ReplicaTiming / kv_parts.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from planner.costs.replica import kv_capacity_tokens
+from planner.costs.memory import kv_capacity_tokens
 from planner.errors import InputError
 from planner.inputs.problem import Cluster
 from planner.plans.assemble import layout_of

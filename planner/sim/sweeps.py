@@ -1,12 +1,14 @@
-"""Runs built on the simulator: a fixed Poisson rate, saturation throughput, and goodput under an SLO."""
+"""Runs built on the simulator: a fixed Poisson rate, a replayed trace, saturation throughput, goodput."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from planner.inputs.problem import Cluster
 from planner.plans.schema import Plan
-from planner.sim.arrivals import poisson
+from planner.sim.arrivals import Arrivals, poisson
 from planner.sim.engine import Simulation
 from planner.sim.metrics import SimResult, Slo
 
@@ -14,10 +16,32 @@ from planner.sim.metrics import SimResult, Slo
 DEFAULT_TTFT_S = 5.0
 DEFAULT_TPOT_S = 0.2
 GOODPUT_ATTAINMENT = 0.9
+DEFAULT_DURATION_S = 300.0
+DEFAULT_LOAD = 0.8  # offered load as a fraction of the plan's max-flow rate when no rate is given
 
 
 def default_slo(cluster: Cluster) -> Slo:
     return Slo(cluster.slo_ttft or DEFAULT_TTFT_S, cluster.slo_tpot or DEFAULT_TPOT_S)
+
+
+def default_rate(plan: Plan) -> float:
+    """The Poisson rate `hexplan simulate` offers when none is given: 80 % of the plan's max-flow."""
+    return DEFAULT_LOAD * plan.summary.throughput_rps
+
+
+def simulate_replay(
+    plan: Plan, cluster: Cluster, arrivals: Arrivals, *, seed: int, slo: Slo | None = None
+) -> SimResult:
+    """Replayed arrivals (a trace), measured from the first to the last arrival, every request run to its end."""
+    return Simulation(
+        plan,
+        cluster,
+        arrivals,
+        slo=slo or default_slo(cluster),
+        warmup=0.0,
+        duration=float(arrivals.time[-1]) + 1e-9,
+        drain=math.inf,
+    ).run()
 
 
 def simulate_rate(

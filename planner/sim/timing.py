@@ -1,4 +1,4 @@
-"""The simulator's clock rates, all taken from planner.costmodel (no second cost model here).
+"""The simulator's clock rates, all taken from planner.costs (no second cost model here).
 
 Why a wrapper: the cost model is pure but not free, and the simulator asks the same
 questions thousands of times (same batch shape, same decode batch), so answers are memoised.
@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from planner.costs.replica import Layout, decode_step_time, kv_transfer_loads, prefill_batch_time
+from planner.costs.kvtransfer import kv_transfer_loads
+from planner.costs.layout import Layout
+from planner.costs.replica import decode_step_time, prefill_batch_time
 from planner.inputs.problem import Cluster
 
 

@@ -1,0 +1,196 @@
+"""Which replicas vLLM and the KV connectors can run: every launch rule, written once.
+
+The layout search (planner.scheduler.layouts) only enumerates layouts these rules admit, plan checks
+(planner.plans.checks) reject plans that break them, and the launcher (launcher.engine) refuses to
+start such plans. So the functions here take plain data — GPU ids "node/index", layer ranges, TP and
+PP sizes, role, connector, and optionally the model's head counts — never a cluster or a plan.
+
+The rules (vLLM 0.32, multiprocessing backend):
+- a TP group (a stage) sits on one node; every stage has the same TP size, which divides the attention
+  heads and divides, or is a multiple of, the KV heads;
+- stages hold consecutive layer ranges [0, a), [a, b), … covering the model;
+- a replica spanning nodes runs one engine process per node, so each node's stages are consecutive and
+  every node holds the same number of GPUs;
+- with a KV connector (anything but "none"): decode replicas have PP = 1, and a prefill and a decode
+  replica exchange KV only when their TP sizes divide one another.
+A plan solved with connector "none" is a cost-model exercise, not meant to launch: the planner then
+applies only the first two rules (`launch=False`).
+
+A problem is returned as a `Problem` (field below the replica, text), so the planner prefixes it with
+the plan's field path and the launcher with the replica's id: one text per rule for both.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Protocol
+
+from planner.types import Connector, Role
+
+CONNECTOR_NAME = {"nixl": "NIXL", "mooncake": "Mooncake", "lmcache": "LMCache", "none": "no"}
+StageSpec = tuple[Sequence[str], tuple[int, int]]  # (GPU ids of the stage's TP group, [first, end) layers)
+
+
+class ModelShape(Protocol):
+    """What the rules need to know about the model (a catalogue ModelProfile has it)."""
+
+    @property
+    def heads(self) -> int: ...
+
+    @property
+    def kv_heads(self) -> int: ...
+
+    @property
+    def layers(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One broken rule: `field` is the path below the replica ('', '.stages[1]', '.gpu_types', …)."""
+
+    field: str
+    text: str
+
+    def at(self, where: str) -> str:
+        return f"{where}{self.field}: {self.text}"
+
+
+def has_connector(connector: Connector) -> bool:
+    """Whether KV moves between replicas (so the connector's rules apply); 'none' is the cost model alone."""
+    return connector != "none"
+
+
+def node_of(gpu: str) -> str:
+    """The node of a GPU id 'node/index' (check `gpu_id_problem` first for ids from outside)."""
+    return gpu.partition("/")[0]
+
+
+def gpu_id_problem(gpu: str) -> str | None:
+    node, slash, index = gpu.partition("/")
+    if node and slash and index.isdigit():
+        return None
+    return f"GPU id {gpu!r} is not of the form node/index (e.g. a100-0/3)."
+
+
+def valid_tp(tp: int, model: ModelShape) -> bool:
+    """TP sizes vLLM accepts: they split the attention heads evenly and the KV heads evenly or by replication."""
+    return model.heads % tp == 0 and (model.kv_heads % tp == 0 or tp % model.kv_heads == 0)
+
+
+def tp_compatible(a: int, b: int) -> bool:
+    """KV connectors need the TP sizes of a prefill and a decode replica to divide one another."""
+    return a % b == 0 or b % a == 0
+
+
+def equal_per_node(counts: Iterable[int]) -> bool:
+    """vLLM's multi-node launch runs the same number of GPUs on every node of a replica."""
+    return len(set(counts)) <= 1
+
+
+def decode_pp_allowed(role: Role, pp: int, kv_connector: bool) -> bool:
+    """KV connectors hand a decode replica its cache in one piece: decode PP = 1 (when one is used)."""
+    return not kv_connector or role != "decode" or pp == 1
+
+
+def revisits(stage_nodes: Sequence[str]) -> bool:
+    """Whether the pipeline comes back to a node it left (vLLM numbers ranks node by node)."""
+    return any(a != b and b in stage_nodes[:i] for i, (a, b) in enumerate(pairwise(stage_nodes)))
+
+
+def layout_problems(
+    stages: Sequence[StageSpec],
+    *,
+    role: Role,
+    connector: Connector,
+    launch: bool = True,
+    model: ModelShape | None = None,
+    known_gpus: Collection[str] | None = None,
+) -> list[Problem]:
+    """Every rule of the module docstring the layout breaks, stage by stage, then the replica's.
+
+    `launch=False` skips the multi-node and connector rules; `model` adds the head and layer-count rules;
+    `known_gpus` (a cluster's GPU ids) flags GPUs it lacks.
+    The first problem is the one the planner reports; the launcher lists them all.
+    """
+    problems = []
+    tp = len(stages[0][0]) if stages else 0
+    expected = 0
+    for i, (gpus, (start, end)) in enumerate(stages):
+        field = f".stages[{i}]"
+        unknown = [g for g in gpus if known_gpus is not None and g not in known_gpus]
+        if unknown:
+            problems.append(Problem(field, f"GPU(s) {', '.join(unknown)} are not in the cluster."))
+            continue
+        nodes = {node_of(g) for g in gpus}
+        if len(nodes) > 1:
+            problems.append(Problem(field, f"a TP group must sit on one node, got {', '.join(sorted(nodes))}."))
+        if start != expected or end <= start:
+            problems.append(
+                Problem(f"{field}.layers", f"expected a range starting at layer {expected}, got [{start}, {end}).")
+            )
+        if len(gpus) != tp:
+            problems.append(Problem(field, f"every stage needs the same TP size ({tp}), got {len(gpus)}."))
+        if model is not None and not valid_tp(len(gpus), model):
+            problems.append(
+                Problem(
+                    field,
+                    f"TP {len(gpus)} must divide the model's {model.heads} attention heads and "
+                    f"divide, or be a multiple of, its {model.kv_heads} KV heads.",
+                )
+            )
+        expected = end
+    if model is not None and expected != model.layers:
+        problems.append(Problem("", f"stages cover layers [0, {expected}) but the model has {model.layers}."))
+    if problems or not launch:
+        return problems
+    stage_nodes = [node_of(gpus[0]) for gpus, _ in stages]
+    per_node = Counter(node_of(g) for gpus, _ in stages for g in gpus)
+    if revisits(stage_nodes):
+        problems.append(
+            Problem("", f"the stages on one node must be consecutive (node order {', '.join(stage_nodes)}).")
+        )
+    elif not equal_per_node(per_node.values()):
+        counts = ", ".join(f"{node}: {n}" for node, n in sorted(per_node.items()))
+        problems.append(Problem("", f"a replica across nodes needs the same number of GPUs on each node ({counts})."))
+    if not decode_pp_allowed(role, len(stages), has_connector(connector)):
+        name = CONNECTOR_NAME[connector]
+        problems.append(Problem("", f"a decode replica with PP={len(stages)}; {name} KV transfer needs decode PP = 1."))
+    return problems
+
+
+def gpu_types_problem(types: int, stages: int) -> Problem | None:
+    """A plan records one GPU type per stage (what the launcher matches Ray nodes' labels against)."""
+    return None if types == stages else Problem(".gpu_types", f"{types} types for {stages} stages.")
+
+
+def record_problems(tp: int, pp: int, stage_sizes: Sequence[int], gpu_types: Sequence[str]) -> list[Problem]:
+    """Whether a plan's replica record agrees with itself: the tp, pp and gpu_types fields with its stages."""
+    if pp != len(stage_sizes) or any(size != tp for size in stage_sizes):
+        return [Problem("", f"tp={tp}, pp={pp} disagree with its {len(stage_sizes)} stages.")]
+    problem = gpu_types_problem(len(gpu_types), len(stage_sizes))
+    return [problem] if problem else []
+
+
+def route_problem(tp_prefill: int, tp_decode: int, connector: Connector) -> str | None:
+    """Why KV cannot move between replicas of these TP sizes with this connector (None: it can)."""
+    if not has_connector(connector) or tp_compatible(tp_prefill, tp_decode):
+        return None
+    name = CONNECTOR_NAME[connector]
+    return f"TP {tp_prefill} and {tp_decode} do not divide one another ({name} KV transfer needs that)."
+
+
+def shared_gpus(replica_gpus: Iterable[Iterable[str]]) -> str | None:
+    """The problem of GPUs named by more than one replica (None when every GPU serves one replica)."""
+    used = Counter(g for gpus in replica_gpus for g in gpus)
+    twice = sorted(g for g, n in used.items() if n > 1)
+    return f"plan uses GPU(s) {', '.join(twice)} in more than one replica." if twice else None
+
+
+def connector_problem(roles: Iterable[Role], connector: Connector) -> str | None:
+    """Disaggregated replicas need a connector to hand KV over; without one only colocated replicas run."""
+    if has_connector(connector) or all(role == "colocated" for role in roles):
+        return None
+    return "connector 'none' can only run colocated replicas; prefill/decode need a KV connector."
