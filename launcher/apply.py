@@ -39,7 +39,7 @@ from launcher.ray_backend import (
 )
 from launcher.ray_cluster import connect, require_ray
 from launcher.router_config import RouterConfig, load_config, plan_config, write_config
-from launcher.vllm_args import EngineOptions, Ports, input_problems, plan_problems
+from launcher.vllm_args import EngineOptions, Ports, catalogue_model, input_problems, plan_problems
 from planner.plans.diff import match_replicas
 from planner.plans.schema import Plan, ReplicaPlan, read_plan, write_plan
 
@@ -130,7 +130,7 @@ def apply(
     state = st.load(state_dir)
     old = read_plan(st.running_plan_path(state_dir))
     options = engine_options(state)
-    problems = plan_problems(new, options.connector) + input_problems(new, options)
+    problems = plan_problems(new, options.connector, catalogue_model(new)) + input_problems(new, options)
     if new.model != old.model:
         problems.append(f"the new plan serves {new.model}; the running one serves {old.model} (stop and start).")
     if problems:

@@ -25,7 +25,7 @@ from rich.table import Table
 from launcher import state as st
 from launcher.errors import LaunchError, listed
 from launcher.router_config import HopTimeouts, Limits, RouterSettings, Timeouts
-from launcher.vllm_args import EngineOptions, build_launches, input_problems, plan_problems
+from launcher.vllm_args import EngineOptions, build_launches, catalogue_model, input_problems, plan_problems
 from planner.errors import PlannerError  # what read_plan raises for a bad plan file
 from planner.plans.schema import read_plan
 from planner.types import Connector
@@ -159,7 +159,7 @@ def start(
             "Hugging Face id or a local path"
         )
     if dry_run:
-        problems = plan_problems(plan, chosen)
+        problems = plan_problems(plan, chosen, catalogue_model(plan))
         launches = [] if problems else build_launches(plan, options)
         where = (router_host, router_port)
         doc = dryrun.dry_run_document(plan, plan_file, launches, options, state_dir, where, router, problems)

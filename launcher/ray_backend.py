@@ -34,7 +34,15 @@ from launcher.private import new_secret, private_dir, read_secret, write_secret
 from launcher.process_actor import STOP_GRACE_S, ProcessActor, stop_group
 from launcher.ray_cluster import connect, healthy, proven, require_ray, start_local_ray
 from launcher.router_config import RouterSettings, plan_config, router_argv, write_config
-from launcher.vllm_args import SECRET_ENV, EngineOptions, Ports, ReplicaLaunch, build_launches, plan_problems
+from launcher.vllm_args import (
+    SECRET_ENV,
+    EngineOptions,
+    Ports,
+    ReplicaLaunch,
+    build_launches,
+    catalogue_model,
+    plan_problems,
+)
 from planner.plans.schema import Plan, write_plan
 
 Report = Callable[[str], None]
@@ -56,7 +64,7 @@ class LaunchSettings:
 
 def launch(plan: Plan, options: EngineOptions, settings: LaunchSettings, report: Report) -> st.DeploymentState:
     """Start every replica and the router; return the recorded state (or tear down and raise)."""
-    problems = plan_problems(plan, options.connector)
+    problems = plan_problems(plan, options.connector, catalogue_model(plan))
     if problems:
         raise LaunchError(listed(f"{settings.plan_file}: the plan cannot be launched; nothing was started:", problems))
     state_dir = private_dir(settings.state_dir)

@@ -163,28 +163,42 @@ def node_shares(replica: ReplicaPlan) -> list[NodeShare]:
     return shares
 
 
-def replica_problems(replica: ReplicaPlan, connector: Connector) -> list[str]:
-    """Why vLLM could not run this replica as planned (empty when it can): the planner's launch rules."""
+def replica_problems(
+    replica: ReplicaPlan, connector: Connector, model: launchability.ModelShape | None = None
+) -> list[str]:
+    """Why vLLM could not run this replica as planned (empty when it can): the planner's launch rules.
+    With the model's shape (from the catalogue) the head-count, layer and KV-layout rules apply too."""
     stages = [(stage.gpus, stage.layers) for stage in replica.stages]
     problems = launchability.record_problems(replica.tp, replica.pp, [len(g) for g, _ in stages], replica.gpu_types)
     if not problems:
         bad_ids = [launchability.gpu_id_problem(g) for gpus, _ in stages for g in gpus]
         problems = [launchability.Problem("", text) for text in bad_ids if text is not None]
     if not problems:
-        problems = launchability.layout_problems(stages, role=replica.role, connector=connector)
+        problems = launchability.layout_problems(stages, role=replica.role, connector=connector, model=model)
+    if (batch := launchability.pipeline_batch_problem(replica.pp, replica.engine.max_num_seqs)) is not None:
+        problems.append(launchability.Problem(".engine", batch))
     return [problem.at(f"replica {replica.id}") for problem in problems]
 
 
-def plan_problems(plan: Plan, connector: Connector) -> list[str]:
+def catalogue_model(plan: Plan) -> launchability.ModelShape | None:
+    """The plan's model from the shipped catalogue (None for a model only a cluster's config.json knew:
+    the planner checked its shape-dependent rules when it solved)."""
+    from planner.inputs.catalog import load_catalog
+
+    return load_catalog().models.get(plan.model)
+
+
+def plan_problems(plan: Plan, connector: Connector, model: launchability.ModelShape | None = None) -> list[str]:
     """Every reason the plan cannot be launched with `connector`, listed together."""
-    problems = [p for r in ordered(plan) for p in replica_problems(r, connector)]
+    problems = [p for r in ordered(plan) for p in replica_problems(r, connector, model)]
+    kv_heads = model.kv_heads if model is not None else None
     ids = {r.id: r for r in plan.replicas}
     for route in plan.routes:
         source, target = ids.get(route.source), ids.get(route.target)
         if source is None or target is None:
             missing = route.source if source is None else route.target
             problems.append(f"route {route.source} → {route.target}: no replica {missing} in the plan.")
-        elif (problem := launchability.route_problem(source.tp, target.tp, connector)) is not None:
+        elif (problem := launchability.route_problem(source.tp, target.tp, connector, kv_heads)) is not None:
             problems.append(f"route {route.source} → {route.target}: {problem}")
     if (twice := launchability.shared_gpus(r.gpus for r in plan.replicas)) is not None:
         problems.append(twice)

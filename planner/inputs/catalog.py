@@ -34,6 +34,8 @@ from planner.units import (
 from planner.yamlio import load_yaml, read_text, validate
 
 DEFAULT_PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+KvLayout = Literal["full", "sliding_window", "hybrid"]
+HYBRID_MODEL_TYPES = ("gemma2", "gemma3", "gemma3_text", "cohere2")  # sliding and full layers alternate
 
 
 def _unit_string(pattern: str, example: str) -> WithJsonSchema:
@@ -95,6 +97,7 @@ class ModelEntry(Strict):
     gated_mlp: bool
     tie_embeddings: bool = False
     max_position_embeddings: int = Field(gt=0)
+    kv_layout: KvLayout = Field("full", description="full attention everywhere, sliding-window, or a hybrid of both")
     activation: str = "silu"
     bias: bool = False  # biases are < 0.1% of parameters; recorded, not costed
     qkv_bias: bool = False
@@ -158,6 +161,7 @@ class ModelProfile:
     tie_embeddings: bool
     max_position_embeddings: int
     hf_id: str = ""
+    kv_layout: KvLayout = "full"  # what KV connectors must move: vLLM 0.33's NIXL cannot with PP unless "full"
 
     @property
     def params_per_layer(self) -> int:
@@ -238,6 +242,7 @@ def model_profile(name: str, entry: ModelEntry) -> ModelProfile:
         tie_embeddings=entry.tie_embeddings,
         max_position_embeddings=entry.max_position_embeddings,
         hf_id=entry.hf_id,
+        kv_layout=entry.kv_layout,
     )
 
 
@@ -309,5 +314,17 @@ def model_from_hf_config(path: Path) -> ModelProfile:
         head_dim=int(head_dim),
         gated_mlp=not is_opt,
         tie_embeddings=bool(config.get("tie_word_embeddings", is_opt)),
+        kv_layout=kv_layout_of(config),
         **values,
     )
+
+
+def kv_layout_of(config: dict) -> KvLayout:
+    """The KV layout a Hugging Face config.json implies: per-layer `layer_types` that differ, or Gemma-2/3
+    style alternation, are hybrid; a `sliding_window` in use on every layer is sliding-window."""
+    layer_types = config.get("layer_types")
+    if isinstance(layer_types, list) and len(set(map(str, layer_types))) > 1:
+        return "hybrid"
+    if config.get("sliding_window") and config.get("use_sliding_window", True) is not False:
+        return "hybrid" if config.get("model_type") in HYBRID_MODEL_TYPES else "sliding_window"
+    return "full"
