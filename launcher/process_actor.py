@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,12 +50,13 @@ class ProcessRecord:
 
 
 def start_time(pid: int) -> int | None:
-    """The kernel's start time of `pid` in clock ticks since boot (None if there is no such process)."""
+    """The kernel's start time of `pid` in clock ticks since boot (None if there is no such live process)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22 counting from 1; fields after ")" start at 3
+    fields = stat.rsplit(")", 1)[1].split()  # fields after the command name start at field 3
+    return None if fields[0] == "Z" else int(fields[19])  # a zombie has exited; field 22 is the start time
 
 
 def write_record(path: Path, record: ProcessRecord) -> None:
@@ -115,12 +117,10 @@ class ProcessActor:
 
     @staticmethod
     def _reconstructed() -> bool:
-        try:
-            import ray
-
-            return bool(ray.get_runtime_context().was_current_actor_reconstructed)
-        except Exception:  # outside Ray (tests of the class itself)
-            return False
+        ray = sys.modules.get("ray")  # inside an actor Ray is loaded; outside (tests of the class) it is not
+        return (
+            ray is not None and ray.is_initialized() and bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        )
 
     def start(self) -> int:
         log = open_append(self.log_path)

@@ -232,14 +232,16 @@ def start_router(
 def wait_healthy(
     urls: Mapping[str, str], state: st.DeploymentState, settings: LaunchSettings, report: Report | None = None
 ) -> None:
-    """Poll every /health until it answers; raise as soon as one of their processes has exited."""
+    """Poll until every engine and the router answer as ours (the deployment secret opens an engine's /v1/models
+    and the router's /admin/state; a stranger on the port does not); raise as soon as a process has exited."""
     ray = require_ray()
+    secret = read_secret(st.engine_secret_path(settings.state_dir))
     waiting = dict(urls)
     actors = {r.id: r.actors for r in state.replicas} | {"router": [state.router_actor or ""]}
     deadline = time.monotonic() + settings.health_timeout_s
     while waiting:
         for key, url in list(waiting.items()):
-            if healthy(url):
+            if healthy(url, secret=secret, path="/admin/state" if key == "router" else "/v1/models"):
                 if report:
                     report(f"{key}: healthy at {url}")
                 del waiting[key]

@@ -107,9 +107,13 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
-def healthy(url: str, timeout_s: float = 2.0) -> bool:
+def healthy(url: str, timeout_s: float = 2.0, secret: str | None = None, path: str = "/health") -> bool:
+    """Whether `url` answers `path` with 200. With the deployment secret and a guarded path (the router's
+    /admin/state, an engine's /v1/models) a 200 also proves it is *our* process on that port, not another
+    server that happened to hold it."""
+    headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     try:
-        with urllib.request.urlopen(url + "/health", timeout=timeout_s) as response:
+        with urllib.request.urlopen(urllib.request.Request(url + path, headers=headers), timeout=timeout_s) as response:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False

@@ -278,6 +278,7 @@ class Exchange:
         self.stream = body.get("stream") is True
         self.headers = {**router.engine_headers, "X-Request-Id": request_id}
         self.request_id = request_id
+        self.targets = router.targets
 
     async def run(self) -> web.StreamResponse:
         router = self.router
@@ -288,6 +289,7 @@ class Exchange:
             first, second = router.policy.choose(router.outstanding, router.health.down | avoid)
             if first in avoid or second in avoid:
                 break  # every candidate already failed this request
+            self.targets = router.targets  # this attempt's engines, even if a new config arrives meanwhile
             if attempt:
                 router.metrics.inc(router.metrics.retries, last.hop if last else "none")
             try:
@@ -324,7 +326,7 @@ class Exchange:
 
     async def prefill(self, replica: str) -> object:
         router = self.router
-        target = router.targets[(replica, self.path, "prefill")]
+        target = self.targets[(replica, self.path, "prefill")]
         router.outstanding[replica] += 1
         try:
             kv_params = await prefill_hop(router.session, target, prefill_body(self.body), self.headers)
@@ -335,7 +337,7 @@ class Exchange:
 
     async def relay(self, replica: str, hop: str, data: bytes, route: str) -> web.StreamResponse:
         router = self.router
-        target = router.targets[(replica, self.path, hop)]
+        target = self.targets[(replica, self.path, hop)]
         reply = {"X-Request-Id": self.request_id, "X-Hexgen2-Route": route}
         router.outstanding[replica] += 1
         try:

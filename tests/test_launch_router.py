@@ -269,3 +269,22 @@ def test_admin_config_switches_traffic_and_limits(fleet: Fleet) -> None:
     finally:
         assert post_json(fleet.url + "/admin/config", base, ADMIN)[0] == 200
     assert ask(fleet)[0] == 200
+
+
+def test_requests_in_flight_finish_on_a_replica_a_new_config_removes(fleet: Fleet) -> None:
+    base = json.loads((fleet.root / "router.json").read_text())
+    without_d1 = {**base, "backends": [b for b in base["backends"] if b["id"] != "d1"]}
+    without_d1["routes"] = [r for r in base["routes"] if r["target"] != "d1"]
+    for engine in ("p1", "p2"):
+        fleet.engines[engine].fault(mode="slow", seconds=0.5, count=3)
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            pending = [pool.submit(ask, fleet) for _ in range(6)]
+            time.sleep(0.2)  # the prefills are running; half of them chose d1 for their decode
+            assert post_json(fleet.url + "/admin/config", without_d1, ADMIN)[0] == 200
+            answers = [f.result() for f in pending]
+        assert [status for status, _ in answers] == [200] * 6
+        assert router_state(fleet)["replicas"]["d1"]["health"] == "removed"
+        assert all(json.loads(ask(fleet)[1])["choices"][0]["text"].startswith(" d2:") for _ in range(4))
+    finally:
+        assert post_json(fleet.url + "/admin/config", base, ADMIN)[0] == 200

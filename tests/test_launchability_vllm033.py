@@ -3,6 +3,8 @@ KV-head replication across unequal TP, PP with a sliding-window/hybrid KV cache,
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from launcher.vllm_args import plan_problems
@@ -13,7 +15,8 @@ from planner.plans.checks import evaluate
 from planner.scheduler import launchability as rules
 from planner.scheduler.assess import assess, route_capacity
 from planner.scheduler.layouts import candidate_layouts
-from tests.conftest import EXAMPLES
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.mark.parametrize(

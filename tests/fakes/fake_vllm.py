@@ -118,9 +118,11 @@ class Engine:
 
         return web.Response(text="")
 
-    async def models(self, _request):
+    async def models(self, request):
         from aiohttp import web
 
+        if self.auth is not None and request.headers.get("Authorization") != self.auth:
+            return web.json_response({"error": "Unauthorized"}, status=401)
         return web.json_response({"object": "list", "data": [{"id": self.name, "object": "model"}]})
 
     async def completions(self, request):
