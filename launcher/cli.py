@@ -118,7 +118,10 @@ def start(
     health_timeout: HealthTimeout = 900.0,
     state_dir: StateDirOption = None,
 ) -> None:
-    """Start the plan's replicas and router (or, with --dry-run, show what would start)."""
+    """Start the plan's replicas and router (or, with --dry-run, show what would start).
+
+    Long because its signature declares every `start` option (typer reads them from it); the body only
+    builds the engine options and router settings and calls the dry run or the Ray backend."""
     from launcher import dryrun, ray_backend
 
     try:

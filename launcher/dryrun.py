@@ -18,6 +18,34 @@ from launcher.vllm_args import EngineOptions, ReplicaLaunch
 from planner.plans.schema import Plan
 
 
+def replica_document(launch: ReplicaLaunch, deployment: str) -> dict[str, Any]:
+    """One replica as the dry run shows it: its placement group and, per node, the actor, bundle, env, argv."""
+    processes = [
+        {
+            "actor": st.engine_actor_name(deployment, p.replica_id, p.node_rank),
+            "node": p.node,
+            "node_rank": p.node_rank,
+            "gpu_type": p.gpu_type,
+            "gpus": list(p.gpus),
+            "bundle": {"GPU": len(p.gpus)},
+            "label_selector": {NODE_LABEL: p.node},
+            "env": dict(p.env),
+            "argv": list(p.argv),
+        }
+        for p in launch.processes
+    ]
+    replica = launch.replica
+    return {
+        "id": replica.id,
+        "role": replica.role,
+        "tp": replica.tp,
+        "pp": replica.pp,
+        "url": launch.url,
+        "placement_group": st.placement_group_name(deployment, replica.id),
+        "processes": processes,
+    }
+
+
 def dry_run_document(
     plan: Plan,
     plan_file: Path,
@@ -31,34 +59,7 @@ def dry_run_document(
     """Everything a launch would start, as data; secrets appear as placeholders."""
     host, port = router
     deployment = st.deployment_name(state_dir)
-    replicas = []
-    for launch in launches:
-        processes = [
-            {
-                "actor": st.engine_actor_name(deployment, p.replica_id, p.node_rank),
-                "node": p.node,
-                "node_rank": p.node_rank,
-                "gpu_type": p.gpu_type,
-                "gpus": list(p.gpus),
-                "bundle": {"GPU": len(p.gpus)},
-                "label_selector": {NODE_LABEL: p.node},
-                "env": dict(p.env),
-                "argv": list(p.argv),
-            }
-            for p in launch.processes
-        ]
-        replica = launch.replica
-        replicas.append(
-            {
-                "id": replica.id,
-                "role": replica.role,
-                "tp": replica.tp,
-                "pp": replica.pp,
-                "url": launch.url,
-                "placement_group": st.placement_group_name(deployment, replica.id),
-                "processes": processes,
-            }
-        )
+    replicas = [replica_document(launch, deployment) for launch in launches]
     shares = []
     if not problems:
         policy = plan_config(plan, {lau.replica.id: lau.url for lau in launches}, settings).policy()

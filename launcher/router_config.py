@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from launcher.errors import LaunchError
 from planner.plans.schema import Plan
-from planner.sim.routing import Backend, RouteWeight, RoutingPolicy
+from planner.sim.routing import PlannedRouting, RouteWeight, RoutingPolicy
 from planner.yamlio import format_validation_error, write_atomic
 
 SCHEMA_VERSION = 1
@@ -115,7 +115,7 @@ class RouterConfig(RouterSettings):
     def policy(self) -> RoutingPolicy:
         """The routing policy this config describes (raises ValueError if it routes no traffic)."""
         return RoutingPolicy(
-            [Backend(b.id, b.role, b.url, b.max_outstanding) for b in self.backends],
+            {b.id: b.max_outstanding for b in self.backends},
             [RouteWeight(r.source, r.target, r.weight) for r in self.routes],
             self.colocated_weights,
             seed=self.seed,
@@ -159,25 +159,24 @@ def router_argv(config_path: Path, host: str, port: int) -> list[str]:
 def plan_config(plan: Plan, urls: Mapping[str, str], settings: RouterSettings | None = None) -> RouterConfig:
     """The router config for `plan`'s replicas that are in `urls` (replica id → engine URL): its routes
     between those replicas weighted by rate_rps, its colocated replicas by capacity, each engine's limit
-    its max_num_seqs. Everything else (seed, timeouts, health, limits, key files) comes from `settings`.
-    Serving only some replicas is how `hexlaunch apply` shifts traffic while a plan changes."""
-    replicas = [r for r in plan.replicas if r.id in urls]
+    its max_num_seqs (planner.sim.routing.PlannedRouting, the reading the simulator shares). Everything
+    else (seed, timeouts, health, limits, key files) comes from `settings`. Serving only some replicas is
+    how `hexlaunch apply` shifts traffic while a plan changes."""
+    planned = PlannedRouting.of(plan)
     backends = [
-        BackendConfig(id=r.id, role=r.role, url=urls[r.id], max_outstanding=r.engine.max_num_seqs) for r in replicas
+        BackendConfig(id=r.id, role=r.role, url=urls[r.id], max_outstanding=planned.limits[r.id])
+        for r in plan.replicas
+        if r.id in urls
     ]
     routes = [
-        RouteConfig(source=r.source, target=r.target, weight=r.rate_rps)
-        for r in plan.routes
+        RouteConfig(source=r.source, target=r.target, weight=r.weight)
+        for r in planned.routes
         if r.source in urls and r.target in urls
     ]
-    colocated = {r.id: r.capacity_rps for r in replicas if r.role == "colocated"}
-    base = (
-        RouterSettings.model_validate(settings.model_dump(include=set(RouterSettings.model_fields)))
-        if settings
-        else None
-    )
+    colocated = {k: w for k, w in planned.colocated_weights.items() if k in urls}
+    base = settings.model_dump(include=set(RouterSettings.model_fields)) if settings else {}
     update = {"model": plan.model, "backends": backends, "routes": routes, "colocated_weights": colocated}
-    return RouterConfig.model_validate((base.model_dump() if base else {}) | update)
+    return RouterConfig.model_validate(base | update)
 
 
 def write_config(path: Path, config: RouterConfig) -> None:

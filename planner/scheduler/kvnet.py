@@ -38,6 +38,37 @@ def home_node(cluster: Cluster, replica: Assessment) -> str | None:
     return nodes.pop() if len(nodes) == 1 else None
 
 
+def by_home_node(
+    cluster: Cluster, prefill: Sequence[Assessment], decode: Sequence[Assessment]
+) -> tuple[dict[str, tuple[list[Assessment], list[Assessment]]], list[Assessment], list[Assessment]]:
+    """Single-node replicas by node ((prefill, decode) lists), then the prefill and decode replicas spanning nodes."""
+    by_node: dict[str, tuple[list[Assessment], list[Assessment]]] = {}
+    spanning_p: list[Assessment] = []
+    spanning_d: list[Assessment] = []
+    for replicas, side, spanning in ((prefill, 0, spanning_p), (decode, 1, spanning_d)):
+        for a in replicas:
+            node = home_node(cluster, a)
+            if node is None:
+                spanning.append(a)
+            else:
+                by_node.setdefault(node, ([], []))[side].append(a)
+    return by_node, spanning_p, spanning_d
+
+
+def _add_hubs(cluster: Cluster, a: str, b: str, per_request: float, hubs: dict[str, float], arcs: set) -> None:
+    """The hubs from node a to node b: a's NIC out, the wire (when it is slower than both NICs), b's NIC in."""
+    egress, ingress = f"E:{a}", f"I:{b}"
+    nic_a, nic_b = cluster.node_by_name[a].nic, cluster.node_by_name[b].nic
+    hubs[egress], hubs[ingress] = nic_a / per_request, nic_b / per_request
+    link = cluster.links[(min(a, b), max(a, b))]
+    if link.bandwidth < min(nic_a, nic_b):  # else the NICs bound the pair's traffic already
+        wire = f"L:{a}|{b}"
+        hubs[wire] = link.bandwidth / per_request
+        arcs.update({(egress, wire), (wire, ingress)})
+    else:
+        arcs.add((egress, ingress))
+
+
 def kv_network(
     cluster: Cluster,
     prefill: Sequence[Assessment],
@@ -51,15 +82,7 @@ def kv_network(
     Cost: O(#node pairs + #own-arc routes); hub routes never need a per-pair capacity.
     """
     per_request = kv_bytes_per_request(cluster)
-    by_node: dict[str, tuple[list[Assessment], list[Assessment]]] = {}
-    spanning_p, spanning_d = [], []
-    for replicas, side, spanning in ((prefill, 0, spanning_p), (decode, 1, spanning_d)):
-        for a in replicas:
-            node = home_node(cluster, a)
-            if node is None:
-                spanning.append(a)
-            else:
-                by_node.setdefault(node, ([], []))[side].append(a)
+    by_node, spanning_p, spanning_d = by_home_node(cluster, prefill, decode)
     direct: dict[tuple[str, str], float] = {}
 
     def own_arc(p: Assessment, d: Assessment) -> None:
@@ -73,28 +96,17 @@ def kv_network(
     compatible: dict[tuple[frozenset[int], frozenset[int]], bool] = {}
     egress_used, ingress_used = set(), set()
     for a, tps_a in sending:
-        senders = by_node[a][0]
         for b, tps_b in receiving:
-            receivers = by_node[b][1]
-            link = cluster.links.get((min(a, b), max(a, b)))
             if (tps_a, tps_b) not in compatible:
                 compatible[(tps_a, tps_b)] = not launchable or all(
                     pair_allowed(tp, tq, cluster.model.kv_heads) for tp in tps_a for tq in tps_b
                 )
-            if a == b or link is None or not compatible[(tps_a, tps_b)]:
-                for p in senders:
-                    for d in receivers:
+            if a == b or (min(a, b), max(a, b)) not in cluster.links or not compatible[(tps_a, tps_b)]:
+                for p in by_node[a][0]:
+                    for d in by_node[b][1]:
                         own_arc(p, d)
                 continue
-            egress, ingress = f"E:{a}", f"I:{b}"
-            nic_a, nic_b = cluster.node_by_name[a].nic, cluster.node_by_name[b].nic
-            hubs[egress], hubs[ingress] = nic_a / per_request, nic_b / per_request
-            if link.bandwidth < min(nic_a, nic_b):  # else the NICs bound the pair's traffic already
-                wire = f"L:{a}|{b}"
-                hubs[wire] = link.bandwidth / per_request
-                arcs.update({(egress, wire), (wire, ingress)})
-            else:
-                arcs.add((egress, ingress))
+            _add_hubs(cluster, a, b, per_request, hubs, arcs)
             egress_used.add(a)
             ingress_used.add(b)
     for a in egress_used:  # E:a leads only to nodes b whose pair (a, b) goes through hubs

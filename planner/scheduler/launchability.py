@@ -204,14 +204,18 @@ def layout_problems(
     elif not equal_per_node(per_node.values()):
         counts = ", ".join(f"{node}: {n}" for node, n in sorted(per_node.items()))
         problems.append(Problem("", f"a replica across nodes needs the same number of GPUs on each node ({counts})."))
-    if not decode_pp_allowed(role, len(stages), has_connector(connector)):
-        name = CONNECTOR_NAME[connector]
-        problems.append(Problem("", f"a decode replica with PP={len(stages)}; {name} KV transfer needs decode PP = 1."))
+    return problems + connector_problems(len(stages), role, connector, model)
+
+
+def connector_problems(pp: int, role: Role, connector: Connector, model: ModelShape | None) -> list[Problem]:
+    """The KV connector's rules on one replica's pipeline depth (decode PP, PP with a non-full KV layout)."""
+    problems, name = [], CONNECTOR_NAME[connector]
+    if not decode_pp_allowed(role, pp, has_connector(connector)):
+        problems.append(Problem("", f"a decode replica with PP={pp}; {name} KV transfer needs decode PP = 1."))
     layout = model.kv_layout if model is not None else "full"
-    if not pipeline_kv_allowed(len(stages), layout, has_connector(connector)):
-        name = CONNECTOR_NAME[connector]
+    if not pipeline_kv_allowed(pp, layout, has_connector(connector)):
         problems.append(
-            Problem("", f"PP={len(stages)} with a {layout} KV cache; {name} KV transfer (vLLM 0.33) needs PP = 1 here.")
+            Problem("", f"PP={pp} with a {layout} KV cache; {name} KV transfer (vLLM 0.33) needs PP = 1 here.")
         )
     return problems
 

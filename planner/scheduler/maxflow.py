@@ -34,6 +34,7 @@ from scipy.sparse.csgraph import maximum_flow
 Bottleneck = Literal["prefill", "decode", "kv_transfer", "colocated", "none"]
 _SOURCE, _SINK = 0, 1
 _UNBOUNDED = 2.0**31 - 1  # scaled capacity of arcs that only connect (never part of a min cut)
+Arc = tuple[int, int, float, str]  # (tail, head, capacity in requests/s, kind)
 
 
 @dataclass(frozen=True)
@@ -71,24 +72,8 @@ def max_flow(
     total = max(sum(prefill.values()) + sum(colocated.values()), sum(decode.values()) + sum(colocated.values()), 1e-12)
     scale = 2.0**30 / total
 
-    # (tail, head, capacity, kind): source/sink arcs carry the kind of the replica they guard.
-    arcs: list[tuple[int, int, float, str]] = []
-    for kind, replicas in (("prefill", prefill), ("decode", decode), ("colocated", colocated)):
-        for rid in sorted(replicas):
-            cap, node = replicas[rid], index[rid]
-            if kind != "decode":
-                arcs.append((_SOURCE, node, cap, kind))
-            arcs.append((node, node + 1, cap, kind))
-            if kind != "prefill":
-                arcs.append((node + 1, _SINK, cap, kind))
-    for p, d in sorted(kv):
-        if p in prefill and d in decode and kv[(p, d)] > 0:
-            arcs.append((index[p] + 1, index[d], kv[(p, d)], "kv_transfer"))
-    for hub in sorted(hubs):
-        arcs.append((index[hub], index[hub] + 1, hubs[hub], "kv_transfer"))
-    for tail, head in sorted(set(hub_arcs)):
-        arcs.append((index[tail] + 1, index[head], _UNBOUNDED / scale, "link"))
-
+    replicas = {"prefill": prefill, "decode": decode, "colocated": colocated}
+    arcs = _arcs(replicas, kv, hubs, hub_arcs, index, _UNBOUNDED / scale)
     n = 2 + 2 * len(ids)
     caps = np.array([int(min(cap * scale, 2**31 - 1)) for *_, cap, _ in arcs], dtype=np.int32)
     tails = np.array([a[0] for a in arcs], dtype=np.int32)
@@ -112,8 +97,36 @@ def max_flow(
     return FlowResult(float(result.flow_value) / scale, replica_flow, routes, bottleneck, cut)
 
 
+def _arcs(
+    replicas: Mapping[str, Mapping[str, float]],
+    kv: Mapping[tuple[str, str], float],
+    hubs: Mapping[str, float],
+    hub_arcs: Sequence[tuple[str, str]],
+    index: Mapping[str, int],
+    unbounded: float,
+) -> list[Arc]:
+    """Every arc of the network, in a fixed order; source/sink arcs carry the kind of the replica they guard."""
+    arcs: list[Arc] = []
+    for kind in ("prefill", "decode", "colocated"):
+        for rid in sorted(replicas[kind]):
+            cap, node = replicas[kind][rid], index[rid]
+            if kind != "decode":
+                arcs.append((_SOURCE, node, cap, kind))
+            arcs.append((node, node + 1, cap, kind))
+            if kind != "prefill":
+                arcs.append((node + 1, _SINK, cap, kind))
+    for p, d in sorted(kv):
+        if p in replicas["prefill"] and d in replicas["decode"] and kv[(p, d)] > 0:
+            arcs.append((index[p] + 1, index[d], kv[(p, d)], "kv_transfer"))
+    for hub in sorted(hubs):
+        arcs.append((index[hub], index[hub] + 1, hubs[hub], "kv_transfer"))
+    for tail, head in sorted(set(hub_arcs)):
+        arcs.append((index[tail] + 1, index[head], unbounded, "link"))
+    return arcs
+
+
 def _decompose(
-    arcs: list[tuple[int, int, float, str]],
+    arcs: list[Arc],
     flows: np.ndarray,
     owner: Mapping[int, str],
     prefill: set[str],
@@ -153,9 +166,7 @@ def _decompose(
     return routes
 
 
-def _min_cut_capacity(
-    n: int, arcs: list[tuple[int, int, float, str]], caps: np.ndarray, flows: np.ndarray, scale: float
-) -> dict[str, float]:
+def _min_cut_capacity(n: int, arcs: list[Arc], caps: np.ndarray, flows: np.ndarray, scale: float) -> dict[str, float]:
     """Capacity of the arcs leaving the source side of the final residual graph, by kind."""
     residual: list[list[int]] = [[] for _ in range(n)]
     for (tail, head, _, _), cap, value in zip(arcs, caps, flows):
