@@ -5,9 +5,10 @@
 Each argument is the output of `hexlaunch PLAN --dry-run --format json`. For every engine process it
 feeds the argv after `serve` to vLLM's own `vllm serve` parser (`make_arg_parser`), builds
 `AsyncEngineArgs.from_cli_args` from the result, and checks that the values vLLM ends up with are the
-plan's: TP, PP, batch limits, context length, memory fraction, multi-node rank and headless mode, and
-a `KVTransferConfig` whose connector vLLM knows, with the right role and engine id. It also checks
-that every environment variable the launcher sets is one vLLM reads. Prints one line per plan and
+plan's: TP, PP, batch limits, context length, memory fraction, multi-node rank and headless mode, the
+pinned attention backend, and a `KVTransferConfig` whose connector vLLM knows, with the right role and
+engine id. It also checks that every environment variable the launcher sets is one vLLM reads
+(VLLM_API_KEY, the deployment secret, included). Prints one line per plan and
 exits 1 if anything disagrees. Uses only the standard library and vLLM (not the hexgen2 packages).
 """
 
@@ -48,6 +49,11 @@ def check_process(process: dict, role: str, replica: dict, parser, engine_args, 
     if "--nnodes" in args:
         expected |= {"nnodes": int(value["--nnodes"]), "node_rank": process["node_rank"]}
     problems = []
+    if "--attention-backend" in args:  # pinned so P and D agree (it is part of NIXL's compatibility hash)
+        backend = getattr(engine.attention_backend, "name", engine.attention_backend)
+        if backend != value["--attention-backend"]:
+            pinned = value["--attention-backend"]
+            problems.append(f"{where}: vLLM reads attention backend {backend!r}, the launcher pinned {pinned!r}")
     if bool(getattr(namespace, "headless", False)) != (process["node_rank"] > 0):
         problems.append(f"{where}: --headless is {namespace.headless} on node rank {process['node_rank']}")
     problems += [
@@ -79,7 +85,10 @@ def main(paths: list[str]) -> int:
     import vllm.envs
     from vllm.distributed.kv_transfer.kv_connector.factory import KVConnectorFactory
     from vllm.engine.arg_utils import AsyncEngineArgs
-    from vllm.entrypoints.launchers.cli_args import make_arg_parser
+    try:
+        from vllm.entrypoints.common.cli_args import make_arg_parser  # vLLM 0.33
+    except ModuleNotFoundError:
+        from vllm.entrypoints.launchers.cli_args import make_arg_parser  # vLLM 0.32
     from vllm.utils.argparse_utils import FlexibleArgumentParser
 
     parser = make_arg_parser(FlexibleArgumentParser())
