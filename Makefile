@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sim_speed.py
 	$(BIN)/python benchmarks/fidelity.py
 	$(BIN)/python benchmarks/paper.py
+	$(BIN)/python benchmarks/router_failover.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) out .pytest_cache .ruff_cache
