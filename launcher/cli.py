@@ -115,6 +115,9 @@ def start(
     total_timeout: Annotated[float, typer.Option(help="router → engine: one hop in all, s")] = 900.0,
     max_attempts: Annotated[int, typer.Option(min=1, help="tries per request on other replicas")] = 3,
     max_concurrent: Annotated[int, typer.Option(min=1, help="requests in flight before the router says 429")] = 4096,
+    skip_node_check: Annotated[
+        bool, typer.Option("--skip-node-check", help="do not check each node's vLLM/NIXL against the pinned ones")
+    ] = False,
     health_timeout: HealthTimeout = 900.0,
     state_dir: StateDirOption = None,
 ) -> None:
@@ -178,6 +181,7 @@ def start(
         router_port=router_port,
         router=router,
         api_key=api_key,
+        skip_node_check=skip_node_check,
         health_timeout_s=health_timeout,
     )
     deployment = ray_backend.launch(plan, options, settings, report)

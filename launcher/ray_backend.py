@@ -29,6 +29,7 @@ from pathlib import Path
 
 from launcher import state as st
 from launcher.errors import LaunchError, listed
+from launcher.node_check import check_nodes
 from launcher.nodes import NODE_LABEL, match_nodes, needs, ray_nodes
 from launcher.private import new_secret, private_dir, read_secret, write_secret
 from launcher.process_actor import STOP_GRACE_S, ProcessActor, stop_group
@@ -58,6 +59,7 @@ class LaunchSettings:
     router_port: int = 8000
     router: RouterSettings = field(default_factory=RouterSettings)  # seed, timeouts, health, limits
     api_key: str | None = None
+    skip_node_check: bool = False
     health_timeout_s: float = 900.0
     placement_timeout_s: float = 60.0
 
@@ -93,7 +95,7 @@ def launch(plan: Plan, options: EngineOptions, settings: LaunchSettings, report:
             write_secret(st.api_key_path(state_dir), settings.api_key)
         write_plan(plan, st.running_plan_path(state_dir))
         connect(address)
-        launches = placed_launches(plan, options, ray)
+        launches = placed_launches(plan, options, ray, check_software=not settings.skip_node_check)
         start_replicas(launches, state, state_dir, report, settings.placement_timeout_s)
         start_router(plan, launches, state, settings, report)
         wait_healthy(
@@ -113,10 +115,18 @@ def engine_record(options: EngineOptions) -> dict[str, object]:
 
 
 def placed_launches(
-    plan: Plan, options: EngineOptions, ray: object, only: set[str] | None = None, taken: Sequence[Ports] = ()
+    plan: Plan,
+    options: EngineOptions,
+    ray: object,
+    only: set[str] | None = None,
+    taken: Sequence[Ports] = (),
+    check_software: bool = True,
 ) -> list[ReplicaLaunch]:
-    """The launches with each plan node's Ray address as its host (LaunchError when a node is missing)."""
+    """The launches with each plan node's Ray address as its host (LaunchError when a node is missing, or
+    runs another vLLM/NIXL than pinned — checked when the engine is vLLM itself and `check_software`)."""
     matched = match_nodes(needs(build_launches(plan, options, only=only, taken=taken)), ray_nodes(ray.nodes()))
+    if check_software and options.engine_cmd == ("vllm",):
+        check_nodes({name: node.node_id for name, node in matched.items()}, options.connector)
     hosts = {name: node.address for name, node in matched.items()}
     return build_launches(plan, options, hosts, only=only, taken=taken)
 

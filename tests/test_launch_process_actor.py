@@ -43,3 +43,21 @@ def test_stop_group_never_signals_a_recycled_or_foreign_pid(tmp_path: Path) -> N
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_node_software_is_compared_with_the_pinned_versions() -> None:
+    from launcher.node_check import PINNED, installed_versions, version_problems, wanted_packages
+
+    assert wanted_packages("nixl") == PINNED and wanted_packages("mooncake") == {"vllm": PINNED["vllm"]}
+    found = {
+        "a100-0": {"vllm": PINNED["vllm"], "nixl": PINNED["nixl"]},
+        "l40-0": {"vllm": "0.32.0", "nixl": None},
+    }
+    assert version_problems(found, PINNED) == [
+        f"l40-0: nixl is not installed (pinned: nixl=={PINNED['nixl']}).",
+        f"l40-0: vllm 0.32.0 is installed; the launcher is pinned to vllm=={PINNED['vllm']}.",
+    ]
+    assert installed_versions(("pydantic", "no-such-dist-hx")) == {
+        "pydantic": __import__("pydantic").VERSION,
+        "no-such-dist-hx": None,
+    }

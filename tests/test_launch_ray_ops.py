@@ -155,3 +155,18 @@ def test_apply_a_new_plan_under_load_fails_no_request(
         assert again.returncode == 0 and "nothing to change" in again.stdout
     finally:
         stop_and_check_nothing_left(state, records)
+
+
+def test_nodes_without_the_pinned_vllm_are_all_listed_before_anything_starts(
+    ray_cluster: str, catalog, hand_replica, hand_plan, tmp_path: Path
+) -> None:
+    plan = plan_of(catalog, hand_replica, hand_plan, "l40-0/0")
+    write_plan(plan, tmp_path / "plan.yaml")
+    state = tmp_path / "state"
+    result = hexlaunch(tmp_path / "plan.yaml", "--address", ray_cluster, "--state-dir", state)  # the real `vllm`
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    text = " ".join(result.stderr.split())
+    assert "the nodes do not run the pinned engine software; nothing was started:" in text
+    for node in ("a100-0", "l40-0"):
+        assert f"- {node}: vllm is not installed (pinned: vllm==0.33.0)." in text
+    assert not (state / "state.json").exists() and not list((state / "logs").glob("*.log"))
