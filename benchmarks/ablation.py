@@ -1,13 +1,13 @@
 """Ablation of the scheduler (issue 3): what do phases 1–2 and the guided refinement buy?
 
 On each paper-style example, with the same wall-time budget per method:
-  (a) full      planner.solver.solve: phases 1–2, then bottleneck-guided iterated local search;
-  (b) phase 1–2 planner.solver.initial_states only, best state kept (no refinement);
-  (c) random    random swaps: from the TP-friendly blocks (planner.partition.make_blocks) with random
-                roles, apply a random move of planner.refine.candidate_moves, keep it only if it improves;
+  (a) full      planner.solve: phases 1–2, then bottleneck-guided iterated local search;
+  (b) phase 1–2 planner.scheduler.search.initial_states only, best state kept (no refinement);
+  (c) random    random swaps: from the TP-friendly blocks (planner.scheduler.partition.make_blocks) with random
+                roles, apply a random move of planner.scheduler.refine.candidate_moves, keep it only if it improves;
   (d) genetic   a simple genetic search over (grouping, roles), from the same random starts.
-Every method is scored by the same planner.scoring.Scorer (max-flow over the cost model) and its best
-state is turned into a plan by planner.evaluate.assemble, so the columns are directly comparable.
+Every method is scored by the same planner.scheduler.scoring.Scorer (max-flow over the cost model) and its best
+state is turned into a plan by planner.plans.assemble.assemble, so the columns are directly comparable.
 (c) and (d) are baselines for this benchmark only; the paper reports ~1.8× for HexGen-2 over both.
 
     .venv/bin/python benchmarks/ablation.py [--seconds 10] [--seed 0]

@@ -1,6 +1,6 @@
 """How close is the heuristic scheduler to the optimum, and to the fluid upper bound?
 
-Part 1: ≥ 20 seeded random small clusters (≤ 12 GPUs, 2–3 GPU types): planner.exact enumerates
+Part 1: ≥ 20 seeded random small clusters (≤ 12 GPUs, 2–3 GPU types): planner.reference.exact enumerates
 every grouping × role × layout under the same cost model; we print solve()'s ratio to it.
 Part 2: the examples (up to 1024 GPUs): the plan's ratio to the LP fluid upper bound.
 

@@ -1,4 +1,4 @@
-"""Semantic plan diff, CI gates and `hexplan diff` (planner/diff.py, planner/cli/diff.py).
+"""Semantic plan diff, CI gates and `hexplan diff` (planner/plans/diff.py, plans/gates.py, cli/diff.py).
 
 Plans are built by hand from examples/tiny.yaml (llama-3.1-8b, 32 layers; a100-0/0-3, l40-0/0-3)
 with assess/assemble, so every kind of change can be produced on purpose.

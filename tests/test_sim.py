@@ -16,7 +16,10 @@ from planner.inputs.problem import Cluster
 from planner.plans.assemble import assemble
 from planner.plans.schema import SolverInfo, write_plan
 from planner.scheduler.assess import assess
-from planner.sim import Arrivals, Simulation, Slo, poisson, simulate_rate
+from planner.sim.arrivals import Arrivals, poisson
+from planner.sim.engine import Simulation
+from planner.sim.metrics import Slo
+from planner.sim.sweeps import simulate_rate
 
 SLO = Slo(2.0, 0.1)
 

@@ -85,6 +85,7 @@ def main(paths: list[str]) -> int:
     import vllm.envs
     from vllm.distributed.kv_transfer.kv_connector.factory import KVConnectorFactory
     from vllm.engine.arg_utils import AsyncEngineArgs
+
     try:
         from vllm.entrypoints.common.cli_args import make_arg_parser  # vLLM 0.33
     except ModuleNotFoundError:

@@ -2,7 +2,7 @@
 
 It enumerates every grouping of the GPUs (GPUs of one node are interchangeable, so a grouping
 is a multiset partition of the per-node GPU counts) and every role for every group; each (group,
-role) runs its highest-capacity admissible layout (strategy.best_assessment: the flow value is
+role) runs its highest-capacity admissible layout (scheduler.layouts.best_assessment: the flow value is
 monotone in each replica's capacity, so no other layout can do better). Each candidate is scored by
 the same cost model and max-flow as the heuristic. A candidate is skipped when min(Σ prefill capacity,
 Σ decode capacity) cannot beat the best so far. Exponential: for ≤ ~12 GPUs only.
