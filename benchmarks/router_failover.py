@@ -6,7 +6,9 @@ Everything runs on 127.0.0.1 with fake vLLM engines (tests/fakes/fake_vllm.py: n
 unless --delay-ms): two prefill and two decode engines, one router (`hexlaunch router`).
 1. Throughput, closed loop at --concurrency: requests/s and latency p50/p99 through the router, against a
    client doing both hops itself (prefill, then decode with the prefill's kv_transfer_params, same
-   round robin). Overhead = router − direct at each percentile; router CPU per request from /proc.
+   round robin); router, engine and client CPU per request from /proc. In a closed loop latency is mostly
+   queueing (concurrency / throughput), so the router's overhead is also measured open loop: --rate
+   requests/s for half as long, each client, and overhead = router − direct at p50 and p99.
 2. Failover: --requests requests at --concurrency with a per-request engine delay; one of the two decode
    engines (then, in a fresh fleet, one of the two prefill engines) is SIGKILLed when a third of the
    requests are done. Prints failures the client saw, and the longest any client waited.
@@ -111,6 +113,27 @@ def run(coroutine):
     return uvloop.run(coroutine)
 
 
+async def paced(one, url: str, rate: float, seconds: float) -> np.ndarray:
+    """Open loop: a request every 1/rate s for `seconds` (after 1 s of warm-up), whatever the answers do;
+    latencies of the measured ones. Below saturation the difference between two clients is what a hop adds."""
+    latencies: list[float] = []
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60), connector=connector) as session:
+
+        async def timed(measured: bool) -> None:
+            start = time.perf_counter()
+            await one(session, url)
+            if measured:
+                latencies.append(time.perf_counter() - start)
+
+        began, tasks = time.perf_counter(), []
+        for i in range(int(rate * (seconds + 1))):
+            await asyncio.sleep(max(0.0, began + i / rate - time.perf_counter()))
+            tasks.append(asyncio.create_task(timed(i >= rate)))
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return np.array(latencies)
+
+
 def cpu_seconds(pid: int, kinds: tuple[int, ...] = (11, 12)) -> float:
     """User + system CPU seconds of a process (fields utime, stime of /proc/PID/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -130,6 +153,10 @@ def throughput(args: argparse.Namespace) -> None:
                 after = {k: sum(map(cpu_seconds, v)) for k, v in pids.items()} | {"client": time.process_time()}
                 cpu = {k: (after[k] - before[k]) / len(lat) for k in after}
                 rows.append((name, len(lat) / elapsed, *np.percentile(lat, [50, 99]) * 1e3, failures, cpu))
+            open_loop = [
+                np.percentile(run(paced(one, fleet.url, args.rate, args.seconds / 2)), [50, 99]) * 1e3
+                for one in (direct_client(fleet), via_router)
+            ]
             kernel_share = (cpu_seconds(fleet.router.pid, (12,)) - sys_before) / (cpu["router"] * len(lat))
         finally:
             fleet.close()
@@ -142,7 +169,12 @@ def throughput(args: argparse.Namespace) -> None:
         print(f"{name:34} {rps:8.0f} {p50:8.2f} {p99:8.2f} {failed:7d}   {used}")
     print(f"(the router's CPU time is {100 * kernel_share:.0f} % in the kernel: loopback TCP)")
     (_, _, d50, d99, _, _), (_, _, r50, r99, _, _) = rows
-    print(f"router overhead: p50 {r50 - d50:+.2f} ms, p99 {r99 - d99:+.2f} ms")
+    print(f"closed loop, router − direct: p50 {r50 - d50:+.2f} ms, p99 {r99 - d99:+.2f} ms (queueing included)")
+    (o50, o99), (q50, q99) = open_loop
+    print(
+        f"open loop at {args.rate:g} req/s: direct p50 {o50:.2f} / p99 {o99:.2f} ms, router p50 {q50:.2f} / "
+        f"p99 {q99:.2f} ms → router overhead p50 {q50 - o50:+.2f} ms, p99 {q99 - o99:+.2f} ms"
+    )
 
 
 def failover(args: argparse.Namespace, victim: str) -> None:
@@ -189,6 +221,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--delay-ms", type=float, default=20.0, help="engine service time in the failover runs")
+    parser.add_argument("--rate", type=float, default=500.0, help="open-loop rate for the overhead percentiles")
     parser.add_argument("--skip-failover", action="store_true")
     args = parser.parse_args()
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} CPUs")
