@@ -39,6 +39,7 @@ app = typer.Typer(
 console = Console(highlight=False)
 console_err = Console(stderr=True, highlight=False)
 COMMANDS = ("start", "status", "logs", "stop", "router")
+UNBOUNDED_WIDTH = 10_000
 
 StateDirOption = Annotated[
     Path | None,
@@ -56,6 +57,13 @@ class Format(StrEnum):
 
 def report(message: str) -> None:
     console_err.print(f"[dim]hexlaunch:[/] {message}", soft_wrap=True)
+
+
+def print_table(table: Table) -> None:
+    """A table at its natural width when stdout is not a terminal (a pipe, a file, `watch`): rich would
+    otherwise cut every row at 80 columns, losing replica ids and URLs. A terminal keeps its own width."""
+    wide = console if console.is_terminal else Console(highlight=False, width=UNBOUNDED_WIDTH, file=console.file)
+    wide.print(table)
 
 
 @app.command()
@@ -159,7 +167,7 @@ def status(state_dir: StateDirOption = None) -> None:
     for row in ray_backend.status(deployment):
         colour = "green" if row.state == "serving" else "yellow" if row.state in ("running", "starting") else "red"
         table.add_row(row.id, row.role, ",".join(row.nodes), " ".join(row.gpus), f"[{colour}]{row.state}[/]", row.url)
-    console.print(table)
+    print_table(table)
 
 
 @app.command()

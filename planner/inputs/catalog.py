@@ -304,7 +304,9 @@ def model_from_hf_config(path: Path) -> ModelProfile:
         )
     return ModelProfile(
         name=str(config.get("_name_or_path") or path.parent.name),
-        hf_id=str(path.parent),  # vLLM loads the directory that holds config.json
+        # vLLM loads the directory that holds config.json; absolute, so the plan says the same thing
+        # whichever directory `hexplan solve` ran in (the cluster file names it relative to itself).
+        hf_id=str(path.parent.resolve()),
         kv_heads=int(kv_heads),
         head_dim=int(head_dim),
         gated_mlp=not is_opt,
