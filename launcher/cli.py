@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+import planner
 from launcher import state as st
 from launcher.engine import EngineOptions, build_launches, plan_problems
 from launcher.errors import LaunchError
@@ -40,6 +41,24 @@ console = Console(highlight=False)
 console_err = Console(stderr=True, highlight=False)
 COMMANDS = ("start", "status", "logs", "stop", "router")
 UNBOUNDED_WIDTH = 10_000
+
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"hexlaunch (hexgen2) {planner.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Launch a hexgen2 plan: prefill/decode vLLM replicas on Ray behind a KV-aware router.
+    `hexlaunch PLAN` is short for `hexlaunch start PLAN`."""
+
 
 StateDirOption = Annotated[
     Path | None,

@@ -11,6 +11,7 @@ import difflib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -33,7 +34,20 @@ from planner.units import (
 )
 from planner.yamlio import load_yaml, read_text, validate
 
-DEFAULT_PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+
+def shipped_profiles_dir() -> Path:
+    """The catalogue that came with hexgen2: the package data `hexgen2_profiles` (setup.cfg maps profiles/ to
+    it, so a wheel carries it), else profiles/ of the source tree this module sits in."""
+    try:
+        found = resources.files("hexgen2_profiles")
+    except ModuleNotFoundError:  # running from a source tree that was never installed
+        found = None
+    if isinstance(found, Path) and (found / "gpus.yaml").is_file():
+        return found
+    return Path(__file__).resolve().parents[2] / "profiles"
+
+
+DEFAULT_PROFILES_DIR = shipped_profiles_dir()
 
 
 def _unit_string(pattern: str, example: str) -> WithJsonSchema:

@@ -1,0 +1,1 @@
+"""What a plan becomes for people and for the tools around us: drawings, plots, AIConfigurator and vllm-bench exports."""
