@@ -19,6 +19,7 @@ demo: $(STAMP)
 	@mkdir -p out
 	$(BIN)/hexplan validate $(DEMO_CLUSTER)
 	$(BIN)/hexplan solve $(DEMO_CLUSTER) -o out/plan.yaml
+	$(BIN)/hexplan draw out/plan.yaml -o out/plan.svg
 	$(BIN)/hexplan simulate out/plan.yaml --duration 300
 
 test: $(STAMP)

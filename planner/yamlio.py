@@ -163,8 +163,9 @@ def validate(model: type[Model], data: object, path: Path, *, context: dict | No
         raise InputError(format_validation_error(path, exc, model)) from None
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str | bytes) -> None:
     """Write via a temporary file in the same directory and rename, so a failure never leaves half a file.
+    Text is written as UTF-8; bytes (an image) as they are.
 
     Raises InputError when the path cannot be written (a directory, no permission, no space)."""
     try:
@@ -173,8 +174,8 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         raise InputError(f"{path}: cannot write here: {exc.strerror}.") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
