@@ -146,6 +146,8 @@ class Workload:
 
     prompt: Lengths
     output: Lengths
+    trace: Path | None = None  # the trace the lengths come from (its arrival times: exports replay them)
+    trace_class: str | None = None
 
     @property
     def decode_tokens(self) -> float:
@@ -162,6 +164,8 @@ class Workload:
         return cls(
             prompt=Lengths("empirical", float(trace.prompt.mean()), values=tuple(int(v) for v in trace.prompt)),
             output=Lengths("empirical", float(trace.output.mean()), values=tuple(int(v) for v in trace.output)),
+            trace=path,
+            trace_class=workload_class,
         )
 
 

@@ -1,5 +1,5 @@
-"""`hexplan draw` (the plan as a picture) and `hexplan export` (the plan for Kubernetes, AIConfigurator,
-vllm bench). Thin: read and evaluate the plan, call one builder, write the file atomically."""
+"""`hexplan draw`: the plan as a picture (SVG, PNG or self-contained HTML). Thin: read and evaluate the
+plan, build the scene (planner.outputs.scene), write the file atomically."""
 
 from __future__ import annotations
 
