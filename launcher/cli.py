@@ -43,7 +43,6 @@ COMMANDS = ("start", "status", "logs", "stop", "router")
 UNBOUNDED_WIDTH = 10_000
 
 
-
 def _print_version(value: bool) -> None:
     if value:
         print(f"hexlaunch (hexgen2) {planner.__version__}")

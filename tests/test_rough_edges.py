@@ -32,9 +32,12 @@ LLAMA_CONFIG = {
 
 def test_a_nested_section_of_the_wrong_type_names_no_internal_class(run_cli, write_yaml) -> None:
     """pydantic says "a valid dictionary or instance of WorkloadSpec"; users never wrote a WorkloadSpec."""
-    text = (EXAMPLES / "tiny.yaml").read_text().replace(
-        "workload: {prompt_tokens: 1024, output_tokens: 256}", "workload: 3"
-    ).replace("slo: {ttft: 2s, tpot: 100ms}", "slo: [2s]")
+    text = (
+        (EXAMPLES / "tiny.yaml")
+        .read_text()
+        .replace("workload: {prompt_tokens: 1024, output_tokens: 256}", "workload: 3")
+        .replace("slo: {ttft: 2s, tpot: 100ms}", "slo: [2s]")
+    )
     result = run_cli("validate", write_yaml(text))
     assert result.exit_code == 2
     assert "workload: Input should be a valid dictionary (got 3)" in result.stderr
