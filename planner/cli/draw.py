@@ -8,7 +8,15 @@ from typing import Annotated
 
 import typer
 
-from planner.cli.app import ClusterOption, PlanArgument, ProfilesOption, app, console, evaluate_plan_file
+from planner.cli.app import (
+    CalibrationOption,
+    ClusterOption,
+    PlanArgument,
+    ProfilesOption,
+    app,
+    console,
+    evaluate_plan_file,
+)
 from planner.errors import InputError
 from planner.yamlio import write_atomic
 
@@ -21,12 +29,13 @@ def draw(
     output: Annotated[Path, typer.Option("--output", "-o", help="picture to write: .svg, .png (matplotlib) or .html")],
     cluster: ClusterOption = None,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Draw the plan: nodes and GPUs coloured by replica and role, pipeline stages, KV routes, the bottleneck."""
     suffix = output.suffix.lower()
     if suffix not in DRAW_FORMATS:
         raise InputError(f"-o {output}: expected a file ending in {', '.join(DRAW_FORMATS)}.")
-    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles)
+    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles, calibration)
     from planner.outputs.scene import build_scene
 
     scene = build_scene(plan, the_cluster, plan_file.name)

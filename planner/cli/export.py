@@ -10,7 +10,15 @@ from typing import Annotated
 
 import typer
 
-from planner.cli.app import ClusterOption, PlanArgument, ProfilesOption, app, console, evaluate_plan_file
+from planner.cli.app import (
+    CalibrationOption,
+    ClusterOption,
+    PlanArgument,
+    ProfilesOption,
+    app,
+    console,
+    evaluate_plan_file,
+)
 from planner.plans.schema import Plan, read_plan
 from planner.yamlio import dump_yaml, write_atomic
 
@@ -34,6 +42,7 @@ def export(
     router_url: Annotated[str, typer.Option(help="vllm-bench: where the router listens")] = "http://127.0.0.1:8000",
     result_dir: Annotated[str, typer.Option(help="vllm-bench: where `vllm bench` saves results")] = "bench-results",
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Hand the plan to the tools around it: Kubernetes, NVIDIA AIConfigurator, `vllm bench serve`."""
     if to is Target.k8s:
@@ -41,7 +50,7 @@ def export(
         write_atomic(output, k8s_manifests(read_plan(plan_file), plan_file, settings))
         console.print(f"wrote {output}")
         return
-    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles)
+    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles, calibration)
     if to is Target.aisimulate:
         from planner.outputs.aisimulate import aisimulate_document
 
