@@ -67,6 +67,10 @@ def test_the_wheel_installs_and_runs_outside_the_repository(tmp_path: Path) -> N
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"hexgen2_profiles/gpus.yaml", "hexgen2_profiles/links.yaml", "hexgen2_profiles/models.yaml"} <= names
     assert {"planner/outputs/__init__.py", "launcher/cli.py"} <= names
+    calibrations = {
+        f"hexgen2_profiles/calibrations/{p.name}" for p in (ROOT / "profiles" / "calibrations").glob("*.yaml")
+    }
+    assert calibrations <= names
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=False)
