@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+import planner
 from launcher import state as st
 from launcher.errors import LaunchError, listed
 from launcher.router_config import HopTimeouts, Limits, RouterSettings, Timeouts
@@ -41,6 +42,24 @@ app = typer.Typer(
 console = Console(highlight=False)
 console_err = Console(stderr=True, highlight=False)
 COMMANDS = ("start", "apply", "status", "logs", "stop", "router")
+UNBOUNDED_WIDTH = 10_000
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"hexlaunch (hexgen2) {planner.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Launch a hexgen2 plan: prefill/decode vLLM replicas on Ray behind a KV-aware router.
+    `hexlaunch PLAN` is short for `hexlaunch start PLAN`."""
+
 
 StateDirOption = Annotated[
     Path | None,
@@ -69,6 +88,13 @@ def parse_env(pairs: list[str] | None) -> tuple[tuple[str, str], ...]:
             raise LaunchError(f"--env {pair!r}: expected KEY=VALUE (e.g. --env HF_TOKEN=hf_...).")
         out.append((key, value))
     return tuple(out)
+
+
+def print_table(table: Table) -> None:
+    """A table at its natural width when stdout is not a terminal (a pipe, a file, `watch`): rich would
+    otherwise cut every row at 80 columns, losing replica ids and URLs. A terminal keeps its own width."""
+    wide = console if console.is_terminal else Console(highlight=False, width=UNBOUNDED_WIDTH, file=console.file)
+    wide.print(table)
 
 
 @app.command()
@@ -238,7 +264,7 @@ def status(
             row.id, row.role, ",".join(row.nodes), " ".join(row.gpus), f"[{colour}]{row.state}[/]", row.router_view,
             flight, row.url,
         )  # fmt: skip
-    console.print(table)
+    print_table(table)
 
 
 @app.command()

@@ -85,12 +85,20 @@ def dry_run_document(
     }
 
 
+def bundle_text(process: dict[str, Any]) -> str:
+    """The placement bundle in words (the JSON keeps Ray's own dicts)."""
+    labels = ", ".join(f"{key}={value}" for key, value in sorted(process["label_selector"].items()))
+    return f"placement bundle of {process['bundle']['GPU']} GPUs on the Ray node labelled {labels}"
+
+
 def render_text(doc: dict[str, Any]) -> str:
     processes = sum(len(r["processes"]) for r in doc["replicas"])
     lines = [
         f"# hexlaunch dry run of {doc['plan']}: model {doc['model']} (vllm loads {doc['engine_model']}), "
         f"connector {doc['connector']}",
         f"# {len(doc['replicas'])} replicas, {processes} engine processes, 1 router; nothing was started.",
+        "# Hosts below are the plan's node names: at launch each becomes the IP address of the Ray node labelled",
+        f"# {NODE_LABEL}=<name> (in --host, --master-addr, VLLM_HOST_IP, the side-channel host and the URLs).",
     ]
     for replica in doc["replicas"]:
         lines += [
@@ -101,7 +109,7 @@ def render_text(doc: dict[str, Any]) -> str:
         for p in replica["processes"]:
             lines.append(
                 f"  actor {p['actor']}: node {p['node']} ({p['gpu_type']}), rank {p['node_rank']}, "
-                f"GPUs {' '.join(p['gpus'])}, bundle {p['bundle']} on {p['label_selector']}"
+                f"GPUs {' '.join(p['gpus'])}, {bundle_text(p)}"
             )
             lines.append("    env  " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(p["env"].items())))
             lines.append("    argv " + shlex.join(p["argv"]))

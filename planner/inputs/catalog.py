@@ -11,6 +11,7 @@ import difflib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -41,7 +42,20 @@ from planner.units import (
 )
 from planner.yamlio import load_yaml, read_text, validate
 
-DEFAULT_PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+
+def shipped_profiles_dir() -> Path:
+    """The catalogue that came with hexgen2: the package data `hexgen2_profiles` (setup.cfg maps profiles/ to
+    it, so a wheel carries it, calibrations/ included), else profiles/ of the source tree this module sits in."""
+    try:
+        found = resources.files("hexgen2_profiles")
+    except ModuleNotFoundError:  # running from a source tree that was never installed
+        found = None
+    if isinstance(found, Path) and (found / "gpus.yaml").is_file():
+        return found
+    return Path(__file__).resolve().parents[2] / "profiles"
+
+
+DEFAULT_PROFILES_DIR = shipped_profiles_dir()
 DEFAULT_CALIBRATIONS_DIR = DEFAULT_PROFILES_DIR / "calibrations"
 KvLayout = Literal["full", "sliding_window", "hybrid"]
 HYBRID_MODEL_TYPES = ("gemma2", "gemma3", "gemma3_text", "cohere2")  # sliding and full layers alternate
@@ -344,7 +358,9 @@ def model_from_hf_config(path: Path) -> ModelProfile:
         )
     return ModelProfile(
         name=str(config.get("_name_or_path") or path.parent.name),
-        hf_id=str(path.parent),  # vLLM loads the directory that holds config.json
+        # vLLM loads the directory that holds config.json; absolute, so the plan says the same thing
+        # whichever directory `hexplan solve` ran in (the cluster file names it relative to itself).
+        hf_id=str(path.parent.resolve()),
         kv_heads=int(kv_heads),
         head_dim=int(head_dim),
         gated_mlp=not is_opt,

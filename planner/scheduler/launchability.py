@@ -1,7 +1,7 @@
 """Which replicas vLLM and the KV connectors can run: every launch rule, written once.
 
 The layout search (planner.scheduler.layouts) only enumerates layouts these rules admit, plan checks
-(planner.plans.checks) reject plans that break them, and the launcher (launcher.engine) refuses to
+(planner.plans.checks) reject plans that break them, and the launcher (launcher.vllm_args) refuses to
 start such plans. So the functions here take plain data — GPU ids "node/index", layer ranges, TP and
 PP sizes, role, connector, and optionally the model's head counts — never a cluster or a plan.
 
