@@ -199,6 +199,14 @@ def _field_names(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str
     return sorted({f.alias or name for m in models for name, f in m.model_fields.items()})
 
 
+def user_message(err: Mapping) -> str:
+    """pydantic's message without its internals: a nested section that is not a mapping reads "Input should
+    be a valid dictionary or instance of WorkloadSpec" in pydantic; users never see our class names."""
+    if err["type"] == "model_type":  # the same words as for a plain dict field
+        return "Input should be a valid dictionary"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def format_validation_error(path: Path, exc: ValidationError, model: type[BaseModel] | None = None) -> str:
     """One line per problem: 'file: nodes[2].count: Input should be greater than 0 (got 0)'."""
     lines = []
@@ -207,7 +215,7 @@ def format_validation_error(path: Path, exc: ValidationError, model: type[BaseMo
         for part in err["loc"]:
             name = str(part) if len(str(part)) <= 60 else shown(str(part))  # a 5,000-character key, quoted short
             loc += f"[{part}]" if isinstance(part, int) else (f".{name}" if loc else name)
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = user_message(err)
         got = err.get("input")
         quiet = isinstance(got, Mapping | list) or err["type"] in ("missing", "extra_forbidden")
         extra = "" if quiet else f" (got {shown(got)})"
@@ -254,8 +262,9 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that a reader or a crash sees the old file or the new one, never half.
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Replace `path` with `text` (str as UTF-8; bytes, e.g. an image, as they are) so that a reader or a
+    crash sees the old file or the new one, never half.
 
     A temporary file in the target's directory is written, fsynced, given the old file's permission
     bits (a new file: 0o666 & ~umask) and renamed over the target; then the directory is fsynced.
@@ -271,8 +280,8 @@ def write_atomic(path: Path, text: str) -> None:
     except (OSError, ValueError) as exc:
         raise InputError(f"{path}: cannot write here: {getattr(exc, 'strerror', None) or exc}.") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
             handle.flush()
             os.fchmod(handle.fileno(), mode)
             os.fsync(handle.fileno())

@@ -39,6 +39,7 @@ from planner.sim.sweeps import (
     simulate_rate,
     simulate_replay,
 )
+from planner.yamlio import write_atomic
 
 
 def _ms(values: dict[str, float]) -> str:
@@ -151,6 +152,9 @@ def compare_command(
     duration: Annotated[float, typer.Option("--duration", help="simulated seconds per run")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     max_requests: MaxRequestsOption = MAX_REQUESTS,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="also write a PNG of goodput and $ per 1M output tokens (matplotlib)")
+    ] = None,
     profiles: ProfilesOption = None,
     calibration: CalibrationOption = None,
 ) -> None:
@@ -161,8 +165,14 @@ def compare_command(
     for name in names:
         baseline(name)  # fail fast on a typo, before any planning
     cluster = load(cluster_file, profiles, calibration)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise InputError(f"--plot {plot}: expected a file ending in .png.")
     plans = plan_all(cluster, names, seed, time_limit)
     rows = compare_plans(cluster, plans, duration=duration, seed=seed, max_requests=max_requests)
+    if plot is not None:
+        from planner.outputs.plots import compare_plot
+
+        write_atomic(plot, compare_plot(rows, f"{cluster_file}: plans compared by simulation"))
     if as_json:
         print(json.dumps(rows, sort_keys=True, indent=2, ensure_ascii=False))
         return
