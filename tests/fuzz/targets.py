@@ -89,9 +89,14 @@ def cluster(rng: random.Random, corpus: Corpus, case: Case) -> Case:
 
 
 def _plan_command(rng: random.Random, case: Case, plan: str, original: str) -> None:
-    command = rng.choice(("show", "evaluate", "check", "diff", "simulate", "launch", "launch"))
+    command = rng.choice(("show", "evaluate", "check", "diff", "simulate", "launch", "launch", "draw", "export"))
     if command == "evaluate":
         case.argv, case.output = ["evaluate", plan, "-o", D + "out.yaml"], "out.yaml"
+    elif command == "draw":
+        case.argv, case.output = ["draw", plan, "-o", D + "out.svg"], "out.svg"
+    elif command == "export":
+        target = rng.choice(("k8s", "aisimulate", "vllm-bench"))
+        case.argv, case.output = ["export", plan, "--to", target, "-o", D + "out.txt"], "out.txt"
     elif command == "diff":
         case.argv, case.exit1_ok = ["diff", *rng.sample([plan, original], 2), "-f", rng.choice(("json", "table"))], True
     elif command == "check":
