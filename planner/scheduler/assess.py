@@ -10,10 +10,10 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
-from planner.costs.kvtransfer import kv_transfer_capacity
 from planner.costs.layout import Layout
 from planner.costs.replica import DEFAULT_BATCHED_TOKENS, decode_perf, prefill_perf
 from planner.inputs.problem import Cluster
+from planner.scheduler.kvload import route_traffic, traffic_capacity
 from planner.scheduler.launchability import tp_compatible
 from planner.types import Role, replica_id
 
@@ -82,8 +82,9 @@ def assess(cluster: Cluster, role: Role, layout: Layout) -> Assessment | None:
 
 
 def route_capacity(cluster: Cluster, prefill: Assessment, decode: Assessment, launchable: bool) -> float:
-    """Requests/s of KV caches the links between two replicas carry on their own; 0 when the
-    connector cannot join them (TP sizes that do not divide)."""
+    """Requests/s of KV caches the links between two replicas carry on their own, each NIC and link
+    counted once (planner.scheduler.kvload); 0 when the connector cannot join them (TP sizes that do
+    not divide)."""
     if launchable and not tp_compatible(prefill.layout.tp, decode.layout.tp):
         return 0.0
-    return kv_transfer_capacity(cluster, prefill.layout, decode.layout)
+    return traffic_capacity(cluster, route_traffic(cluster, prefill.layout, decode.layout))

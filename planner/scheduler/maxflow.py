@@ -17,11 +17,14 @@ sends along that route. The arcs of a minimum cut say what limits the plan (pref
 KV transfer, hubs included).
 
 Solved with scipy's Edmonds–Karp (`scipy.sparse.csgraph.maximum_flow`, O(V·E²)), which needs
-integer capacities: rates are scaled so the largest total fits in 2³⁰.
+integer capacities: rates are scaled so the largest total fits in 2³⁰. When some route loads hubs
+only in part (a replica pipelined over several nodes), planner.scheduler.lpflow solves the same
+network as a linear program instead.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +33,8 @@ from typing import Literal
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_flow
+
+from planner.scheduler.lpflow import lp_flow
 
 Bottleneck = Literal["prefill", "decode", "kv_transfer", "colocated", "none"]
 _SOURCE, _SINK = 0, 1
@@ -53,92 +58,121 @@ def max_flow(
     *,
     hubs: Mapping[str, float] | None = None,
     hub_arcs: Sequence[tuple[str, str]] = (),
+    shares: Mapping[tuple[str, str], Mapping[str, float]] | None = None,
     method: Literal["edmonds_karp", "dinic"] = "edmonds_karp",
     details: bool = True,
 ) -> FlowResult:
     """Maximum request rate through the replica network; see the module docstring.
 
     Every argument maps replica ids (or id pairs, or hub ids) to capacities in requests/s; a
-    missing KV pair means no direct route. `hub_arcs` are (from, to) pairs whose ends are a
-    prefill id (as tail), a hub id, or a decode id (as head). Inputs are read in sorted order,
-    so the result is deterministic. With details=False the routes, min cut and bottleneck are
-    left empty ("none"): a search that only compares values skips that work.
+    missing KV pair means no direct route, an infinite capacity no limit. `hub_arcs` are (from, to)
+    pairs whose ends are a prefill id (as tail), a hub id, or a decode id (as head). `shares` load
+    hubs with a fraction of what a direct KV arc carries (a route whose KV crosses them in part):
+    then the problem is a linear program (planner.scheduler.lpflow), else scipy's max-flow. Inputs are
+    read in sorted order, so the result is deterministic. With details=False the routes, min cut and
+    bottleneck are left empty ("none"): a search that only compares values skips that work.
     """
-    colocated = colocated or {}
-    hubs = hubs or {}
-    ids = sorted(prefill) + sorted(decode) + sorted(colocated) + sorted(hubs)
-    index = {rid: 2 + 2 * i for i, rid in enumerate(ids)}  # X_in = index, X_out = index + 1
-    total = max(sum(prefill.values()) + sum(colocated.values()), sum(decode.values()) + sum(colocated.values()), 1e-12)
-    scale = 2.0**30 / total
-
-    # (tail, head, capacity, kind): source/sink arcs carry the kind of the replica they guard.
-    arcs: list[tuple[int, int, float, str]] = []
-    for kind, replicas in (("prefill", prefill), ("decode", decode), ("colocated", colocated)):
-        for rid in sorted(replicas):
-            cap, node = replicas[rid], index[rid]
-            if kind != "decode":
-                arcs.append((_SOURCE, node, cap, kind))
-            arcs.append((node, node + 1, cap, kind))
-            if kind != "prefill":
-                arcs.append((node + 1, _SINK, cap, kind))
-    for p, d in sorted(kv):
-        if p in prefill and d in decode and kv[(p, d)] > 0:
-            arcs.append((index[p] + 1, index[d], kv[(p, d)], "kv_transfer"))
-    for hub in sorted(hubs):
-        arcs.append((index[hub], index[hub] + 1, hubs[hub], "kv_transfer"))
-    for tail, head in sorted(set(hub_arcs)):
-        arcs.append((index[tail] + 1, index[head], _UNBOUNDED / scale, "link"))
-
-    n = 2 + 2 * len(ids)
-    caps = np.array([int(min(cap * scale, 2**31 - 1)) for *_, cap, _ in arcs], dtype=np.int32)
-    tails = np.array([a[0] for a in arcs], dtype=np.int32)
-    heads = np.array([a[1] for a in arcs], dtype=np.int32)
-    graph = csr_matrix((caps, (tails, heads)), shape=(n, n))
-    result = maximum_flow(graph, _SOURCE, _SINK, method=method)
-    flow = result.flow.tocsr()
-    flows = np.asarray(flow[tails, heads]).ravel()
-
-    owner = {index[rid]: rid for rid in ids}
+    net = Network.of(prefill, decode, kv, colocated or {}, hubs or {}, hub_arcs)
+    if shares:
+        flows, value, cut = lp_flow(net, shares)
+    else:
+        flows, value, cut = _scipy_flow(net, method, details)
+    owner = {net.index[rid]: rid for rid in net.ids}
     replica_flow = {
-        owner[tail]: float(value) / scale
-        for (tail, head, _, _), value in zip(arcs, flows)
-        if head == tail + 1 and tail in owner and owner[tail] not in hubs  # a replica's own in→out arc
+        owner[tail]: float(f)
+        for (tail, head, _, _), f in zip(net.arcs, flows)
+        if head == tail + 1 and tail in owner and owner[tail] not in net.hubs  # a replica's own in→out arc
     }
     if not details:
-        return FlowResult(float(result.flow_value) / scale, replica_flow, {}, "none", {})
-    routes = _decompose(arcs, flows, owner, set(prefill), set(decode), scale)
-    cut = _min_cut_capacity(n, arcs, caps, flows, scale)
+        return FlowResult(value, replica_flow, {}, "none", {})
+    routes = _decompose(net, flows, set(prefill), set(decode), tolerance=1e-9 * max(net.total, 1e-12))
     bottleneck: Bottleneck = max(cut, key=lambda kind: (cut[kind], kind)) if cut else "none"
-    return FlowResult(float(result.flow_value) / scale, replica_flow, routes, bottleneck, cut)
+    return FlowResult(value, replica_flow, routes, bottleneck, cut)
+
+
+@dataclass(frozen=True)
+class Network:
+    """The arcs of the network in a fixed order: (tail, head, capacity, kind), nodes numbered from 2."""
+
+    ids: list[str]
+    index: dict[str, int]  # replica or hub id → its in-node (its out-node is index + 1)
+    hubs: Mapping[str, float]
+    arcs: list[tuple[int, int, float, str]]
+    nodes: int
+    total: float  # the largest flow any cut allows through the replicas: scales the integer capacities
+
+    @classmethod
+    def of(
+        cls,
+        prefill: Mapping[str, float],
+        decode: Mapping[str, float],
+        kv: Mapping[tuple[str, str], float],
+        colocated: Mapping[str, float],
+        hubs: Mapping[str, float],
+        hub_arcs: Sequence[tuple[str, str]],
+    ) -> Network:
+        ids = sorted(prefill) + sorted(decode) + sorted(colocated) + sorted(hubs)
+        index = {rid: 2 + 2 * i for i, rid in enumerate(ids)}  # X_in = index, X_out = index + 1
+        served = sum(colocated.values())
+        total = max(sum(prefill.values()) + served, sum(decode.values()) + served, 1e-12)
+        # (tail, head, capacity, kind): source/sink arcs carry the kind of the replica they guard.
+        arcs: list[tuple[int, int, float, str]] = []
+        for kind, replicas in (("prefill", prefill), ("decode", decode), ("colocated", colocated)):
+            for rid in sorted(replicas):
+                cap, node = replicas[rid], index[rid]
+                if kind != "decode":
+                    arcs.append((_SOURCE, node, cap, kind))
+                arcs.append((node, node + 1, cap, kind))
+                if kind != "prefill":
+                    arcs.append((node + 1, _SINK, cap, kind))
+        for p, d in sorted(kv):
+            if p in prefill and d in decode and kv[(p, d)] > 0:
+                arcs.append((index[p] + 1, index[d], kv[(p, d)], "kv_transfer"))
+        for hub in sorted(hubs):
+            arcs.append((index[hub], index[hub] + 1, hubs[hub], "kv_transfer"))
+        for tail, head in sorted(set(hub_arcs)):
+            arcs.append((index[tail] + 1, index[head], math.inf, "link"))
+        return cls(ids, index, hubs, arcs, 2 + 2 * len(ids), total)
+
+
+def _scipy_flow(net: Network, method: str, details: bool) -> tuple[np.ndarray, float, dict[str, float]]:
+    """Arc flows (requests/s), value and min-cut capacity by kind, by scipy's integer max-flow: rates
+    are scaled so the largest total fits in 2³⁰; unlimited arcs get the largest integer."""
+    scale = 2.0**30 / net.total
+    if not net.arcs:
+        return np.zeros(0), 0.0, {}
+    caps = np.array([int(min(cap * scale, _UNBOUNDED)) for _, _, cap, _ in net.arcs], dtype=np.int32)
+    tails = np.array([a[0] for a in net.arcs], dtype=np.int32)
+    heads = np.array([a[1] for a in net.arcs], dtype=np.int32)
+    graph = csr_matrix((caps, (tails, heads)), shape=(net.nodes, net.nodes))
+    result = maximum_flow(graph, _SOURCE, _SINK, method=method)
+    flows = np.asarray(result.flow.tocsr()[tails, heads]).ravel()
+    cut = _min_cut_capacity(net.nodes, net.arcs, caps, flows, scale) if details else {}
+    return flows.astype(float) / scale, float(result.flow_value) / scale, cut
 
 
 def _decompose(
-    arcs: list[tuple[int, int, float, str]],
-    flows: np.ndarray,
-    owner: Mapping[int, str],
-    prefill: set[str],
-    decode: set[str],
-    scale: float,
+    net: Network, flows: np.ndarray, prefill: set[str], decode: set[str], tolerance: float
 ) -> dict[tuple[str, str], float]:
     """Split the KV part of the flow into prefill→decode paths; sum each pair's paths.
 
     The KV part is a DAG (P_out → hubs → D_in), so depth-first path peeling terminates; arcs are
-    visited in sorted order, so the decomposition is deterministic.
+    visited in sorted order, so the decomposition is deterministic. Flows below `tolerance` are noise.
     """
-    remaining: dict[int, list[list[int]]] = {}  # node → [[head, flow left], …] on KV arcs
-    for (tail, head, _, kind), value in zip(arcs, flows):
-        if kind in ("kv_transfer", "link") and value > 0:
-            remaining.setdefault(tail, []).append([head, int(value)])
+    remaining: dict[int, list[list]] = {}  # node → [[head, flow left], …] on KV arcs
+    for (tail, head, _, kind), value in zip(net.arcs, flows):
+        if kind in ("kv_transfer", "link") and value > tolerance:
+            remaining.setdefault(tail, []).append([head, float(value)])
     for out in remaining.values():
         out.sort()
-    node_of = {rid: node for node, rid in owner.items()}
+    owner = {net.index[rid]: rid for rid in net.ids}
     routes: dict[tuple[str, str], float] = {}
     for p in sorted(prefill):
-        start = node_of[p] + 1
+        start = net.index[p] + 1
         while True:
             path, node = [], start
-            while not (node in owner and owner[node] in decode and node != start):
-                step = next((arc for arc in remaining.get(node, []) if arc[1] > 0), None)
+            while not (node in owner and owner[node] in decode):
+                step = next((arc for arc in remaining.get(node, []) if arc[1] > tolerance), None)
                 if step is None:
                     break
                 path.append(step)
@@ -149,7 +183,7 @@ def _decompose(
             for arc in path:
                 arc[1] -= amount
             key = (p, owner[node])
-            routes[key] = routes.get(key, 0.0) + amount / scale
+            routes[key] = routes.get(key, 0.0) + amount
     return routes
 
 

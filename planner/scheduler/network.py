@@ -9,34 +9,37 @@ Both go through `replica_flow`, so a plan's throughput is the value its search m
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from planner.inputs.problem import Cluster
-from planner.scheduler.assess import Assessment, route_capacity
-from planner.scheduler.kvnet import kv_network
+from planner.scheduler.assess import Assessment
+from planner.scheduler.kvload import route_traffic
+from planner.scheduler.kvnet import Traffic, kv_network
 from planner.scheduler.maxflow import FlowResult, max_flow
-
-RouteCapacity = Callable[[Assessment, Assessment], float]
 
 
 def replica_flow(
     cluster: Cluster,
     replicas: Sequence[Assessment],
-    route_capacity: RouteCapacity,
+    traffic: Traffic,
     *,
     launchable: bool,
     method: Literal["edmonds_karp", "dinic"] = "edmonds_karp",
     details: bool = True,
     route_limit: int | None = None,
 ) -> FlowResult:
-    """Max-flow through `replicas` (by role); `route_capacity(p, d)` gives a route's own-arc capacity.
+    """Max-flow through `replicas` (by role); `traffic(p, d)` gives a route's NIC/link shares and own
+    bound (planner.scheduler.kvload), asked only for routes that are not pooled.
 
     `route_limit`: with many replicas, keep only each replica's fastest own-arc routes (see `sparsify`).
     """
     by_role = {role: [a for a in replicas if a.role == role] for role in ("prefill", "decode", "colocated")}
     prefill, decode = by_role["prefill"], by_role["decode"]
-    network = kv_network(cluster, prefill, decode, route_capacity, launchable=launchable)
+    colocated = by_role["colocated"]
+    network = kv_network(cluster, prefill, decode, traffic, launchable=launchable)
+    if network.free and not details:
+        return free_flow(prefill, decode, colocated)
     direct = network.direct
     if route_limit is not None:
         direct = sparsify(direct, len(prefill) + len(decode), route_limit)
@@ -47,15 +50,32 @@ def replica_flow(
         {a.id: a.capacity_rps for a in by_role["colocated"]},
         hubs=network.hubs,
         hub_arcs=network.hub_arcs,
+        shares={pair: s for pair, s in network.shares.items() if pair in direct},
         method=method,
         details=details,
     )
 
 
+def free_flow(
+    prefill: Sequence[Assessment], decode: Sequence[Assessment], colocated: Sequence[Assessment]
+) -> FlowResult:
+    """The flow of a free network (planner.scheduler.kvnet), without solving one: the smaller side runs
+    full, the larger is filled in id order; colocated replicas run full. No routes or cut (details off)."""
+    supply = sum(a.capacity_rps for a in prefill)
+    demand = sum(a.capacity_rps for a in decode)
+    flows = {a.id: a.capacity_rps for a in colocated}
+    for side, amount in ((prefill, min(supply, demand)), (decode, min(supply, demand))):
+        for a in sorted(side, key=lambda a: a.id):
+            flows[a.id] = min(a.capacity_rps, amount)
+            amount -= flows[a.id]
+    value = min(supply, demand) + sum(a.capacity_rps for a in colocated)
+    return FlowResult(value, flows, {}, "none", {})
+
+
 def plan_flow(cluster: Cluster, replicas: Sequence[Assessment], *, launchable: bool) -> FlowResult:
     """The flow a plan of these replicas records: Edmonds–Karp over every route, with its details."""
     return replica_flow(
-        cluster, replicas, lambda p, d: route_capacity(cluster, p, d, launchable), launchable=launchable
+        cluster, replicas, lambda p, d: route_traffic(cluster, p.layout, d.layout), launchable=launchable
     )
 
 

@@ -28,7 +28,7 @@ def baseline_state(cluster: Cluster, running: State, scorer: Scorer) -> State:
     """The running plan's replicas that still fit the cluster, plus blocks of every other GPU."""
     kept = [
         (tuple(group), role)
-        for group, role in running
+        for group, role, *_ in running
         if role in scorer.roles
         and all(g in cluster.gpu_by_id for g in group)
         and scorer.assessment(tuple(group), role) is not None
@@ -81,5 +81,6 @@ def replan(
             continue  # nothing runs without moving more GPUs than this budget
         if result.throughput_rps >= (1 - max_loss) * free.throughput_rps:
             return result
-    moved = moved_gpus(anchor_of(anchor, cluster.gpu_by_id), [(a.layout.gpus, a.role) for a in free.replicas])
+    running_anchor = anchor_of([item[:2] for item in anchor], cluster.gpu_by_id)
+    moved = moved_gpus(running_anchor, [(a.layout.gpus, a.role) for a in free.replicas])
     return dataclasses.replace(free, facts=dataclasses.replace(free.facts, moved_gpus=len(moved)))

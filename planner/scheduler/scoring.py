@@ -1,11 +1,14 @@
 """Score a candidate grouping fast, for the search phases (roles, refinement).
 
-A state is a list of (GPU group, role). Its score is the max-flow value (throughput objective)
-or max-flow per $/h of the GPUs in replicas (cost objective). Per-group assessments and per-pair
-KV capacities are cached, so a move re-evaluates only the groups it changed; the max-flow itself
-is re-solved with scipy's Dinic (same value as Edmonds–Karp, faster in the inner loop) over the
-network of planner.scheduler.network; for large clusters each replica keeps only its `route_limit`
-fastest own-arc routes.
+A state is a tuple of (GPU group, role, layout variant) items: the variant is () for the group's
+default layout (its highest capacity) or fixes another one (planner.scheduler.variants). Its score
+is the max-flow value (throughput objective) or max-flow per $/h of the GPUs in replicas (cost
+objective). Per-group assessments are cached by what the cost model reads (the group's shape: GPU
+types, counts, links; the role; the variant), route traffic by the two layouts, and scores by state,
+so a move re-evaluates only the groups it changed; the max-flow itself is re-solved with scipy's
+Dinic (same value as Edmonds–Karp, faster in the inner loop) over the network of
+planner.scheduler.network (which answers a *free* network without solving anything); for large
+clusters each replica keeps only its `route_limit` fastest own-arc routes.
 """
 
 from __future__ import annotations
@@ -15,15 +18,19 @@ from dataclasses import dataclass, replace
 
 from planner.costs.layout import Layout, Stage
 from planner.inputs.problem import Cluster
-from planner.scheduler.assess import Assessment, route_capacity
-from planner.scheduler.layouts import best_assessment, group_shape, node_parts
+from planner.scheduler.assess import Assessment, assess
+from planner.scheduler.kvload import RouteTraffic, route_traffic
+from planner.scheduler.layouts import best_assessment, group_shape, node_parts, tp_options
 from planner.scheduler.maxflow import FlowResult
 from planner.scheduler.network import replica_flow
 from planner.scheduler.stability import anchor_of, moved_gpus, unchanged
+from planner.scheduler.variants import layout_of_variant
 from planner.types import Role
 
 Group = tuple[str, ...]
-State = tuple[tuple[Group, Role], ...]
+LayoutChoice = tuple  # a Variant, or () for the group's default layout
+Item = tuple[Group, Role, LayoutChoice]
+State = tuple[Item, ...]
 
 
 @dataclass(frozen=True)
@@ -33,8 +40,9 @@ class Score:
     flow: FlowResult
 
 
-def canonical(state: Sequence[tuple[Group, Role]]) -> State:
-    return tuple(sorted((tuple(sorted(g)), role) for g, role in state))
+def canonical(state: Sequence[tuple]) -> State:
+    """Items sorted, groups sorted; (group, role) pairs get the default layout (variant ())."""
+    return tuple(sorted((tuple(sorted(item[0])), item[1], item[2] if len(item) > 2 else ()) for item in state))
 
 
 class Scorer:
@@ -57,100 +65,135 @@ class Scorer:
         self.route_limit = route_limit
         self.max_moved = max_moved
         self.roles: tuple[Role, ...] = ("prefill", "decode", "colocated") if colocated else ("prefill", "decode")
-        self._anchor = anchor_of(anchor or (), cluster.gpu_by_id)
-        self._assessments: dict[tuple[Group, Role], Assessment | None] = {}
-        self._shapes: dict[tuple[Role, tuple], Assessment | None] = {}
-        self._kv: dict[tuple[str, str], float] = {}
+        self._anchor = anchor_of([item[:2] for item in anchor or ()], cluster.gpu_by_id)
+        self._assessments: dict[Item, Assessment | None] = {}
+        self._shapes: dict[tuple, Assessment | None] = {}
+        self._traffic: dict[tuple[Layout, Layout], RouteTraffic] = {}
         self._scores: dict[State, Score] = {}
-        self._bottlenecks: dict[State, str] = {}
+        self._details: dict[State, FlowResult] = {}
 
-    def assessment(self, group: Group, role: Role) -> Assessment | None:
-        key = (tuple(sorted(group)), role)
+    # ------------------------------------------------------------------ replicas
+
+    def assessment(self, group: Group, role: Role, variant: LayoutChoice = ()) -> Assessment | None:
+        """The group's replica in the role with the variant's layout (() : the default layout), or
+        None when that layout is not admissible or does not fit."""
+        key = (tuple(sorted(group)), role, variant)
         if key not in self._assessments:
-            self._assessments[key] = self._assess(key[0], role)
+            self._assessments[key] = self._assess(key[0], role, variant)
         return self._assessments[key]
 
-    def _assess(self, group: Group, role: Role) -> Assessment | None:
+    def _assess(self, group: Group, role: Role, variant: LayoutChoice) -> Assessment | None:
         """Groups of the same shape perform the same: reuse the layout found for the first of them."""
         parts = node_parts(self.cluster, group)
-        shape = (role, group_shape(self.cluster, parts))
+        if not variant:
+            shape = (role, group_shape(self.cluster, parts))
+            if shape not in self._shapes:
+                self._shapes[shape] = best_assessment(self.cluster, group, role, self.launchable)
+            return self._renamed(self._shapes[shape], [g for _, p in parts for g in p])
+        layout = layout_of_variant(self.cluster, group, variant)
+        if layout is None or variant[0] not in tp_options(self.cluster, parts, role, self.launchable):
+            return None
+        by_name = dict(parts)
+        ordered = [(node, by_name[node]) for node in variant[1]]
+        shape = (role, group_shape(self.cluster, ordered), variant[0], variant[2])
         if shape not in self._shapes:
-            self._shapes[shape] = best_assessment(self.cluster, group, role, self.launchable)
-        found = self._shapes[shape]
-        if found is None or found.layout.gpus == tuple(g for _, p in parts for g in p):
+            found = assess(self.cluster, role, layout)
+            if found is not None and role == "prefill" and self.cluster.slo_ttft is not None:
+                found = found if found.latency_s <= self.cluster.slo_ttft else None
+            self._shapes[shape] = found
+        return self._renamed(self._shapes[shape], list(layout.gpus))
+
+    @staticmethod
+    def _renamed(found: Assessment | None, gpus: list[str]) -> Assessment | None:
+        """A cached assessment of a group of the same shape, on these GPUs (in pipeline order)."""
+        if found is None or found.layout.gpus == tuple(gpus):
             return found
-        gpus = iter(g for _, p in parts for g in p)
+        names = iter(gpus)
         stages = tuple(
-            Stage(tuple(next(gpus) for _ in stage.gpus), stage.layer_start, stage.layer_end)
+            Stage(tuple(next(names) for _ in stage.gpus), stage.layer_start, stage.layer_end)
             for stage in found.layout.stages
         )
         return replace(found, layout=Layout(stages))
 
-    def kv_capacity(self, p: Assessment, d: Assessment) -> float:
-        key = (p.id, d.id)
-        if key not in self._kv:
-            self._kv[key] = route_capacity(self.cluster, p, d, self.launchable)
-        return self._kv[key]
+    def live(self, state: Sequence[tuple]) -> list[Assessment]:
+        """The replicas of a state: its items that fit their role."""
+        return [a for item in canonical(state) if (a := self.assessment(*item)) is not None]
 
-    def score(self, state: Sequence[tuple[Group, Role]]) -> Score:
+    def traffic(self, p: Assessment, d: Assessment) -> RouteTraffic:
+        key = (p.layout, d.layout)
+        if key not in self._traffic:
+            self._traffic[key] = route_traffic(self.cluster, p.layout, d.layout)
+        return self._traffic[key]
+
+    # ------------------------------------------------------------------ scores
+
+    def score(self, state: Sequence[tuple]) -> Score:
         key = canonical(state)
         if key not in self._scores:
             self._scores[key] = self._score(key)
         return self._scores[key]
 
-    def bound(self, state: Sequence[tuple[Group, Role]]) -> float:
+    def bound(self, state: Sequence[tuple]) -> float:
         """An upper bound on score(state).value, cheap (no flow): min(Σ prefill, Σ decode) + Σ colocated
         capacity ≤ min(Σ prefill + Σ colocated, Σ decode + Σ colocated), the value returned.
 
         Only for the throughput objective without a moved-GPU cap; otherwise +inf (no pruning)."""
         if self.objective != "throughput" or self.max_moved is not None:
             return float("inf")
-        sums = {"prefill": 0.0, "decode": 0.0, "colocated": 0.0}
-        for group, role in state:
-            if (a := self.assessment(group, role)) is not None:
-                sums[role] += a.capacity_rps
-        return min(sums["prefill"], sums["decode"]) + sums["colocated"]
+        return _capacity_bound(self.live(state))
 
-    def moved_gpus(self, state: Sequence[tuple[Group, Role]]) -> int:
+    def moved_gpus(self, state: Sequence[tuple]) -> int:
         """How many GPUs of the anchor state the state moves (planner.scheduler.stability)."""
-        return len(moved_gpus(self._anchor, state))
+        return len(moved_gpus(self._anchor, [item[:2] for item in state]))
 
-    def bottleneck(self, state: State) -> str:
-        """What limits the state's plan (the min cut), solved once per state the search moves to."""
-        if state not in self._bottlenecks:
-            self._bottlenecks[state] = self._flow(state, details=True).bottleneck
-        return self._bottlenecks[state]
+    def details(self, state: Sequence[tuple]) -> FlowResult:
+        """The state's flow with routes and min cut, solved once per state the search moves to."""
+        key = canonical(state)
+        if key not in self._details:
+            self._details[key] = self._flow(self.live(key), details=True)
+        return self._details[key]
+
+    def bottleneck(self, state: Sequence[tuple]) -> str:
+        """What limits the state's plan (the min cut)."""
+        return self.details(state).bottleneck
 
     def _score(self, state: State) -> Score:
-        flow = self._flow(state, details=False)
-        live = [a for group, role in state if (a := self.assessment(group, role)) is not None]
-        used = [a for a in live if flow.replica_flow.get(a.id, 0.0) > 0]
-        cost = self.cluster.price_per_hour(g for a in used for g in a.layout.gpus)
-        value = flow.value if self.objective == "throughput" else flow.value / max(cost, 1e-9)
+        live = self.live(state)
+        flow = self._flow(live, details=False)
+        value = throughput = flow.value
+        if self.objective != "throughput":
+            used = [a for a in live if flow.replica_flow.get(a.id, 0.0) > 0]
+            value = flow.value / max(self.cluster.price_per_hour(g for a in used for g in a.layout.gpus), 1e-9)
         if self.max_moved is not None and self.moved_gpus(state) > self.max_moved:
             value = -1.0  # infeasible: below every real plan, so the search moves back inside the budget
-        return Score(value, flow.value, flow)
+        return Score(value, throughput, flow)
 
-    def _flow(self, state: State, *, details: bool) -> FlowResult:
-        live = [a for group, role in state if (a := self.assessment(group, role)) is not None]
+    def _flow(self, live: list[Assessment], *, details: bool) -> FlowResult:
         return replica_flow(
             self.cluster,
             live,
-            self.kv_capacity,
+            self.traffic,
             launchable=self.launchable,
             method="dinic",
             details=details,
             route_limit=self.route_limit,
         )
 
-    def assessments(self, state: Sequence[tuple[Group, Role]]) -> list[Assessment]:
+    def assessments(self, state: Sequence[tuple]) -> list[Assessment]:
         """The replicas a state deploys: feasible groups that carry flow, and (when re-planning) the
         running plan's replicas that stay as they are, even idle: stopping them would move GPUs."""
-        flow = self.score(state).flow
+        flow = self.details(state)
         deployed = []
-        for group, role in canonical(state):
-            a = self.assessment(group, role)
+        for group, role, variant in canonical(state):
+            a = self.assessment(group, role, variant)
             kept = bool(self._anchor) and unchanged(self._anchor, group, role)
             if a is not None and (flow.replica_flow.get(a.id, 0.0) > 0 or kept):
                 deployed.append(a)
         return deployed
+
+
+def _capacity_bound(live: Sequence[Assessment]) -> float:
+    sums = {"prefill": 0.0, "decode": 0.0, "colocated": 0.0}
+    for a in live:
+        sums[a.role] += a.capacity_rps
+    return min(sums["prefill"], sums["decode"]) + sums["colocated"]

@@ -172,5 +172,8 @@ def search(
         moved_gpus=moved,
     )
     flow = plan_flow(cluster, replicas, launchable=launchable)
+    while anchor is None and (idle := [a for a in replicas if flow.replica_flow.get(a.id, 0.0) <= 0]):
+        replicas = [a for a in replicas if a not in idle]  # the full network routes around them: drop them
+        flow = plan_flow(cluster, replicas, launchable=launchable)
     report(flow.value)
     return SearchResult(tuple(replicas), flow, facts)
