@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from launcher.errors import LaunchError
 from planner.plans.schema import Plan, ReplicaPlan
 from planner.scheduler import launchability
+from planner.sim.routing import NO_TRAFFIC, PlannedRouting
 from planner.types import Connector
 
 CONNECTOR_CLASS = {"nixl": "NixlConnector", "mooncake": "MooncakeConnector", "lmcache": "LMCacheConnectorV1"}
@@ -160,10 +161,8 @@ def plan_problems(plan: Plan, connector: Connector) -> list[str]:
         problems.append(twice)
     if (problem := launchability.connector_problem((r.role for r in plan.replicas), connector)) is not None:
         problems.append(problem)
-    if not any(r.rate_rps > 0 for r in plan.routes) and not any(
-        r.role == "colocated" and r.capacity_rps > 0 for r in plan.replicas
-    ):
-        problems.append("the plan routes no traffic: no P→D route and no colocated replica has a positive rate.")
+    if not PlannedRouting.of(plan).routes_traffic:
+        problems.append(NO_TRAFFIC)
     return problems
 
 

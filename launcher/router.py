@@ -1,7 +1,7 @@
 """The OpenAI-compatible front door: prefill on one replica, decode on another, KV handed over by NIXL.
 
 Protocol per request (vLLM's pull-mode disaggregation, as its NIXL proxy example does it):
-1. choose a prefill replica and a decode replica (`launcher.routing`);
+1. choose a prefill replica and a decode replica (planner.sim.routing, the policy the simulator models);
 2. POST the request to the prefill replica with `max_tokens=1`, `stream=false` and
    `kv_transfer_params={"do_remote_decode": true, "do_remote_prefill": false}`;
 3. take `kv_transfer_params` from its JSON answer (where the KV blocks are, which engine holds them)
@@ -22,33 +22,44 @@ import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from launcher.engine import ReplicaLaunch
 from planner.plans.schema import Plan
-from planner.sim.routing import Backend, RouteWeight, RoutingPolicy
+from planner.sim.routing import PlannedRouting, RouteWeight, RoutingPolicy
 
 PREFILL_KV_PARAMS = {"do_remote_decode": True, "do_remote_prefill": False}
 HOP_HEADERS = ("X-Request-Id", "Authorization")
 
 
+@dataclass(frozen=True)
+class Backend:
+    """One engine the router can send to."""
+
+    id: str
+    role: str  # prefill | decode | colocated
+    url: str
+    max_outstanding: int
+
+
 def router_config(plan: Plan, launches: Sequence[ReplicaLaunch], seed: int) -> dict[str, Any]:
     """The JSON document the router process starts from (written to the state directory)."""
     backends = [Backend(lau.replica.id, lau.replica.role, lau.url, lau.replica.engine.max_num_seqs) for lau in launches]
+    planned = PlannedRouting.of(plan)
     return {
         "model": plan.model,
         "seed": seed,
         "backends": [asdict(b) for b in backends],
-        "routes": [asdict(RouteWeight(r.source, r.target, r.rate_rps)) for r in plan.routes],
-        "colocated_weights": {r.id: r.capacity_rps for r in plan.replicas if r.role == "colocated"},
+        "routes": [asdict(r) for r in planned.routes],
+        "colocated_weights": dict(planned.colocated_weights),
     }
 
 
 def policy_from(config: Mapping[str, Any]) -> RoutingPolicy:
     return RoutingPolicy(
-        [Backend(**b) for b in config["backends"]],
+        {b["id"]: b["max_outstanding"] for b in config["backends"]},
         [RouteWeight(**r) for r in config["routes"]],
         config["colocated_weights"],
         seed=int(config["seed"]),
@@ -70,7 +81,7 @@ class Router:
 
         self.model = str(config["model"])
         self.policy = policy_from(config)
-        self.backends = self.policy.backends
+        self.backends = {b["id"]: Backend(**b) for b in config["backends"]}
         self.outstanding = dict.fromkeys(self.backends, 0)
         self.registry = CollectorRegistry()
         self.requests = Counter(

@@ -1,4 +1,5 @@
-"""launcher.routing: per-request choices follow the plan's flow weights, deterministically; launcher.nodes matching."""
+"""planner.sim.routing, the policy of the router and the simulator: choices follow the plan's flow weights,
+deterministically; launcher.nodes matching."""
 
 from __future__ import annotations
 
@@ -9,21 +10,18 @@ import pytest
 
 from launcher.errors import LaunchError
 from launcher.nodes import GPU_LABEL, NODE_LABEL, NodeNeed, RayNode, match_nodes
-from planner.sim.routing import Backend, RouteWeight, RoutingPolicy, SmoothWeighted
+from planner.sim.routing import RouteWeight, RoutingPolicy, SmoothWeighted
 
 
 def policy(seed: int = 0, limit: int = 100) -> RoutingPolicy:
-    backends = [
-        Backend(i, role, f"http://{i}", limit)
-        for i, role in [("p1", "prefill"), ("p2", "prefill"), ("d1", "decode"), ("d2", "decode"), ("c1", "colocated")]
-    ]
+    limits = dict.fromkeys(["p1", "p2", "d1", "d2", "c1"], limit)
     routes = [
         RouteWeight("p1", "d1", 3.0),
         RouteWeight("p1", "d2", 1.0),
         RouteWeight("p2", "d2", 2.0),
         RouteWeight("p2", "d1", 0.0),
     ]
-    return RoutingPolicy(backends, routes, {"c1": 2.0}, seed=seed)
+    return RoutingPolicy(limits, routes, {"c1": 2.0}, seed=seed)
 
 
 def test_planned_shares_sum_to_one_and_skip_zero_routes() -> None:
@@ -65,7 +63,7 @@ def test_smooth_weighted_round_robin_interleaves() -> None:
 
 def test_no_traffic_is_an_error() -> None:
     with pytest.raises(ValueError, match="routes no traffic"):
-        RoutingPolicy([Backend("p", "prefill", "u", 1)], [RouteWeight("p", "d", 0.0)], {}, seed=0)
+        RoutingPolicy({"p": 1}, [RouteWeight("p", "d", 0.0)], {}, seed=0)
 
 
 def node(name: str | None, gpu: str | None, gpus: int = 2, alive: bool = True, node_id: str = "n") -> RayNode:

@@ -23,7 +23,8 @@ from planner.cli.app import (
 )
 from planner.cli.render import replicas_table, routes_table, summary_table
 from planner.errors import InputError
-from planner.plans.schema import plan_to_yaml, read_plan, write_plan
+from planner.inputs.problem import Cluster
+from planner.plans.schema import Plan, plan_to_yaml, read_plan, write_plan
 
 
 class Objective(StrEnum):
@@ -77,7 +78,24 @@ def solve(
     if max_moved_gpus is not None and baseline is None:
         raise InputError("option --max-moved-gpus needs --baseline (the plan whose GPUs should stay put).")
     previous = read_plan(baseline) if baseline is not None else None
+    options = {"seed": seed, "time_limit": time_limit, "connector": connector.value, "colocated": colocated}
+    options |= {"objective": objective.value if objective else None, "baseline": previous}
+    options |= {"max_moved_gpus": max_moved_gpus, "max_loss": max_loss / 100}
     began = time.monotonic()
+    plan = _solve_with_progress(cluster, quiet, options)
+    if previous is not None:
+        plan = plan.model_copy(update={"solver": plan.solver.model_copy(update={"baseline": str(baseline)})})
+    seconds = time.monotonic() - began
+    if output is None:
+        print(plan_to_yaml(plan), end="")
+    else:
+        write_plan(plan, output)
+    if not quiet:
+        _report(plan, cluster_file, output, seconds)
+
+
+def _solve_with_progress(cluster: Cluster, quiet: bool, options: dict) -> Plan:
+    """planner.solve with a progress bar on stderr showing the best throughput so far."""
     with Progress(
         TextColumn("[bold]solving[/]"),
         BarColumn(),
@@ -92,33 +110,17 @@ def solve(
         def progress(fraction: float, throughput: float) -> None:
             bar.update(task, completed=fraction, best=f"best {throughput:.3f} req/s")
 
-        plan = planner.solve(
-            cluster,
-            seed=seed,
-            time_limit=time_limit,
-            connector=connector.value,
-            objective=objective.value if objective else None,
-            colocated=colocated,
-            baseline=previous,
-            max_moved_gpus=max_moved_gpus,
-            max_loss=max_loss / 100,
-            progress=progress,
-        )
-        if previous is not None:
-            plan = plan.model_copy(update={"solver": plan.solver.model_copy(update={"baseline": str(baseline)})})
-    seconds = time.monotonic() - began
-    if output is None:
-        print(plan_to_yaml(plan), end="")
-    else:
-        write_plan(plan, output)
-    if not quiet:
-        out = console if output is not None else console_err
-        out.print(summary_table(plan, title=f"plan for {cluster_file}"))
-        out.print(replicas_table(plan))
-        out.print(routes_table(plan))
-        s = plan.solver
-        moved = f", {s.moved_gpus} GPUs moved from {s.baseline}" if s.baseline else ""
-        state = "converged" if s.converged else "stopped at the time limit"
-        out.print(f"solved in {seconds:.2f} s ({s.iterations} refinement steps, {state}, K tried {s.k_tried}{moved})")
-        if output is not None:
-            out.print(f"wrote {output}")
+        return planner.solve(cluster, progress=progress, **options)
+
+
+def _report(plan: Plan, cluster_file: Path, output: Path | None, seconds: float) -> None:
+    out = console if output is not None else console_err
+    out.print(summary_table(plan, title=f"plan for {cluster_file}"))
+    out.print(replicas_table(plan))
+    out.print(routes_table(plan))
+    s = plan.solver
+    moved = f", {s.moved_gpus} GPUs moved from {s.baseline}" if s.baseline else ""
+    state = "converged" if s.converged else "stopped at the time limit"
+    out.print(f"solved in {seconds:.2f} s ({s.iterations} refinement steps, {state}, K tried {s.k_tried}{moved})")
+    if output is not None:
+        out.print(f"wrote {output}")

@@ -295,20 +295,23 @@ def _pct(value: float | None) -> float | None:
     return None if value is None else round_floats(value)
 
 
+def _replica_dict(r: ReplicaPlan) -> dict:
+    return {"id": r.id, "role": r.role, "gpus": sorted(r.gpus), "tp": r.tp, "pp": r.pp, "layers": _layers(r)}
+
+
+def _route_dict(r: RoutePlan | None) -> object:
+    if r is None:
+        return None
+    return round_floats({"rate_rps": r.rate_rps, "capacity_rps": r.capacity_rps, "kv_gbps": r.kv_gbps})
+
+
+def _moved_dict(m: MovedGpu) -> dict:
+    return {"gpu": m.gpu, "from": m.old_replica, "to": m.new_replica, "from_role": m.old_role, "to_role": m.new_role}
+
+
 def diff_to_dict(diff: PlanDiff) -> dict:
     """The JSON shape of a diff: stable keys, floats at the plan's 6-digit precision, lists sorted.
     (`hexplan diff --format json` adds the gates: planner.plans.gates.gates_to_dict.)"""
-
-    def replica(r: ReplicaPlan) -> dict:
-        return {"id": r.id, "role": r.role, "gpus": sorted(r.gpus), "tp": r.tp, "pp": r.pp, "layers": _layers(r)}
-
-    def route(r: RoutePlan | None) -> dict | None:
-        return (
-            None
-            if r is None
-            else round_floats({"rate_rps": r.rate_rps, "capacity_rps": r.capacity_rps, "kv_gbps": r.kv_gbps})
-        )
-
     by_kind = {kind: [r for r in diff.replicas if r.kind == kind] for kind in ("added", "removed", "changed")}
     return {
         "empty": diff.empty,
@@ -323,8 +326,8 @@ def diff_to_dict(diff: PlanDiff) -> dict:
         }
         | {"bottleneck": {"old": diff.bottleneck[0], "new": diff.bottleneck[1]}},
         "replicas": {
-            "added": [replica(r.new) for r in by_kind["added"]],  # type: ignore[arg-type]
-            "removed": [replica(r.old) for r in by_kind["removed"]],  # type: ignore[arg-type]
+            "added": [_replica_dict(r.new) for r in by_kind["added"]],  # type: ignore[arg-type]
+            "removed": [_replica_dict(r.old) for r in by_kind["removed"]],  # type: ignore[arg-type]
             "changed": [
                 {
                     "old_id": r.old.id,
@@ -336,16 +339,7 @@ def diff_to_dict(diff: PlanDiff) -> dict:
             "unchanged": sum(r.kind == "same" for r in diff.replicas),
         },
         "gpus": {
-            "moved": [
-                {
-                    "gpu": m.gpu,
-                    "from": m.old_replica,
-                    "to": m.new_replica,
-                    "from_role": m.old_role,
-                    "to_role": m.new_role,
-                }
-                for m in diff.moved
-            ],
+            "moved": [_moved_dict(m) for m in diff.moved],
             "added": list(diff.added_gpus),
             "gone": list(diff.gone_gpus),
         },
@@ -353,8 +347,8 @@ def diff_to_dict(diff: PlanDiff) -> dict:
             {
                 "from": r.source,
                 "to": r.target,
-                "old": route(r.old),
-                "new": route(r.new),
+                "old": _route_dict(r.old),
+                "new": _route_dict(r.new),
                 "old_weight": round_floats(r.old_weight),
                 "new_weight": round_floats(r.new_weight),
             }

@@ -98,6 +98,33 @@ def initial_states(cluster: Cluster, scorer: Scorer, seed: int, deadline: float)
     return tried, states, len(tried) == len(ks)
 
 
+def _moved_within_limit(
+    cluster: Cluster,
+    scorer: Scorer,
+    state: State,
+    replicas: list[Assessment],
+    anchor: State | None,
+    max_moved: int | None,
+) -> int | None:
+    """GPUs of the anchor the found replicas move (None without an anchor); InfeasibleError when the
+    search found nothing that serves, or only plans moving more than `max_moved` GPUs."""
+    if not replicas or scorer.score(state).throughput_rps <= 0:
+        raise InfeasibleError(
+            f"{cluster.source}: no plan serves {cluster.model.name}: no group of these GPUs holds the model "
+            "as both a prefill and a decode replica"
+            + (" within the SLO" if cluster.slo_ttft or cluster.slo_tpot else "")
+            + ".",
+            hint="add GPUs, relax the SLO, or use a smaller model",
+        )
+    moved = scorer.moved_gpus([(a.layout.gpus, a.role) for a in replicas]) if anchor else None
+    if max_moved is not None and moved is not None and moved > max_moved:
+        raise InfeasibleError(
+            f"{cluster.source}: every plan found moves {moved} GPUs of the running plan; the limit is {max_moved}.",
+            hint="raise --max-moved-gpus",
+        )
+    return moved
+
+
 def search(
     cluster: Cluster,
     *,
@@ -125,12 +152,7 @@ def search(
     objective = objective or cluster.objective
     launchable = connector != "none"
     scorer = Scorer(
-        cluster,
-        launchable=launchable,
-        objective=objective,
-        anchor=anchor,
-        max_moved=max_moved,
-        colocated=colocated,
+        cluster, launchable=launchable, objective=objective, anchor=anchor, max_moved=max_moved, colocated=colocated
     )
     rng = np.random.default_rng(seed)
 
@@ -146,20 +168,7 @@ def search(
     report(scorer.score(starts[0]).throughput_rps)
     result = refine(scorer, starts, rng, deadline=deadline, on_step=report)
     replicas = scorer.assessments(result.state)
-    if not replicas or scorer.score(result.state).throughput_rps <= 0:
-        raise InfeasibleError(
-            f"{cluster.source}: no plan serves {cluster.model.name}: no group of these GPUs holds the model "
-            "as both a prefill and a decode replica"
-            + (" within the SLO" if cluster.slo_ttft or cluster.slo_tpot else "")
-            + ".",
-            hint="add GPUs, relax the SLO, or use a smaller model",
-        )
-    moved = scorer.moved_gpus([(a.layout.gpus, a.role) for a in replicas]) if anchor else None
-    if max_moved is not None and moved is not None and moved > max_moved:
-        raise InfeasibleError(
-            f"{cluster.source}: every plan found moves {moved} GPUs of the running plan; the limit is {max_moved}.",
-            hint="raise --max-moved-gpus",
-        )
+    moved = _moved_within_limit(cluster, scorer, result.state, replicas, anchor, max_moved)
     facts = SearchFacts(
         seed=seed,
         objective=objective,

@@ -33,6 +33,28 @@ def _kv_capacity(cluster: Cluster, replica: ReplicaPlan) -> float:
     return kv_capacity_tokens(cluster, layout_of(replica), replica.engine.max_num_batched_tokens)
 
 
+def _servers(plan: Plan, cluster: Cluster) -> tuple[list[PrefillServer | BatchServer], list[BatchServer]]:
+    """The replicas as servers: the front ends (prefill and colocated) and the decode replicas, each list
+    indexed in replica-id order."""
+    routed: dict[str, float] = {}
+    for route in plan.routes:
+        routed[route.source] = routed.get(route.source, 0.0) + route.rate_rps
+    fronts: list[PrefillServer | BatchServer] = []
+    decodes: list[BatchServer] = []
+    for replica in sorted(plan.replicas, key=lambda r: r.id):
+        timing = ReplicaTiming(cluster, layout_of(replica))
+        engine, capacity = replica.engine, _kv_capacity(cluster, replica)
+        limits = (engine.max_num_seqs, engine.max_num_batched_tokens, engine.max_model_len, capacity)
+        if replica.role == "prefill":
+            fronts.append(PrefillServer(len(fronts), replica.id, timing, *limits, routed.get(replica.id, 0.0)))
+        else:
+            servers = decodes if replica.role == "decode" else fronts
+            weight = replica.capacity_rps if replica.role == "colocated" else 0.0
+            colocated = replica.role == "colocated"
+            servers.append(BatchServer(len(servers), replica.id, timing, colocated, *limits, weight))
+    return fronts, decodes
+
+
 class Simulation:
     """One run. Build, then `run()` once; handlers are the `_on_*` methods."""
 
@@ -50,43 +72,7 @@ class Simulation:
     ) -> None:
         self.cluster, self.arrivals, self.slo = cluster, arrivals, slo
         self.warmup, self.duration, self.until, self.sample_s = warmup, duration, duration + drain, sample_s
-        routed: dict[str, float] = {}
-        for route in plan.routes:
-            routed[route.source] = routed.get(route.source, 0.0) + route.rate_rps
-        self.fronts: list[PrefillServer | BatchServer] = []
-        self.decodes: list[BatchServer] = []
-        for replica in sorted(plan.replicas, key=lambda r: r.id):
-            timing = ReplicaTiming(cluster, layout_of(replica))
-            engine, capacity = replica.engine, _kv_capacity(cluster, replica)
-            if replica.role == "prefill":
-                self.fronts.append(
-                    PrefillServer(
-                        len(self.fronts),
-                        replica.id,
-                        timing,
-                        engine.max_num_seqs,
-                        engine.max_num_batched_tokens,
-                        engine.max_model_len,
-                        capacity,
-                        routed.get(replica.id, 0.0),
-                    )
-                )
-            else:
-                servers = self.decodes if replica.role == "decode" else self.fronts
-                weight = replica.capacity_rps if replica.role == "colocated" else 0.0
-                servers.append(
-                    BatchServer(
-                        len(servers),
-                        replica.id,
-                        timing,
-                        replica.role == "colocated",
-                        engine.max_num_seqs,
-                        engine.max_num_batched_tokens,
-                        engine.max_model_len,
-                        capacity,
-                        weight,
-                    )
-                )
+        self.fronts, self.decodes = _servers(plan, cluster)
         decode_index = {d.id: d.index for d in self.decodes}
         front_by_id = {f.id: f for f in self.fronts}
         for route in sorted(plan.routes, key=lambda r: (r.source, r.target)):

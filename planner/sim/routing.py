@@ -1,6 +1,10 @@
 """Which prefill and which decode replica serve a request: the plan's max-flow, made per-request.
 
-Policy (pure, no I/O, so it is tested without servers):
+One policy for both consumers: the launcher's router (launcher.router) runs it on live requests and
+the simulator's front end (planner.sim.engine) on simulated ones, so `hexplan simulate` models the
+system `hexlaunch` starts. Pure, no I/O, no Ray: tested without servers.
+
+Policy:
 - prefill (and colocated) replicas are weighted by the flow the plan sends through them (the sum of
   their routes' rate_rps; a colocated replica by its capacity). Among the replicas whose outstanding
   requests are below their limit (the plan's max_num_seqs), the next one is chosen by *smooth weighted
@@ -22,15 +26,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from planner.plans.schema import Plan
 
-@dataclass(frozen=True)
-class Backend:
-    """One engine the router can send to."""
-
-    id: str
-    role: str  # prefill | decode | colocated
-    url: str
-    max_outstanding: int
+UNLIMITED = 2**62  # the limit of a replica that names none
+NO_TRAFFIC = "the plan routes no traffic: no P→D route and no colocated replica has a positive rate."
 
 
 @dataclass(frozen=True)
@@ -38,6 +37,27 @@ class RouteWeight:
     source: str
     target: str
     weight: float
+
+
+@dataclass(frozen=True)
+class PlannedRouting:
+    """What the policy reads from a plan: route rates, colocated capacities, per-replica request limits."""
+
+    routes: tuple[RouteWeight, ...]
+    colocated_weights: Mapping[str, float]
+    limits: Mapping[str, int]  # replica id → max_num_seqs: more requests in flight only queue in the engine
+
+    @classmethod
+    def of(cls, plan: Plan) -> PlannedRouting:
+        return cls(
+            routes=tuple(RouteWeight(r.source, r.target, r.rate_rps) for r in plan.routes),
+            colocated_weights={r.id: r.capacity_rps for r in plan.replicas if r.role == "colocated"},
+            limits={r.id: r.engine.max_num_seqs for r in plan.replicas},
+        )
+
+    @property
+    def routes_traffic(self) -> bool:
+        return any(r.weight > 0 for r in self.routes) or any(w > 0 for w in self.colocated_weights.values())
 
 
 class SmoothWeighted:
@@ -65,13 +85,13 @@ class RoutingPolicy:
 
     def __init__(
         self,
-        backends: Sequence[Backend],
+        limits: Mapping[str, int],
         routes: Sequence[RouteWeight],
         colocated_weights: Mapping[str, float],
         seed: int = 0,
     ) -> None:
         rng = np.random.default_rng(seed)
-        self.backends = {b.id: b for b in backends}
+        self.limits = dict(limits)
         outflow: dict[str, dict[str, float]] = {}
         for route in routes:
             if route.weight > 0:
@@ -79,13 +99,18 @@ class RoutingPolicy:
         entry = {p: sum(ds.values()) for p, ds in outflow.items()}
         entry.update({c: w for c, w in colocated_weights.items() if w > 0})
         if not entry:
-            raise ValueError("the plan routes no traffic: no P→D route and no colocated replica has a rate")
+            raise ValueError(NO_TRAFFIC)
         self.first = SmoothWeighted(entry, rng)
         self.second = {p: SmoothWeighted(ds, rng) for p, ds in sorted(outflow.items())}
 
+    @classmethod
+    def for_plan(cls, plan: Plan, seed: int = 0) -> RoutingPolicy:
+        planned = PlannedRouting.of(plan)
+        return cls(planned.limits, planned.routes, planned.colocated_weights, seed)
+
     def choose(self, outstanding: Mapping[str, int]) -> tuple[str, str | None]:
         """(prefill or colocated id, decode id or None); `outstanding` counts in-flight requests per id."""
-        eligible = [k for k in self.first.weights if outstanding.get(k, 0) < self.backends[k].max_outstanding]
+        eligible = [k for k in self.first.weights if outstanding.get(k, 0) < self.limits.get(k, UNLIMITED)]
         first = self.first.pick(eligible)
         second = self.second.get(first)
         return first, (second.pick() if second is not None else None)
