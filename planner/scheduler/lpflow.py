@@ -19,16 +19,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.optimize import linprog
 from scipy.sparse import csr_matrix
 
-if TYPE_CHECKING:
-    from planner.scheduler.maxflow import Network
-
-_SOURCE, _SINK = 0, 1
+from planner.scheduler.flownet import SOURCE, Network
 
 
 def lp_flow(net: Network, shares: Mapping[tuple[str, str], Mapping[str, float]]) -> tuple[np.ndarray, float, dict]:
@@ -64,7 +60,7 @@ def lp_flow(net: Network, shares: Mapping[tuple[str, str], Mapping[str, float]])
         c = [j for row in side_rows for j in row]
         v = [row[j] for row in side_rows for j in row]
         a_ub = csr_matrix((v, (r, c)), shape=(len(side_rows), n_arcs))
-    objective = np.where(tails == _SOURCE, -1.0, 0.0)
+    objective = np.where(tails == SOURCE, -1.0, 0.0)
     bounds = [(0.0, None if math.isinf(cap) else cap) for _, _, cap, _ in net.arcs]
     result = linprog(
         objective,

@@ -24,7 +24,6 @@ network as a linear program instead.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,10 +33,12 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_flow
 
+from planner.scheduler.flownet import SINK as _SINK
+from planner.scheduler.flownet import SOURCE as _SOURCE
+from planner.scheduler.flownet import Network
 from planner.scheduler.lpflow import lp_flow
 
 Bottleneck = Literal["prefill", "decode", "kv_transfer", "colocated", "none"]
-_SOURCE, _SINK = 0, 1
 _UNBOUNDED = 2.0**31 - 1  # scaled capacity of arcs that only connect (never part of a min cut)
 
 
@@ -88,51 +89,6 @@ def max_flow(
     routes = _decompose(net, flows, set(prefill), set(decode), tolerance=1e-9 * max(net.total, 1e-12))
     bottleneck: Bottleneck = max(cut, key=lambda kind: (cut[kind], kind)) if cut else "none"
     return FlowResult(value, replica_flow, routes, bottleneck, cut)
-
-
-@dataclass(frozen=True)
-class Network:
-    """The arcs of the network in a fixed order: (tail, head, capacity, kind), nodes numbered from 2."""
-
-    ids: list[str]
-    index: dict[str, int]  # replica or hub id → its in-node (its out-node is index + 1)
-    hubs: Mapping[str, float]
-    arcs: list[tuple[int, int, float, str]]
-    nodes: int
-    total: float  # the largest flow any cut allows through the replicas: scales the integer capacities
-
-    @classmethod
-    def of(
-        cls,
-        prefill: Mapping[str, float],
-        decode: Mapping[str, float],
-        kv: Mapping[tuple[str, str], float],
-        colocated: Mapping[str, float],
-        hubs: Mapping[str, float],
-        hub_arcs: Sequence[tuple[str, str]],
-    ) -> Network:
-        ids = sorted(prefill) + sorted(decode) + sorted(colocated) + sorted(hubs)
-        index = {rid: 2 + 2 * i for i, rid in enumerate(ids)}  # X_in = index, X_out = index + 1
-        served = sum(colocated.values())
-        total = max(sum(prefill.values()) + served, sum(decode.values()) + served, 1e-12)
-        # (tail, head, capacity, kind): source/sink arcs carry the kind of the replica they guard.
-        arcs: list[tuple[int, int, float, str]] = []
-        for kind, replicas in (("prefill", prefill), ("decode", decode), ("colocated", colocated)):
-            for rid in sorted(replicas):
-                cap, node = replicas[rid], index[rid]
-                if kind != "decode":
-                    arcs.append((_SOURCE, node, cap, kind))
-                arcs.append((node, node + 1, cap, kind))
-                if kind != "prefill":
-                    arcs.append((node + 1, _SINK, cap, kind))
-        for p, d in sorted(kv):
-            if p in prefill and d in decode and kv[(p, d)] > 0:
-                arcs.append((index[p] + 1, index[d], kv[(p, d)], "kv_transfer"))
-        for hub in sorted(hubs):
-            arcs.append((index[hub], index[hub] + 1, hubs[hub], "kv_transfer"))
-        for tail, head in sorted(set(hub_arcs)):
-            arcs.append((index[tail] + 1, index[head], math.inf, "link"))
-        return cls(ids, index, hubs, arcs, 2 + 2 * len(ids), total)
 
 
 def _scipy_flow(net: Network, method: str, details: bool) -> tuple[np.ndarray, float, dict[str, float]]:
