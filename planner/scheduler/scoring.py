@@ -67,7 +67,7 @@ class Scorer:
         self.roles: tuple[Role, ...] = ("prefill", "decode", "colocated") if colocated else ("prefill", "decode")
         self._anchor = anchor_of([item[:2] for item in anchor or ()], cluster.gpu_by_id)
         self._assessments: dict[Item, Assessment | None] = {}
-        self._shapes: dict[tuple, Assessment | None] = {}
+        self._shapes: dict[tuple, tuple[Assessment | None, list[str]]] = {}
         self._traffic: dict[tuple[Layout, Layout], RouteTraffic] = {}
         self._scores: dict[State, Score] = {}
         self._details: dict[State, FlowResult] = {}
@@ -83,13 +83,15 @@ class Scorer:
         return self._assessments[key]
 
     def _assess(self, group: Group, role: Role, variant: LayoutChoice) -> Assessment | None:
-        """Groups of the same shape perform the same: reuse the layout found for the first of them."""
+        """Groups of the same shape perform the same: reuse the layout found for the first of them, its
+        GPUs mapped position by position (the shape lists the group's nodes in a fixed order)."""
         parts = node_parts(self.cluster, group)
         if not variant:
-            shape = (role, group_shape(self.cluster, parts))
+            shape: tuple = (role, group_shape(self.cluster, parts))
             if shape not in self._shapes:
-                self._shapes[shape] = best_assessment(self.cluster, group, role, self.launchable)
-            return self._renamed(self._shapes[shape], [g for _, p in parts for g in p])
+                found = best_assessment(self.cluster, group, role, self.launchable)
+                self._shapes[shape] = (found, [g for _, p in parts for g in p])
+            return _renamed(*self._shapes[shape], [g for _, p in parts for g in p])
         layout = layout_of_variant(self.cluster, group, variant)
         if layout is None or variant[0] not in tp_options(self.cluster, parts, role, self.launchable):
             return None
@@ -100,20 +102,8 @@ class Scorer:
             found = assess(self.cluster, role, layout)
             if found is not None and role == "prefill" and self.cluster.slo_ttft is not None:
                 found = found if found.latency_s <= self.cluster.slo_ttft else None
-            self._shapes[shape] = found
-        return self._renamed(self._shapes[shape], list(layout.gpus))
-
-    @staticmethod
-    def _renamed(found: Assessment | None, gpus: list[str]) -> Assessment | None:
-        """A cached assessment of a group of the same shape, on these GPUs (in pipeline order)."""
-        if found is None or found.layout.gpus == tuple(gpus):
-            return found
-        names = iter(gpus)
-        stages = tuple(
-            Stage(tuple(next(names) for _ in stage.gpus), stage.layer_start, stage.layer_end)
-            for stage in found.layout.stages
-        )
-        return replace(found, layout=Layout(stages))
+            self._shapes[shape] = (found, list(layout.gpus))
+        return _renamed(*self._shapes[shape], list(layout.gpus))
 
     def live(self, state: Sequence[tuple]) -> list[Assessment]:
         """The replicas of a state: its items that fit their role."""
@@ -190,6 +180,18 @@ class Scorer:
             if a is not None and (flow.replica_flow.get(a.id, 0.0) > 0 or kept):
                 deployed.append(a)
         return deployed
+
+
+def _renamed(found: Assessment | None, names: list[str], gpus: list[str]) -> Assessment | None:
+    """A cached assessment of another group of the same shape (its GPUs `names`, position by position),
+    moved onto these `gpus`."""
+    if found is None or names == gpus:
+        return found
+    rename = dict(zip(names, gpus))
+    stages = tuple(
+        Stage(tuple(rename[g] for g in stage.gpus), stage.layer_start, stage.layer_end) for stage in found.layout.stages
+    )
+    return replace(found, layout=Layout(stages))
 
 
 def _capacity_bound(live: Sequence[Assessment]) -> float:
