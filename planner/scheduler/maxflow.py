@@ -49,6 +49,7 @@ class FlowResult:
     routes: Mapping[tuple[str, str], float]  # (prefill id, decode id) → requests/s
     bottleneck: Bottleneck
     cut_capacity: Mapping[str, float]  # capacity of the min-cut arcs by kind
+    upper_bound: bool = False  # the value only bounds the real flow (planner.scheduler.network, relaxed)
 
 
 def max_flow(

@@ -10,6 +10,7 @@ Both go through `replica_flow`, so a plan's throughput is the value its search m
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Literal
 
 from planner.inputs.problem import Cluster
@@ -28,11 +29,15 @@ def replica_flow(
     method: Literal["edmonds_karp", "dinic"] = "edmonds_karp",
     details: bool = True,
     route_limit: int | None = None,
+    relaxed: bool = False,
 ) -> FlowResult:
     """Max-flow through `replicas` (by role); `traffic(p, d)` gives a route's NIC/link shares and own
     bound (planner.scheduler.kvload), asked only for routes that are not pooled.
 
     `route_limit`: with many replicas, keep only each replica's fastest own-arc routes (see `sparsify`).
+    `relaxed`: an upper bound without the linear program: a route that loads hubs in part gets its own
+    arc, as fast as the hubs allow it alone, and stops sharing them (every flow of the real network
+    fits the relaxed one); the result says `upper_bound` when there was anything to relax.
     """
     by_role = {role: [a for a in replicas if a.role == role] for role in ("prefill", "decode", "colocated")}
     prefill, decode = by_role["prefill"], by_role["decode"]
@@ -40,20 +45,28 @@ def replica_flow(
     network = kv_network(cluster, prefill, decode, traffic, launchable=launchable)
     if network.free and not details:
         return free_flow(prefill, decode, colocated)
-    direct = network.direct
+    direct, shares = network.direct, network.shares
+    bound = relaxed and bool(shares)
+    if bound:
+        direct = {
+            pair: min([cap] + [network.hubs[h] / share for h, share in shares.get(pair, {}).items()])
+            for pair, cap in direct.items()
+        }
+        shares = {}
     if route_limit is not None:
         direct = sparsify(direct, len(prefill) + len(decode), route_limit)
-    return max_flow(
+    flow = max_flow(
         {a.id: a.capacity_rps for a in prefill},
         {a.id: a.capacity_rps for a in decode},
         direct,
         {a.id: a.capacity_rps for a in by_role["colocated"]},
         hubs=network.hubs,
         hub_arcs=network.hub_arcs,
-        shares={pair: s for pair, s in network.shares.items() if pair in direct},
+        shares={pair: s for pair, s in shares.items() if pair in direct},
         method=method,
         details=details,
     )
+    return replace(flow, upper_bound=True) if bound else flow
 
 
 def free_flow(

@@ -51,7 +51,8 @@ def _with_roles(scorer: Scorer, state: State, current: Score) -> tuple[State, Sc
         options.append(assign_roles(scorer, [item[0] for item in state], floor=current.value))
     best: tuple[State, Score | None] = (state, None)
     for option in options:
-        if scorer.bound(option) <= current.value + IMPROVEMENT * abs(current.value):
+        floor = current.value + IMPROVEMENT * abs(current.value)
+        if scorer.bound(option, floor) <= floor:
             continue
         score = scorer.score(option)
         if best[1] is None or _better(score, best[1]):

@@ -71,6 +71,7 @@ class Scorer:
         self._traffic: dict[tuple[Layout, Layout], RouteTraffic] = {}
         self._scores: dict[State, Score] = {}
         self._details: dict[State, FlowResult] = {}
+        self._bounds: dict[State, float] = {}
 
     # ------------------------------------------------------------------ replicas
 
@@ -123,14 +124,29 @@ class Scorer:
             self._scores[key] = self._score(key)
         return self._scores[key]
 
-    def bound(self, state: Sequence[tuple]) -> float:
-        """An upper bound on score(state).value, cheap (no flow): min(Σ prefill, Σ decode) + Σ colocated
-        capacity ≤ min(Σ prefill + Σ colocated, Σ decode + Σ colocated), the value returned.
+    def bound(self, state: Sequence[tuple], floor: float = float("-inf")) -> float:
+        """An upper bound on score(state).value without a linear program: the max-flow of the relaxed
+        network (planner.scheduler.network, `relaxed`), which is the score itself when nothing needed
+        relaxing (then it is kept as the score). When min(Σ prefill, Σ decode) + Σ colocated capacity
+        is already ≤ `floor`, that is returned instead (no flow).
 
         Only for the throughput objective without a moved-GPU cap; otherwise +inf (no pruning)."""
         if self.objective != "throughput" or self.max_moved is not None:
             return float("inf")
-        return _capacity_bound(self.live(state))
+        key = canonical(state)
+        if key in self._scores:
+            return self._scores[key].value
+        if key not in self._bounds:
+            live = self.live(key)
+            if (capacity := _capacity_bound(live)) <= floor:
+                return capacity  # already no better than `floor`: no flow needed
+            flow = self._flow(live, details=False, relaxed=True)
+            if flow.upper_bound:
+                self._bounds[key] = flow.value
+            else:  # nothing to relax: that is the score
+                self._scores[key] = Score(flow.value, flow.value, flow)
+                return flow.value
+        return self._bounds[key]
 
     def moved_gpus(self, state: Sequence[tuple]) -> int:
         """How many GPUs of the anchor state the state moves (planner.scheduler.stability)."""
@@ -158,7 +174,7 @@ class Scorer:
             value = -1.0  # infeasible: below every real plan, so the search moves back inside the budget
         return Score(value, throughput, flow)
 
-    def _flow(self, live: list[Assessment], *, details: bool) -> FlowResult:
+    def _flow(self, live: list[Assessment], *, details: bool, relaxed: bool = False) -> FlowResult:
         return replica_flow(
             self.cluster,
             live,
@@ -167,6 +183,7 @@ class Scorer:
             method="dinic",
             details=details,
             route_limit=self.route_limit,
+            relaxed=relaxed,
         )
 
     def assessments(self, state: Sequence[tuple]) -> list[Assessment]:
