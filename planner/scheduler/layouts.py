@@ -23,8 +23,8 @@ from collections.abc import Sequence
 from itertools import pairwise
 
 from planner.costs.layout import Layout, Stage
-from planner.costs.memory import activation_bytes_per_gpu, kv_bytes_per_token_layer
-from planner.costs.replica import DEFAULT_BATCHED_TOKENS
+from planner.costs.memory import stage_kv_tokens
+from planner.costs.replica import kv_need
 from planner.inputs.problem import Cluster
 from planner.scheduler.assess import Assessment, assess
 from planner.scheduler.launchability import decode_pp_allowed, equal_per_node, valid_tp
@@ -85,17 +85,22 @@ def split_layers(layers: int, per_layer_cost: Sequence[float], max_layers: Seque
 
 
 def _stage_layer_cap(cluster: Cluster, stage_gpus: Sequence[str], role: Role, first: bool, last: bool) -> int:
-    """How many layers fit on a stage with room for the role's KV working set per layer."""
-    model, b = cluster.model, cluster.dtype_bytes
-    tp = len(stage_gpus)
-    gpu = cluster.gpu_by_id[stage_gpus[0]].gpu
-    usable = gpu.memory * cluster.memory_utilization - activation_bytes_per_gpu(cluster, tp, DEFAULT_BATCHED_TOKENS)
-    embedding = model.vocab * model.hidden * b / tp
-    usable -= embedding * (int(first) + int(last and not (first and model.tie_embeddings)))
-    workload = cluster.workload
-    tokens = 2 * DEFAULT_BATCHED_TOKENS if role == "prefill" else 8 * (workload.prompt.mean + workload.decode_tokens)
-    per_layer = (model.params_per_layer * b + tokens * kv_bytes_per_token_layer(cluster)) / tp
-    return max(0, math.floor(usable / per_layer))
+    """How many layers a stage can hold while the replica can still run in the role (costs.replica.kv_need):
+    the stage's KV room shrinks as its layers grow, so binary search on the layer count."""
+    batched, need = kv_need(cluster, role)
+    gpus = tuple(stage_gpus)
+
+    def fits(layers: int) -> bool:
+        return stage_kv_tokens(cluster, Stage(gpus, 0, layers), first, last, batched) >= need
+
+    low, high = 0, cluster.model.layers  # fits(low) holds (vacuously for 0); find the largest
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def _stage_cost(cluster: Cluster, stage_gpus: Sequence[str], role: Role) -> float:
