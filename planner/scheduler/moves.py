@@ -48,15 +48,16 @@ class Move:
         return canonical([*items, *self.added])
 
 
-def halves(scorer: Scorer, group: Group) -> tuple[Group, Group] | None:
+def halves(scorer: Scorer, group: Group) -> list[tuple[Group, Group]]:
+    """Ways to split a group in two: by node (first half of its nodes), or one node's GPUs in halves
+    and, when that is not even, one GPU off."""
     parts = node_parts(scorer.cluster, group)
     if len(parts) > 1:
         cut = len(parts) // 2
-        return tuple(g for _, p in parts[:cut] for g in p), tuple(g for _, p in parts[cut:] for g in p)
-    gpus = parts[0][1]
-    if len(gpus) < 2 or len(gpus) % 2:
-        return None
-    return tuple(gpus[: len(gpus) // 2]), tuple(gpus[len(gpus) // 2 :])
+        return [(tuple(g for _, p in parts[:cut] for g in p), tuple(g for _, p in parts[cut:] for g in p))]
+    gpus = tuple(parts[0][1])
+    cuts = {len(gpus) // 2, 1} - {0, len(gpus)}
+    return [(gpus[:cut], gpus[cut:]) for cut in sorted(cuts)]
 
 
 def role_choices(scorer: Scorer, groups: tuple[Group, ...]) -> Iterator[tuple[Item, ...]]:
@@ -114,8 +115,7 @@ def _group_moves(scorer: Scorer, items: list[Item], bottleneck: str, moves: set[
         for flipped in scorer.roles:
             if flipped != role:
                 moves.add(Move(0 if flipped == bottleneck else 2, (item,), ((group, flipped, ()),)))
-        parts = halves(scorer, group)
-        if parts:
+        for parts in halves(scorer, group):
             for added in role_choices(scorer, parts):
                 moves.add(Move(1 if bottleneck == role else 3, (item,), added))
         current = scorer.assessment(group, role, variant)

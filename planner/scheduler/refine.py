@@ -51,9 +51,14 @@ def _with_roles(scorer: Scorer, state: State, current: Score) -> tuple[State, Sc
         options.append(assign_roles(scorer, [item[0] for item in state], floor=current.value))
     best: tuple[State, Score | None] = (state, None)
     for option in options:
-        floor = current.value + IMPROVEMENT * abs(current.value)
-        if scorer.bound(option, floor) <= floor:
-            continue
+        if scorer.tie_break:  # an equal value may still win on spare capacity
+            floor = current.value * (1 - 1e-12)
+            if scorer.bound(option, floor) < floor:
+                continue
+        else:
+            floor = current.value + IMPROVEMENT * abs(current.value)
+            if scorer.bound(option, floor) <= floor:
+                continue
         score = scorer.score(option)
         if best[1] is None or _better(score, best[1]):
             best = (option, score)
@@ -61,7 +66,12 @@ def _with_roles(scorer: Scorer, state: State, current: Score) -> tuple[State, Sc
 
 
 def _better(score: Score, than: Score) -> bool:
-    return score.value > than.value + IMPROVEMENT * abs(than.value) + 1e-12
+    """A higher value; or (small clusters, Scorer.tie_break) the same value with more replica capacity,
+    so the climb crosses plateaus where one move frees capacity that the next one puts to use. Values
+    never fall along a chain of such steps and capacity rises at equal value, so nothing cycles."""
+    if score.value > than.value + IMPROVEMENT * abs(than.value) + 1e-12:
+        return True
+    return score.tie_break > than.tie_break * (1 + 1e-9) + 1e-12 and score.value >= than.value
 
 
 def _climb(
@@ -78,7 +88,7 @@ def _climb(
             others = [m for m in moves if m.priority > 1]
             picked = rng.choice(len(others), size=min(SAMPLE, len(others)), replace=False)
             moves = urgent + [others[k] for k in sorted(picked)]
-        improving: list[tuple[float, Move, State]] = []
+        improving: list[tuple[float, float, Move, State]] = []
         for move in moves:
             if time.monotonic() >= deadline:
                 return RefineResult(state, iterations, converged=False)
@@ -86,12 +96,12 @@ def _climb(
             if candidate is not None:
                 candidate, score = _with_roles(scorer, candidate, current)
                 if score is not None and _better(score, current):
-                    improving.append((score.value, move, candidate))
+                    improving.append((score.value, score.tie_break, move, candidate))
         if not improving:
             return RefineResult(state, iterations, converged=True)
-        improving.sort(key=lambda entry: (-entry[0], entry[1]))
-        state, current = improving[0][2], scorer.score(improving[0][2])
-        for _, move, _ in improving[1:]:
+        improving.sort(key=lambda entry: (-entry[0], -entry[1], entry[2]))
+        state, current = improving[0][3], scorer.score(improving[0][3])
+        for _, _, move, _ in improving[1:]:
             if time.monotonic() >= deadline:
                 break
             candidate = move.apply(state)

@@ -27,6 +27,7 @@ from planner.scheduler.stability import anchor_of, moved_gpus, unchanged
 from planner.scheduler.variants import layout_of_variant
 from planner.types import Role
 
+TIE_BREAK_GPUS = 64  # up to this many GPUs, equal values are ranked by the replicas' total capacity
 Group = tuple[str, ...]
 LayoutChoice = tuple  # a Variant, or () for the group's default layout
 Item = tuple[Group, Role, LayoutChoice]
@@ -38,6 +39,7 @@ class Score:
     value: float  # what the search maximises
     throughput_rps: float
     flow: FlowResult
+    tie_break: float = 0.0  # Σ capacity of the state's replicas, when the scorer breaks ties (else 0)
 
 
 def canonical(state: Sequence[tuple]) -> State:
@@ -65,6 +67,8 @@ class Scorer:
         self.route_limit = route_limit
         self.max_moved = max_moved
         self.roles: tuple[Role, ...] = ("prefill", "decode", "colocated") if colocated else ("prefill", "decode")
+        # small clusters climb across plateaus (refine._better); large ones would wander on them
+        self.tie_break = len(cluster.gpus) <= TIE_BREAK_GPUS
         self._anchor = anchor_of([item[:2] for item in anchor or ()], cluster.gpu_by_id)
         self._assessments: dict[Item, Assessment | None] = {}
         self._shapes: dict[tuple, tuple[Assessment | None, list[str]]] = {}
@@ -144,7 +148,7 @@ class Scorer:
             if flow.upper_bound:
                 self._bounds[key] = flow.value
             else:  # nothing to relax: that is the score
-                self._scores[key] = Score(flow.value, flow.value, flow)
+                self._scores[key] = Score(flow.value, flow.value, flow, self._tie_break(live))
                 return flow.value
         return self._bounds[key]
 
@@ -172,7 +176,10 @@ class Scorer:
             value = flow.value / max(self.cluster.price_per_hour(g for a in used for g in a.layout.gpus), 1e-9)
         if self.max_moved is not None and self.moved_gpus(state) > self.max_moved:
             value = -1.0  # infeasible: below every real plan, so the search moves back inside the budget
-        return Score(value, throughput, flow)
+        return Score(value, throughput, flow, self._tie_break(live))
+
+    def _tie_break(self, live: Sequence[Assessment]) -> float:
+        return sum(a.capacity_rps for a in live) if self.tie_break else 0.0
 
     def _flow(self, live: list[Assessment], *, details: bool, relaxed: bool = False) -> FlowResult:
         return replica_flow(
