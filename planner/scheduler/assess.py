@@ -14,7 +14,7 @@ from planner.costs.layout import Layout
 from planner.costs.replica import DEFAULT_BATCHED_TOKENS, decode_perf, prefill_perf
 from planner.inputs.problem import Cluster
 from planner.scheduler.kvload import route_traffic, traffic_capacity
-from planner.scheduler.launchability import tp_compatible
+from planner.scheduler.launchability import node_of, tp_compatible
 from planner.types import Role, replica_id
 
 
@@ -41,6 +41,11 @@ class Assessment:
     @cached_property
     def id(self) -> str:
         return replica_id(self.role, self.layout.gpus)
+
+    @cached_property
+    def nodes(self) -> tuple[str, ...]:
+        """The nodes its stages sit on, in pipeline order, each once."""
+        return tuple(dict.fromkeys(node_of(g) for g in self.layout.gpus))
 
 
 def max_model_len(cluster: Cluster) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -55,8 +56,7 @@ class KvNetwork:
 
 def home_node(cluster: Cluster, replica: Assessment) -> str | None:
     """The node a replica sits on, or None when its stages span nodes."""
-    first = cluster.gpu_by_id[replica.layout.gpus[0]].node
-    return first if all(cluster.gpu_by_id[g].node == first for g in replica.layout.gpus) else None
+    return replica.nodes[0] if len(replica.nodes) == 1 else None
 
 
 def kv_network(
@@ -73,32 +73,25 @@ def kv_network(
     """
     side = _Sides.of(cluster, prefill, decode, launchable)
     direct, shares = side.explicit_routes(traffic)
+    explicit = _explicit_usage(side, shares)
     pooled = _PooledPairs.of(cluster, side)
-    hubs: dict[str, float] = {}
-    usage: dict[str, float] = {}
-    for hub, cap, used in pooled.hubs():
-        hubs[hub], usage[hub] = cap, used
     per_request = kv_bytes_per_request(cluster)
-    for pair_shares in shares.values():
-        for hub in pair_shares:
-            if hub not in hubs:
-                hubs[hub], usage[hub] = hub_capacity(cluster, hub, per_request), 0.0
-    for hub, used in _explicit_usage(side, shares).items():
-        usage[hub] += used
-    hubs = {hub: cap if cap < usage[hub] * (1 + 1e-9) else math.inf for hub, cap in hubs.items()}
-    shares = {pair: kept for pair, s in shares.items() if (kept := {h: v for h, v in s.items() if hubs[h] < math.inf})}
-    reached = pooled.routes + len(direct)
+    hubs = pooled.binding_hubs(explicit)  # pooled hubs that can bind, with their capacity
+    for hub, used in explicit.items():  # hubs only explicit routes cross
+        cap = hub_capacity(cluster, hub, per_request)
+        if hub not in hubs and not pooled.covers(hub) and cap < used * (1 + 1e-9):
+            hubs[hub] = cap
     free = (
-        reached == len(side.prefill) * len(side.decode)
-        and all(cap == math.inf for cap in hubs.values())
+        pooled.routes + len(direct) == len(side.prefill) * len(side.decode)
+        and not hubs
         and all(cap >= min(side.capacity[p], side.capacity[d]) for (p, d), cap in direct.items())
     )
     if free:
         arcs = {(p.id, FABRIC) for p in prefill} | {(FABRIC, d.id) for d in decode}
         return KvNetwork({}, {FABRIC: math.inf}, tuple(sorted(arcs)), {}, True)
-    arcs = pooled.arcs(side, hubs)
-    used = {h for arc in arcs for h in arc} | {h for s in shares.values() for h in s}
-    return KvNetwork(direct, {h: cap for h, cap in hubs.items() if h in used}, arcs, shares, False)
+    shares = {pair: kept for pair, s in shares.items() if (kept := {h: v for h, v in s.items() if h in hubs})}
+    arcs, junctions = pooled.arcs(side, hubs)
+    return KvNetwork(direct, {**junctions, **hubs}, arcs, shares, False)
 
 
 def _explicit_usage(side: _Sides, shares: Mapping[tuple[str, str], Mapping[str, float]]) -> dict[str, float]:
@@ -217,6 +210,14 @@ class _PooledPairs:
     pooled: np.ndarray  # bool, senders × receivers
     counts: np.ndarray  # replica pairs per node pair
 
+    @cached_property
+    def row(self) -> dict[str, int]:
+        return {a: i for i, a in enumerate(self.senders)}
+
+    @cached_property
+    def col(self) -> dict[str, int]:
+        return {b: j for j, b in enumerate(self.receivers)}
+
     @classmethod
     def of(cls, cluster: Cluster, side: _Sides) -> _PooledPairs:
         senders, receivers = side.senders(), side.receivers()
@@ -251,31 +252,56 @@ class _PooledPairs:
         """Pooled pairs whose link is slower than both NICs: they need a hub of their own."""
         return self.pooled & (self.link < np.minimum(self.nic_s[:, None], self.nic_r[None, :]))
 
-    def hubs(self) -> list[tuple[str, float, float]]:
-        """(hub, capacity, the most pooled routes could put on it) for every hub pooled routes cross."""
-        found = []
-        for i in np.flatnonzero(self.pooled.any(axis=1)):
-            found.append((egress(self.senders[i]), float(self.nic_s[i]), float(self.send[i])))
-        for j in np.flatnonzero(self.pooled.any(axis=0)):
-            found.append((ingress(self.receivers[j]), float(self.nic_r[j]), float(self.recv[j])))
-        for i, j in zip(*np.nonzero(self._wires())):
-            used = min(self.send[i], self.recv[j])
-            found.append((wire(self.senders[i], self.receivers[j]), float(self.link[i, j]), float(used)))
+    def covers(self, hub: str) -> bool:
+        """Whether the hub is one of the pooled network's (its binding is decided in binding_hubs)."""
+        kind, name = hub[0], hub[2:]
+        if kind == "E":
+            return name in self.row and bool(self.pooled[self.row[name]].any())
+        if kind == "I":
+            return name in self.col and bool(self.pooled[:, self.col[name]].any())
+        a, b = name.split("|")
+        return a in self.row and b in self.col and bool(self._wires()[self.row[a], self.col[b]])
+
+    def binding_hubs(self, explicit: Mapping[str, float]) -> dict[str, float]:
+        """The pooled hubs whose capacity is below the most that could cross them (pooled replicas'
+        capacity plus explicit routes' `explicit` usage): only those need a capacity (numpy, no loop
+        over node pairs unless some bind)."""
+        send = self.send + np.array([explicit.get(egress(a), 0.0) for a in self.senders])
+        recv = self.recv + np.array([explicit.get(ingress(b), 0.0) for b in self.receivers])
+        rows, cols = self.pooled.any(axis=1), self.pooled.any(axis=0)
+        found: dict[str, float] = {}
+        for i in np.flatnonzero(rows & (self.nic_s < send * (1 + 1e-9))):
+            found[egress(self.senders[i])] = float(self.nic_s[i])
+        for j in np.flatnonzero(cols & (self.nic_r < recv * (1 + 1e-9))):
+            found[ingress(self.receivers[j])] = float(self.nic_r[j])
+        wire_use = np.minimum(self.send[:, None], self.recv[None, :])
+        wires = self._wires()
+        for name, used in explicit.items():  # explicit routes' shares on pooled wires
+            if name[0] == "L":
+                a, b = name[2:].split("|")
+                if a in self.row and b in self.col and wires[self.row[a], self.col[b]]:
+                    wire_use[self.row[a], self.col[b]] += used
+        for i, j in zip(*np.nonzero(wires & (self.link < wire_use * (1 + 1e-9)))):
+            found[wire(self.senders[i], self.receivers[j])] = float(self.link[i, j])
         return found
 
-    def arcs(self, side: _Sides, hubs: Mapping[str, float]) -> tuple[tuple[str, str], ...]:
-        """P_out → E:a → (L:a|b →) I:b → D_in for every pooled pair; wires that cannot bind are skipped."""
+    def arcs(self, side: _Sides, hubs: Mapping[str, float]) -> tuple[tuple[tuple[str, str], ...], dict[str, float]]:
+        """P_out → E:a → (L:a|b →) I:b → D_in for every pooled pair (a wire only where it binds), and the
+        NIC hubs that cannot bind as junctions (infinite capacity)."""
         arcs: set[tuple[str, str]] = set()
-        wires = self._wires()
+        junctions: dict[str, float] = {}
         for i, j in zip(*np.nonzero(self.pooled)):
             e, n = egress(self.senders[i]), ingress(self.receivers[j])
             w = wire(self.senders[i], self.receivers[j])
-            if wires[i, j] and hubs.get(w, math.inf) < math.inf:
-                arcs.update({(e, w), (w, n)})
-            else:
-                arcs.add((e, n))
+            arcs.update({(e, w), (w, n)} if w in hubs else {(e, n)})
         for i in np.flatnonzero(self.pooled.any(axis=1)):
-            arcs.update((p.id, egress(self.senders[i])) for p in side.by_node[self.senders[i]][0])
+            e = egress(self.senders[i])
+            if e not in hubs:
+                junctions[e] = math.inf
+            arcs.update((p.id, e) for p in side.by_node[self.senders[i]][0])
         for j in np.flatnonzero(self.pooled.any(axis=0)):
-            arcs.update((ingress(self.receivers[j]), d.id) for d in side.by_node[self.receivers[j]][1])
-        return tuple(sorted(arcs))
+            n = ingress(self.receivers[j])
+            if n not in hubs:
+                junctions[n] = math.inf
+            arcs.update((n, d.id) for d in side.by_node[self.receivers[j]][1])
+        return tuple(sorted(arcs)), junctions
