@@ -37,6 +37,7 @@ import numpy as np
 from planner.costs.kvtransfer import kv_bytes_per_request
 from planner.inputs.problem import Cluster
 from planner.scheduler.assess import Assessment
+from planner.scheduler.flownet import PairArcs
 from planner.scheduler.kvload import RouteTraffic, egress, hub_capacity, ingress, wire
 from planner.scheduler.launchability import tp_compatible
 
@@ -52,6 +53,7 @@ class KvNetwork:
     hub_arcs: tuple[tuple[str, str], ...]  # (from, to) among prefill ids, hub ids, decode ids
     shares: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # explicit route → hub → share
     free: bool = False  # nothing in the KV part can bind (module docstring)
+    pairs: PairArcs | None = None  # E:a → I:b arcs of pooled node pairs, as arrays
 
 
 def home_node(cluster: Cluster, replica: Assessment) -> str | None:
@@ -90,8 +92,11 @@ def kv_network(
         arcs = {(p.id, FABRIC) for p in prefill} | {(FABRIC, d.id) for d in decode}
         return KvNetwork({}, {FABRIC: math.inf}, tuple(sorted(arcs)), {}, True)
     shares = {pair: kept for pair, s in shares.items() if (kept := {h: v for h, v in s.items() if h in hubs})}
-    arcs, junctions = pooled.arcs(side, hubs)
-    return KvNetwork(direct, {**junctions, **hubs}, arcs, shares, False)
+    loaded = {h for s in shares.values() for h in s}
+    arcs, junctions, pairs = pooled.arcs(side, hubs, loaded)
+    nodes = set(pairs.tails) | set(pairs.heads) | {h for arc in arcs for h in arc} | loaded  # hubs in use
+    used = {h: cap for h, cap in {**junctions, **hubs}.items() if h in nodes}
+    return KvNetwork(direct, used, arcs, shares, False, pairs)
 
 
 def _explicit_usage(side: _Sides, shares: Mapping[tuple[str, str], Mapping[str, float]]) -> dict[str, float]:
@@ -285,15 +290,24 @@ class _PooledPairs:
             found[wire(self.senders[i], self.receivers[j])] = float(self.link[i, j])
         return found
 
-    def arcs(self, side: _Sides, hubs: Mapping[str, float]) -> tuple[tuple[tuple[str, str], ...], dict[str, float]]:
-        """P_out → E:a → (L:a|b →) I:b → D_in for every pooled pair (a wire only where it binds), and the
-        NIC hubs that cannot bind as junctions (infinite capacity)."""
+    def arcs(
+        self, side: _Sides, hubs: dict[str, float], hub_wires: set[str]
+    ) -> tuple[tuple[tuple[str, str], ...], dict[str, float], PairArcs]:
+        """P_out → E:a → I:b → D_in for every pooled pair: each E:a → I:b an array arc carrying the wire's
+        capacity where it binds (removed from `hubs`), except wires in `hub_wires` (explicit routes load
+        them) which stay hubs on the path. NIC hubs that cannot bind are junctions (infinite capacity)."""
         arcs: set[tuple[str, str]] = set()
         junctions: dict[str, float] = {}
-        for i, j in zip(*np.nonzero(self.pooled)):
-            e, n = egress(self.senders[i]), ingress(self.receivers[j])
+        rows, cols = np.nonzero(self.pooled)
+        caps = np.full(len(rows), math.inf)
+        keep = np.ones(len(rows), dtype=bool)
+        for k, (i, j) in enumerate(zip(rows.tolist(), cols.tolist())):
             w = wire(self.senders[i], self.receivers[j])
-            arcs.update({(e, w), (w, n)} if w in hubs else {(e, n)})
+            if w in hub_wires:
+                arcs.update({(egress(self.senders[i]), w), (w, ingress(self.receivers[j]))})
+                keep[k] = False
+            elif w in hubs:
+                caps[k] = hubs.pop(w)
         for i in np.flatnonzero(self.pooled.any(axis=1)):
             e = egress(self.senders[i])
             if e not in hubs:
@@ -304,4 +318,14 @@ class _PooledPairs:
             if n not in hubs:
                 junctions[n] = math.inf
             arcs.update((n, d.id) for d in side.by_node[self.receivers[j]][1])
-        return tuple(sorted(arcs)), junctions
+        sending, receiving = np.flatnonzero(self.pooled.any(axis=1)), np.flatnonzero(self.pooled.any(axis=0))
+        row_of, col_of = np.zeros(len(self.senders), dtype=np.int64), np.zeros(len(self.receivers), dtype=np.int64)
+        row_of[sending], col_of[receiving] = np.arange(len(sending)), np.arange(len(receiving))
+        pairs = PairArcs(
+            [egress(self.senders[i]) for i in sending],
+            [ingress(self.receivers[j]) for j in receiving],
+            row_of[rows[keep]],
+            col_of[cols[keep]],
+            caps[keep],
+        )
+        return tuple(sorted(arcs)), junctions, pairs

@@ -29,9 +29,8 @@ from planner.scheduler.flownet import SOURCE, Network
 
 def lp_flow(net: Network, shares: Mapping[tuple[str, str], Mapping[str, float]]) -> tuple[np.ndarray, float, dict]:
     """(flow on each arc of `net`, value, min-cut capacity by kind); see the module docstring."""
-    n_arcs = len(net.arcs)
-    tails = np.array([a[0] for a in net.arcs], dtype=int)
-    heads = np.array([a[1] for a in net.arcs], dtype=int)
+    n_arcs = len(net.tails)
+    tails, heads = net.tails, net.heads
     inner = np.arange(2, net.nodes)
     # conservation: +1 where an arc enters the node, −1 where it leaves (rows = nodes 2…)
     rows = np.concatenate([heads, tails])
@@ -39,7 +38,7 @@ def lp_flow(net: Network, shares: Mapping[tuple[str, str], Mapping[str, float]])
     vals = np.concatenate([np.ones(n_arcs), -np.ones(n_arcs)])
     keep = rows >= 2
     a_eq = csr_matrix((vals[keep], (rows[keep] - 2, cols[keep])), shape=(len(inner), n_arcs))
-    position = {(tail, head): i for i, (tail, head, _, _) in enumerate(net.arcs)}
+    position = {(tail, head): i for i, (tail, head) in enumerate(zip(tails.tolist(), heads.tolist()))}
     side_rows, side_caps = [], []
     loads: dict[str, list[tuple[int, float]]] = {}
     for (p, d), hub_shares in sorted(shares.items()):
@@ -61,7 +60,7 @@ def lp_flow(net: Network, shares: Mapping[tuple[str, str], Mapping[str, float]])
         v = [row[j] for row in side_rows for j in row]
         a_ub = csr_matrix((v, (r, c)), shape=(len(side_rows), n_arcs))
     objective = np.where(tails == SOURCE, -1.0, 0.0)
-    bounds = [(0.0, None if math.isinf(cap) else cap) for _, _, cap, _ in net.arcs]
+    bounds = [(0.0, None if math.isinf(cap) else cap) for cap in net.caps.tolist()]
     result = linprog(
         objective,
         A_ub=a_ub,
@@ -75,7 +74,7 @@ def lp_flow(net: Network, shares: Mapping[tuple[str, str], Mapping[str, float]])
         raise RuntimeError(f"KV flow LP failed: {result.message}")
     flows = np.clip(result.x, 0.0, None)
     cut: dict[str, float] = {}
-    for (_, _, cap, kind), dual in zip(net.arcs, result.upper.marginals):
+    for cap, kind, dual in zip(net.caps.tolist(), net.kinds, result.upper.marginals):
         if dual < 0 and not math.isinf(cap):
             cut[kind] = cut.get(kind, 0.0) - dual * cap
     for cap, dual in zip(side_caps, result.ineqlin.marginals if side_rows else ()):

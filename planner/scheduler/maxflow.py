@@ -35,7 +35,7 @@ from scipy.sparse.csgraph import maximum_flow
 
 from planner.scheduler.flownet import SINK as _SINK
 from planner.scheduler.flownet import SOURCE as _SOURCE
-from planner.scheduler.flownet import Network
+from planner.scheduler.flownet import Network, PairArcs
 from planner.scheduler.lpflow import lp_flow
 
 Bottleneck = Literal["prefill", "decode", "kv_transfer", "colocated", "none"]
@@ -60,6 +60,7 @@ def max_flow(
     *,
     hubs: Mapping[str, float] | None = None,
     hub_arcs: Sequence[tuple[str, str]] = (),
+    pairs: PairArcs | None = None,
     shares: Mapping[tuple[str, str], Mapping[str, float]] | None = None,
     method: Literal["edmonds_karp", "dinic"] = "edmonds_karp",
     details: bool = True,
@@ -68,23 +69,23 @@ def max_flow(
 
     Every argument maps replica ids (or id pairs, or hub ids) to capacities in requests/s; a
     missing KV pair means no direct route, an infinite capacity no limit. `hub_arcs` are (from, to)
-    pairs whose ends are a prefill id (as tail), a hub id, or a decode id (as head). `shares` load
+    pairs whose ends are a prefill id (as tail), a hub id, or a decode id (as head); `pairs` adds
+    capacitated hub→hub arcs as arrays (flownet.PairArcs: node pairs of a large cluster). `shares` load
     hubs with a fraction of what a direct KV arc carries (a route whose KV crosses them in part):
     then the problem is a linear program (planner.scheduler.lpflow), else scipy's max-flow. Inputs are
     read in sorted order, so the result is deterministic. With details=False the routes, min cut and
     bottleneck are left empty ("none"): a search that only compares values skips that work.
     """
-    net = Network.of(prefill, decode, kv, colocated or {}, hubs or {}, hub_arcs)
+    net = Network.of(prefill, decode, kv, colocated or {}, hubs or {}, hub_arcs, pairs)
     if shares:
         flows, value, cut = lp_flow(net, shares)
     else:
         flows, value, cut = _scipy_flow(net, method, details)
     owner = {net.index[rid]: rid for rid in net.ids}
-    replica_flow = {
-        owner[tail]: float(f)
-        for (tail, head, _, _), f in zip(net.arcs, flows)
-        if head == tail + 1 and tail in owner and owner[tail] not in net.hubs  # a replica's own in→out arc
-    }
+    n_replicas = len(prefill) + len(decode) + len(colocated or {})
+    inner = (net.tails >= 2) & (net.tails < 2 + 2 * n_replicas) & (net.tails % 2 == 0)  # X_in nodes
+    own = np.flatnonzero(inner & (net.heads == net.tails + 1))
+    replica_flow = {owner[int(net.tails[k])]: float(flows[k]) for k in own}  # each replica's own in→out arc
     if not details:
         return FlowResult(value, replica_flow, {}, "none", {})
     routes = _decompose(net, flows, set(prefill), set(decode), tolerance=1e-9 * max(net.total, 1e-12))
@@ -96,11 +97,10 @@ def _scipy_flow(net: Network, method: str, details: bool) -> tuple[np.ndarray, f
     """Arc flows (requests/s), value and min-cut capacity by kind, by scipy's integer max-flow: rates
     are scaled so the largest total fits in 2³⁰; unlimited arcs get the largest integer."""
     scale = 2.0**30 / net.total
-    if not net.arcs:
+    if not len(net.tails):
         return np.zeros(0), 0.0, {}
-    caps = np.array([int(min(cap * scale, _UNBOUNDED)) for _, _, cap, _ in net.arcs], dtype=np.int32)
-    tails = np.array([a[0] for a in net.arcs], dtype=np.int32)
-    heads = np.array([a[1] for a in net.arcs], dtype=np.int32)
+    caps = np.minimum(net.caps * scale, _UNBOUNDED).astype(np.int32)
+    tails, heads = net.tails.astype(np.int32), net.heads.astype(np.int32)
     graph = csr_matrix((caps, (tails, heads)), shape=(net.nodes, net.nodes))
     result = maximum_flow(graph, _SOURCE, _SINK, method=method)
     flows = np.asarray(result.flow.tocsr()[tails, heads]).ravel()

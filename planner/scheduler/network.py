@@ -62,6 +62,7 @@ def replica_flow(
         {a.id: a.capacity_rps for a in by_role["colocated"]},
         hubs=network.hubs,
         hub_arcs=network.hub_arcs,
+        pairs=network.pairs,
         shares={pair: s for pair, s in shares.items() if pair in direct},
         method=method,
         details=details,
