@@ -38,7 +38,7 @@ from planner.costs.kvtransfer import kv_bytes_per_request
 from planner.inputs.problem import Cluster
 from planner.scheduler.assess import Assessment
 from planner.scheduler.flownet import PairArcs
-from planner.scheduler.kvload import RouteTraffic, egress, hub_capacity, ingress, wire
+from planner.scheduler.kvload import RouteTraffic, egress, hub_capacity, ingress
 from planner.scheduler.launchability import tp_compatible
 
 FABRIC = "F:fabric"  # the junction every route meets in a free network
@@ -78,7 +78,7 @@ def kv_network(
     explicit = _explicit_usage(side, shares)
     pooled = _PooledPairs.of(cluster, side)
     per_request = kv_bytes_per_request(cluster)
-    hubs = pooled.binding_hubs(explicit)  # pooled hubs that can bind, with their capacity
+    hubs, wires = pooled.binding(explicit)  # pooled NIC hubs and wires (a mask) that can bind
     for hub, used in explicit.items():  # hubs only explicit routes cross
         cap = hub_capacity(cluster, hub, per_request)
         if hub not in hubs and not pooled.covers(hub) and cap < used * (1 + 1e-9):
@@ -86,15 +86,17 @@ def kv_network(
     free = (
         pooled.routes + len(direct) == len(side.prefill) * len(side.decode)
         and not hubs
+        and not wires.any()
         and all(cap >= min(side.capacity[p], side.capacity[d]) for (p, d), cap in direct.items())
     )
     if free:
         arcs = {(p.id, FABRIC) for p in prefill} | {(FABRIC, d.id) for d in decode}
         return KvNetwork({}, {FABRIC: math.inf}, tuple(sorted(arcs)), {}, True)
+    loaded = {h for s in shares.values() for h in s if h[0] == "L" and pooled.wire_binds(h, wires)}
+    hubs.update({h: hub_capacity(cluster, h, per_request) for h in loaded})
     shares = {pair: kept for pair, s in shares.items() if (kept := {h: v for h, v in s.items() if h in hubs})}
-    loaded = {h for s in shares.values() for h in s}
-    arcs, junctions, pairs = pooled.arcs(side, hubs, loaded)
-    nodes = set(pairs.tails) | set(pairs.heads) | {h for arc in arcs for h in arc} | loaded  # hubs in use
+    arcs, junctions, pairs = pooled.arcs(side, hubs, wires, loaded)
+    nodes = set(pairs.tails) | set(pairs.heads) | {h for arc in arcs for h in arc} | set(hubs)
     used = {h: cap for h, cap in {**junctions, **hubs}.items() if h in nodes}
     return KvNetwork(direct, used, arcs, shares, False, pairs)
 
@@ -113,7 +115,7 @@ def _explicit_usage(side: _Sides, shares: Mapping[tuple[str, str], Mapping[str, 
     return {hub: min(sums) for hub, sums in by_side.items()}
 
 
-@dataclass
+@dataclass(eq=False)
 class _Sides:
     """The replicas by role and node: single-node ones by their node, spanning ones apart."""
 
@@ -145,9 +147,11 @@ class _Sides:
     def usable(self, p: Assessment, d: Assessment) -> bool:
         return not self.launchable or tp_compatible(p.layout.tp, d.layout.tp)
 
+    @cached_property
     def senders(self) -> list[str]:
         return sorted(n for n, (s, _) in self.by_node.items() if s)
 
+    @cached_property
     def receivers(self) -> list[str]:
         return sorted(n for n, (_, r) in self.by_node.items() if r)
 
@@ -157,11 +161,14 @@ class _Sides:
     def compatible(self, sent: frozenset[int], received: frozenset[int]) -> bool:
         return not self.launchable or all(tp_compatible(tp, tq) for tp in sent for tq in received)
 
+    @cached_property
     def unpooled_pairs(self) -> list[tuple[str, str]]:
         """Node pairs whose routes are explicit: inside one node, or where some replica pair cannot talk."""
-        pairs = [(a, a) for a in self.senders() if self.by_node[a][1]]
-        sent = {a: self.tp_signature(a, 0) for a in self.senders()}
-        received = {b: self.tp_signature(b, 1) for b in self.receivers()}
+        pairs = [(a, a) for a in self.senders if self.by_node[a][1]]
+        if not self.launchable or len({a.layout.tp for a in (*self.prefill, *self.decode)}) == 1:
+            return pairs  # one TP size: every pair can talk
+        sent = {a: self.tp_signature(a, 0) for a in self.senders}
+        received = {b: self.tp_signature(b, 1) for b in self.receivers}
         if self.compatible(frozenset().union(*sent.values()), frozenset().union(*received.values())):
             return pairs
         return pairs + [
@@ -184,7 +191,7 @@ class _Sides:
                 if t.shares:
                     shares[(p.id, d.id)] = dict(t.shares)
 
-        for a, b in self.unpooled_pairs():
+        for a, b in self.unpooled_pairs:
             for p in self.by_node[a][0]:
                 for d in self.by_node[b][1]:
                     add(p, d)
@@ -225,13 +232,13 @@ class _PooledPairs:
 
     @classmethod
     def of(cls, cluster: Cluster, side: _Sides) -> _PooledPairs:
-        senders, receivers = side.senders(), side.receivers()
+        senders, receivers = side.senders, side.receivers
         per_request = kv_bytes_per_request(cluster)
         rows = np.array([cluster.node_index[a] for a in senders], dtype=int)
         cols = np.array([cluster.node_index[b] for b in receivers], dtype=int)
         link = cluster.bandwidth_matrix[np.ix_(rows, cols)] / per_request
         pooled = (rows[:, None] != cols[None, :]) & (link > 0)
-        for a, b in side.unpooled_pairs():
+        for a, b in side.unpooled_pairs:
             if a != b:
                 pooled[senders.index(a), receivers.index(b)] = False
         n_send = np.array([len(side.by_node[a][0]) for a in senders], dtype=float)
@@ -258,7 +265,7 @@ class _PooledPairs:
         return self.pooled & (self.link < np.minimum(self.nic_s[:, None], self.nic_r[None, :]))
 
     def covers(self, hub: str) -> bool:
-        """Whether the hub is one of the pooled network's (its binding is decided in binding_hubs)."""
+        """Whether the hub is one of the pooled network's (its binding is decided in `binding`)."""
         kind, name = hub[0], hub[2:]
         if kind == "E":
             return name in self.row and bool(self.pooled[self.row[name]].any())
@@ -267,10 +274,14 @@ class _PooledPairs:
         a, b = name.split("|")
         return a in self.row and b in self.col and bool(self._wires()[self.row[a], self.col[b]])
 
-    def binding_hubs(self, explicit: Mapping[str, float]) -> dict[str, float]:
-        """The pooled hubs whose capacity is below the most that could cross them (pooled replicas'
-        capacity plus explicit routes' `explicit` usage): only those need a capacity (numpy, no loop
-        over node pairs unless some bind)."""
+    def wire_binds(self, hub: str, wires: np.ndarray) -> bool:
+        a, b = hub[2:].split("|")
+        return a in self.row and b in self.col and bool(wires[self.row[a], self.col[b]])
+
+    def binding(self, explicit: Mapping[str, float]) -> tuple[dict[str, float], np.ndarray]:
+        """The pooled NIC hubs whose capacity is below the most that could cross them (pooled replicas'
+        capacity plus explicit routes' `explicit` usage), with their capacity, and the pooled pairs whose
+        wire can bind (a mask over senders × receivers): numpy, no loop over node pairs."""
         send = self.send + np.array([explicit.get(egress(a), 0.0) for a in self.senders])
         recv = self.recv + np.array([explicit.get(ingress(b), 0.0) for b in self.receivers])
         rows, cols = self.pooled.any(axis=1), self.pooled.any(axis=0)
@@ -286,28 +297,24 @@ class _PooledPairs:
                 a, b = name[2:].split("|")
                 if a in self.row and b in self.col and wires[self.row[a], self.col[b]]:
                     wire_use[self.row[a], self.col[b]] += used
-        for i, j in zip(*np.nonzero(wires & (self.link < wire_use * (1 + 1e-9)))):
-            found[wire(self.senders[i], self.receivers[j])] = float(self.link[i, j])
-        return found
+        return found, wires & (self.link < wire_use * (1 + 1e-9))
 
     def arcs(
-        self, side: _Sides, hubs: dict[str, float], hub_wires: set[str]
+        self, side: _Sides, hubs: Mapping[str, float], wires: np.ndarray, hub_wires: set[str]
     ) -> tuple[tuple[tuple[str, str], ...], dict[str, float], PairArcs]:
         """P_out → E:a → I:b → D_in for every pooled pair: each E:a → I:b an array arc carrying the wire's
-        capacity where it binds (removed from `hubs`), except wires in `hub_wires` (explicit routes load
-        them) which stay hubs on the path. NIC hubs that cannot bind are junctions (infinite capacity)."""
+        capacity where it can bind (`wires`), except wires in `hub_wires` (explicit routes load them),
+        which stay hubs on the path. NIC hubs that cannot bind are junctions (infinite capacity)."""
         arcs: set[tuple[str, str]] = set()
         junctions: dict[str, float] = {}
         rows, cols = np.nonzero(self.pooled)
-        caps = np.full(len(rows), math.inf)
+        caps = np.where(wires[rows, cols], self.link[rows, cols], math.inf)
         keep = np.ones(len(rows), dtype=bool)
-        for k, (i, j) in enumerate(zip(rows.tolist(), cols.tolist())):
-            w = wire(self.senders[i], self.receivers[j])
-            if w in hub_wires:
-                arcs.update({(egress(self.senders[i]), w), (w, ingress(self.receivers[j]))})
-                keep[k] = False
-            elif w in hubs:
-                caps[k] = hubs.pop(w)
+        for w in hub_wires:
+            a, b = w[2:].split("|")
+            k = np.flatnonzero((rows == self.row[a]) & (cols == self.col[b]))
+            keep[k] = False
+            arcs.update({(egress(a), w), (w, ingress(b))})
         for i in np.flatnonzero(self.pooled.any(axis=1)):
             e = egress(self.senders[i])
             if e not in hubs:

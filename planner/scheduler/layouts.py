@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import pairwise
 
 from planner.costs.layout import Layout, Stage
@@ -85,10 +86,16 @@ def split_layers(layers: int, per_layer_cost: Sequence[float], max_layers: Seque
 
 
 def _stage_layer_cap(cluster: Cluster, stage_gpus: Sequence[str], role: Role, first: bool, last: bool) -> int:
-    """How many layers a stage can hold while the replica can still run in the role (costs.replica.kv_need):
-    the stage's KV room shrinks as its layers grow, so binary search on the layer count."""
+    """How many layers a stage can hold while the replica can still run in the role (costs.replica.kv_need)."""
+    return _layer_cap(cluster, cluster.gpu_by_id[stage_gpus[0]].gpu.key, len(stage_gpus), role, first, last)
+
+
+@lru_cache(maxsize=4096)
+def _layer_cap(cluster: Cluster, gpu_key: str, tp: int, role: Role, first: bool, last: bool) -> int:
+    """_stage_layer_cap for any stage of `tp` GPUs of this type (clusters compare by identity): the stage's
+    KV room shrinks as its layers grow, so binary search on the layer count."""
     batched, need = kv_need(cluster, role)
-    gpus = tuple(stage_gpus)
+    gpus = (next(slot.id for slot in cluster.gpus if slot.gpu.key == gpu_key),) * tp
 
     def fits(layers: int) -> bool:
         return stage_kv_tokens(cluster, Stage(gpus, 0, layers), first, last, batched) >= need

@@ -25,7 +25,6 @@ import numpy as np
 
 from planner.scheduler.layouts import node_parts
 from planner.scheduler.scoring import Group, Item, Scorer, State, canonical
-from planner.scheduler.variants import layout_moves, variant_of
 from planner.types import Role
 
 SAMPLE = 64  # far-apart pairs of groups sampled per step
@@ -37,6 +36,10 @@ class Move:
     priority: int  # 0–1: aimed at the current bottleneck
     removed: tuple[Item, ...]
     added: tuple[Item, ...]
+
+    def key(self) -> tuple:
+        """The sort order as plain tuples (compared in C, unlike the dataclass's generated __lt__)."""
+        return self.priority, self.removed, self.added
 
     def apply(self, state: State) -> State | None:
         """The state after the move, or None if an item it removes is no longer there."""
@@ -118,14 +121,9 @@ def _group_moves(scorer: Scorer, items: list[Item], bottleneck: str, moves: set[
         for parts in halves(scorer, group):
             for added in role_choices(scorer, parts):
                 moves.add(Move(1 if bottleneck == role else 3, (item,), added))
-        current = scorer.assessment(group, role, variant)
-        if current is None:
-            continue
-        default = scorer.assessment(group, role)
         urgent = 1 if bottleneck == "kv_transfer" else 3
-        for other in layout_moves(scorer.cluster, group, role, current.layout, scorer.launchable):
-            is_default = default is not None and other == variant_of(scorer.cluster, default.layout)
-            moves.add(Move(urgent, (item,), ((group, role, () if is_default else other),)))
+        for other in scorer.layout_moves(group, role, variant):
+            moves.add(Move(urgent, (item,), ((group, role, other),)))
 
 
 def _pair_moves(scorer: Scorer, items: list[Item], pairs: list[tuple[int, int]], bottleneck: str, moves: set[Move]):
@@ -177,4 +175,4 @@ def candidate_moves(scorer: Scorer, state: State, bottleneck: str, rng: np.rando
     _pair_moves(scorer, items, _pairs(scorer, items, rng, SAMPLE), bottleneck, moves)
     if bottleneck != "none":  # kicks (random perturbations) pass "none": no flow is solved for them
         _recruit_moves(scorer, state, items, moves)
-    return sorted(moves)
+    return sorted(moves, key=Move.key)

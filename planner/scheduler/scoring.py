@@ -24,7 +24,7 @@ from planner.scheduler.layouts import best_assessment, group_shape, node_parts, 
 from planner.scheduler.maxflow import FlowResult
 from planner.scheduler.network import replica_flow
 from planner.scheduler.stability import anchor_of, moved_gpus, unchanged
-from planner.scheduler.variants import layout_of_variant
+from planner.scheduler.variants import layout_moves, layout_of_variant, variant_of
 from planner.types import Role
 
 TIE_BREAK_GPUS = 64  # up to this many GPUs, equal values are ranked by the replicas' total capacity
@@ -76,6 +76,7 @@ class Scorer:
         self._scores: dict[State, Score] = {}
         self._details: dict[State, FlowResult] = {}
         self._bounds: dict[State, float] = {}
+        self._layout_moves: dict[Item, list[LayoutChoice]] = {}
 
     # ------------------------------------------------------------------ replicas
 
@@ -109,6 +110,20 @@ class Scorer:
                 found = found if found.latency_s <= self.cluster.slo_ttft else None
             self._shapes[shape] = (found, list(layout.gpus))
         return _renamed(*self._shapes[shape], list(layout.gpus))
+
+    def layout_moves(self, group: Group, role: Role, variant: LayoutChoice) -> list[LayoutChoice]:
+        """The variants one layout move away from the item's layout (planner.scheduler.variants), the
+        default layout written as (); cached, since the same items recur step after step."""
+        key = (group, role, variant)
+        if key not in self._layout_moves:
+            current, default = self.assessment(group, role, variant), self.assessment(group, role)
+            found: list[LayoutChoice] = []
+            if current is not None:
+                plain = variant_of(self.cluster, default.layout) if default is not None else None
+                moved = layout_moves(self.cluster, group, role, current.layout, self.launchable)
+                found = sorted(() if other == plain else other for other in moved)
+            self._layout_moves[key] = found
+        return self._layout_moves[key]
 
     def live(self, state: Sequence[tuple]) -> list[Assessment]:
         """The replicas of a state: its items that fit their role."""
