@@ -91,5 +91,5 @@ class Network:
             tails = np.concatenate([tails, out[pairs.rows]])
             heads = np.concatenate([heads, into[pairs.cols]])
             caps = np.concatenate([caps, pairs.caps])
-            kinds = kinds + ["link" if math.isinf(c) else "kv_transfer" for c in pairs.caps.tolist()]
+            kinds = kinds + np.where(np.isinf(pairs.caps), "link", "kv_transfer").tolist()
         return cls(ids, index, hubs, tails, heads, caps, kinds, 2 + 2 * len(ids), total)

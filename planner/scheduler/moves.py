@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.scheduler.layouts import node_parts
-from planner.scheduler.scoring import Group, Item, Scorer, State, canonical
+from planner.scheduler.scoring import Group, Item, Scorer, State
 from planner.types import Role
 
 SAMPLE = 64  # far-apart pairs of groups sampled per step
@@ -48,7 +48,7 @@ class Move:
             if item not in items:
                 return None
             items.remove(item)
-        return canonical([*items, *self.added])
+        return tuple(sorted([*items, *self.added]))  # items of a canonical state and added ones: groups sorted
 
 
 def halves(scorer: Scorer, group: Group) -> list[tuple[Group, Group]]:

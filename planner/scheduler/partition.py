@@ -115,19 +115,21 @@ def kernighan_lin_refine(
     graph.add_nodes_from(blocks)
     rows, cols = np.nonzero(np.triu(weights))
     graph.add_weighted_edges_from((blocks[i], blocks[j], float(weights[i, j])) for i, j in zip(rows, cols))
-    owner = {b: i for i, group in enumerate(groups) for b in group}
-    between: dict[tuple[int, int], float] = {}
-    for a, b, w in graph.edges(data="weight"):
-        i, j = sorted((owner[a], owner[b]))
-        if i != j:
-            between[(i, j)] = between.get((i, j), 0.0) + w
+    owner = np.array([i for i, group in enumerate(groups) for _ in group])
+    between = np.zeros((len(groups), len(groups)))  # bandwidth between groups (numpy, not edge by edge)
+    np.add.at(between, (owner[rows], owner[cols]), weights[rows, cols])
+    between = between + between.T
+    np.fill_diagonal(between, 0.0)
     pairs: set[tuple[int, int]] = set()
     for i in range(len(groups)):
-        ranked = sorted((p for p in between if i in p), key=lambda p: (-between[p], p))
+        linked = np.flatnonzero(between[i] > 0)
+        ranked = sorted(((min(i, j), max(i, j)) for j in linked.tolist()), key=lambda p: (-between[p], p))
         pairs.update(ranked[:neighbours])
+    position = {b: k for k, b in enumerate(blocks)}
 
     def internal(group: Sequence[Group]) -> float:
-        return float(graph.subgraph(group).size(weight="weight"))
+        idx = [position[b] for b in group]
+        return float(weights[np.ix_(idx, idx)].sum()) / 2
 
     for i, j in sorted(pairs):
         if len(groups[i]) + len(groups[j]) < 3:

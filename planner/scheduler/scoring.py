@@ -43,7 +43,12 @@ class Score:
 
 
 def canonical(state: Sequence[tuple]) -> State:
-    """Items sorted, groups sorted; (group, role) pairs get the default layout (variant ())."""
+    """Items sorted, groups sorted; (group, role) pairs get the default layout (variant ()).
+
+    The Scorer takes a tuple as canonical already (moves build their states canonical): only other
+    sequences are normalised here, so the inner loop does not sort every group again."""
+    if type(state) is tuple:
+        return state
     return tuple(sorted((tuple(sorted(item[0])), item[1], item[2] if len(item) > 2 else ()) for item in state))
 
 
