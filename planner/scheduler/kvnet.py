@@ -54,6 +54,7 @@ class KvNetwork:
     shares: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # explicit route → hub → share
     free: bool = False  # nothing in the KV part can bind (module docstring)
     pairs: PairArcs | None = None  # E:a → I:b arcs of pooled node pairs, as arrays
+    unconstrained: bool = False  # the flow is min(Σ prefill, Σ decode) + Σ colocated (free, or shown so)
 
 
 def home_node(cluster: Cluster, replica: Assessment) -> str | None:
@@ -68,8 +69,13 @@ def kv_network(
     traffic: Traffic,
     *,
     launchable: bool,
+    value_only: bool = False,
 ) -> KvNetwork:
     """Pooled hubs, explicit routes and their shares for every usable route (module docstring).
+
+    `value_only`: the caller needs the flow's value, not its routes; then a network whose wires could
+    bind but provably do not (`_PooledPairs.proportional_fits`) comes back without arcs, marked
+    `unconstrained` (its value is min(Σ prefill, Σ decode) + Σ colocated).
 
     Cost: O(#node pairs) numpy work plus O(#explicit routes); pooled routes never need a per-pair traffic.
     """
@@ -83,15 +89,16 @@ def kv_network(
         cap = hub_capacity(cluster, hub, per_request)
         if hub not in hubs and not pooled.covers(hub) and cap < used * (1 + 1e-9):
             hubs[hub] = cap
-    free = (
+    open_kv = (
         pooled.routes + len(direct) == len(side.prefill) * len(side.decode)
         and not hubs
-        and not wires.any()
         and all(cap >= min(side.capacity[p], side.capacity[d]) for (p, d), cap in direct.items())
     )
-    if free:
+    if open_kv and not wires.any():
         arcs = {(p.id, FABRIC) for p in prefill} | {(FABRIC, d.id) for d in decode}
-        return KvNetwork({}, {FABRIC: math.inf}, tuple(sorted(arcs)), {}, True)
+        return KvNetwork({}, {FABRIC: math.inf}, tuple(sorted(arcs)), {}, True, unconstrained=True)
+    if open_kv and not side.spanning and value_only and pooled.proportional_fits(wires):
+        return KvNetwork({}, {}, (), {}, False, unconstrained=True)
     loaded = {h for s in shares.values() for h in s if h[0] == "L" and pooled.wire_binds(h, wires)}
     hubs.update({h: hub_capacity(cluster, h, per_request) for h in loaded})
     shares = {pair: kept for pair, s in shares.items() if (kept := {h: v for h, v in s.items() if h in hubs})}
@@ -273,6 +280,18 @@ class _PooledPairs:
             return name in self.col and bool(self.pooled[:, self.col[name]].any())
         a, b = name.split("|")
         return a in self.row and b in self.col and bool(self._wires()[self.row[a], self.col[b]])
+
+    def proportional_fits(self, wires: np.ndarray) -> bool:
+        """Whether every wire that could bind fits the *proportional* flow: each sender node a spreads
+        send_a · V / ΣP over the receiver nodes in proportion to their recv_b · V / ΣD, V = min(ΣP, ΣD),
+        so wire a→b carries send_a · recv_b / max(ΣP, ΣD). With no NIC that can bind, every pair
+        reachable and every intra-node arc fast enough, that flow is feasible and worth V: the upper
+        bound is met and no wire binds (exact; no max-flow needed)."""
+        if not wires.any():
+            return True
+        largest = max(float(self.send.sum()), float(self.recv.sum()), 1e-30)
+        carried = np.outer(self.send, self.recv) / largest
+        return bool(np.all(carried[wires] <= self.link[wires] * (1 - 1e-9)))
 
     def wire_binds(self, hub: str, wires: np.ndarray) -> bool:
         a, b = hub[2:].split("|")

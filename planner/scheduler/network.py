@@ -42,8 +42,8 @@ def replica_flow(
     by_role = {role: [a for a in replicas if a.role == role] for role in ("prefill", "decode", "colocated")}
     prefill, decode = by_role["prefill"], by_role["decode"]
     colocated = by_role["colocated"]
-    network = kv_network(cluster, prefill, decode, traffic, launchable=launchable)
-    if network.free and not details:
+    network = kv_network(cluster, prefill, decode, traffic, launchable=launchable, value_only=not details)
+    if network.unconstrained and not details:
         return free_flow(prefill, decode, colocated)
     direct, shares = network.direct, network.shares
     bound = relaxed and bool(shares)
