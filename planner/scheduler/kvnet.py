@@ -172,8 +172,9 @@ class _Sides:
     def unpooled_pairs(self) -> list[tuple[str, str]]:
         """Node pairs whose routes are explicit: inside one node, or where some replica pair cannot talk."""
         pairs = [(a, a) for a in self.senders if self.by_node[a][1]]
-        if not self.launchable or len({a.layout.tp for a in (*self.prefill, *self.decode)}) == 1:
-            return pairs  # one TP size: every pair can talk
+        sizes = ({a.layout.tp for a in self.prefill}, {a.layout.tp for a in self.decode})
+        if self.compatible(frozenset(sizes[0]), frozenset(sizes[1])):
+            return pairs  # every TP size of a prefill replica works with every decode one
         sent = {a: self.tp_signature(a, 0) for a in self.senders}
         received = {b: self.tp_signature(b, 1) for b in self.receivers}
         if self.compatible(frozenset().union(*sent.values()), frozenset().union(*received.values())):

@@ -31,15 +31,11 @@ SAMPLE = 64  # far-apart pairs of groups sampled per step
 IDLE: Role = "decode"  # role recorded for a group that fits none; its assessment is None, so it serves nothing
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Move:
     priority: int  # 0–1: aimed at the current bottleneck
     removed: tuple[Item, ...]
     added: tuple[Item, ...]
-
-    def key(self) -> tuple:
-        """The sort order as plain tuples (compared in C, unlike the dataclass's generated __lt__)."""
-        return self.priority, self.removed, self.added
 
     def apply(self, state: State) -> State | None:
         """The state after the move, or None if an item it removes is no longer there."""
@@ -111,30 +107,32 @@ def _pairs(scorer: Scorer, items: list[Item], rng: np.random.Generator, limit: i
     return sorted(near) + far
 
 
-def _group_moves(scorer: Scorer, items: list[Item], bottleneck: str, moves: set[Move]) -> None:
+def _group_moves(scorer: Scorer, items: list[Item], bottleneck: str, moves: dict[Move, None]) -> None:
     """Flips, splits and layout moves of one group at a time."""
     for item in items:
         group, role, variant = item
         for flipped in scorer.roles:
             if flipped != role:
-                moves.add(Move(0 if flipped == bottleneck else 2, (item,), ((group, flipped, ()),)))
+                moves.setdefault(Move(0 if flipped == bottleneck else 2, (item,), ((group, flipped, ()),)))
         for parts in halves(scorer, group):
             for added in role_choices(scorer, parts):
-                moves.add(Move(1 if bottleneck == role else 3, (item,), added))
+                moves.setdefault(Move(1 if bottleneck == role else 3, (item,), added))
         urgent = 1 if bottleneck == "kv_transfer" else 3
         for other in scorer.layout_moves(group, role, variant):
-            moves.add(Move(urgent, (item,), ((group, role, other),)))
+            moves.setdefault(Move(urgent, (item,), ((group, role, other),)))
 
 
-def _pair_moves(scorer: Scorer, items: list[Item], pairs: list[tuple[int, int]], bottleneck: str, moves: set[Move]):
+def _pair_moves(
+    scorer: Scorer, items: list[Item], pairs: list[tuple[int, int]], bottleneck: str, moves: dict[Move, None]
+) -> None:
     """Swaps of roles, merges, and moves of a node's share between two groups."""
     for i, j in pairs:
         (gi, ri, _), (gj, rj, _) = items[i], items[j]
         both = (items[i], items[j])
         if ri != rj:
-            moves.add(Move(1 if bottleneck == "kv_transfer" else 3, both, ((gi, rj, ()), (gj, ri, ()))))
+            moves.setdefault(Move(1 if bottleneck == "kv_transfer" else 3, both, ((gi, rj, ()), (gj, ri, ()))))
         for merged in role_choices(scorer, (gi + gj,)):
-            moves.add(Move(2, both, merged))
+            moves.setdefault(Move(2, both, merged))
         for src, dst in ((gi, gj), (gj, gi)):
             for _, part in node_parts(scorer.cluster, src):
                 shares = [part] + ([part[: len(part) // 2]] if len(part) % 2 == 0 and len(part) >= 2 else [])
@@ -142,10 +140,10 @@ def _pair_moves(scorer: Scorer, items: list[Item], pairs: list[tuple[int, int]],
                     if len(share) < len(src):
                         left = tuple(g for g in src if g not in share)
                         for moved in role_choices(scorer, (left, dst + tuple(share))):
-                            moves.add(Move(3, both, moved))
+                            moves.setdefault(Move(3, both, moved))
 
 
-def _recruit_moves(scorer: Scorer, state: State, items: list[Item], moves: set[Move]) -> None:
+def _recruit_moves(scorer: Scorer, state: State, items: list[Item], moves: dict[Move, None]) -> None:
     """Put GPUs that serve nothing to work (module docstring): per node, all of them as a new replica,
     or added to a live replica on that node."""
     served = scorer.details(state).replica_flow
@@ -159,20 +157,25 @@ def _recruit_moves(scorer: Scorer, state: State, items: list[Item], moves: set[M
         rest = tuple(g for item in donors for g in item[0] if scorer.cluster.gpu_by_id[g].node != node)
         leftover: tuple[Item, ...] = ((rest, IDLE, ()),) if rest else ()
         for added in role_choices(scorer, (pool,)):
-            moves.add(Move(1, donors, added + leftover))
+            moves.setdefault(Move(1, donors, added + leftover))
         for item in items:
             if item in donors or node not in nodes(item[0]) or scorer.assessment(*item) is None:
                 continue
             for added in role_choices(scorer, (item[0] + pool,)):
-                moves.add(Move(1, (*donors, item), added + leftover))
+                moves.setdefault(Move(1, (*donors, item), added + leftover))
+
+
+def _priority(move: Move) -> int:
+    return move.priority
 
 
 def candidate_moves(scorer: Scorer, state: State, bottleneck: str, rng: np.random.Generator) -> list[Move]:
-    """Every move of the module docstring from `state`, deduplicated and sorted."""
+    """Every move of the module docstring from `state`, deduplicated, by priority and then in the order
+    generated (items in state order, pairs sorted): deterministic without sorting whole moves."""
     items = list(state)
-    moves: set[Move] = set()
+    moves: dict[Move, None] = {}
     _group_moves(scorer, items, bottleneck, moves)
     _pair_moves(scorer, items, _pairs(scorer, items, rng, SAMPLE), bottleneck, moves)
     if bottleneck != "none":  # kicks (random perturbations) pass "none": no flow is solved for them
         _recruit_moves(scorer, state, items, moves)
-    return sorted(moves, key=Move.key)
+    return sorted(moves, key=_priority)  # stable: generation order within a priority

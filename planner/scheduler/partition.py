@@ -111,10 +111,7 @@ def kernighan_lin_refine(
     groups = [list(g) for g in groups]
     blocks = [b for group in groups for b in group]
     weights = block_bandwidth(cluster, blocks)
-    graph = nx.Graph()
-    graph.add_nodes_from(blocks)
     rows, cols = np.nonzero(np.triu(weights))
-    graph.add_weighted_edges_from((blocks[i], blocks[j], float(weights[i, j])) for i, j in zip(rows, cols))
     owner = np.array([i for i, group in enumerate(groups) for _ in group])
     between = np.zeros((len(groups), len(groups)))  # bandwidth between groups (numpy, not edge by edge)
     np.add.at(between, (owner[rows], owner[cols]), weights[rows, cols])
@@ -131,12 +128,21 @@ def kernighan_lin_refine(
         idx = [position[b] for b in group]
         return float(weights[np.ix_(idx, idx)].sum()) / 2
 
+    def pair_graph(union: Sequence[Group]) -> nx.Graph:
+        """The weighted graph of two groups' blocks (built per pair: the whole graph is quadratic)."""
+        idx = sorted(position[b] for b in union)
+        graph = nx.Graph()
+        graph.add_nodes_from(blocks[k] for k in idx)
+        edges = ((a, b) for x, a in enumerate(idx) for b in idx[x + 1 :] if weights[a, b])
+        graph.add_weighted_edges_from((blocks[a], blocks[b], float(weights[a, b])) for a, b in edges)
+        return graph
+
     for i, j in sorted(pairs):
         if len(groups[i]) + len(groups[j]) < 3:
             continue
         union = [*groups[i], *groups[j]]
         left, right = nx.algorithms.community.kernighan_lin_bisection(
-            graph.subgraph(union), partition=(set(groups[i]), set(groups[j])), weight="weight", seed=seed
+            pair_graph(union), partition=(set(groups[i]), set(groups[j])), weight="weight", seed=seed
         )
         new_i = sorted(left, key=union.index)
         new_j = sorted(right, key=union.index)

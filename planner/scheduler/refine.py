@@ -88,20 +88,20 @@ def _climb(
             others = [m for m in moves if m.priority > 1]
             picked = rng.choice(len(others), size=min(SAMPLE, len(others)), replace=False)
             moves = urgent + [others[k] for k in sorted(picked)]
-        improving: list[tuple[float, float, Move, State]] = []
-        for move in moves:
+        improving: list[tuple[float, float, int, Move, State]] = []
+        for rank, move in enumerate(moves):
             if time.monotonic() >= deadline:
                 return RefineResult(state, iterations, converged=False)
             candidate = move.apply(state)
             if candidate is not None:
                 candidate, score = _with_roles(scorer, candidate, current)
                 if score is not None and _better(score, current):
-                    improving.append((score.value, score.tie_break, move, candidate))
+                    improving.append((score.value, score.tie_break, rank, move, candidate))
         if not improving:
             return RefineResult(state, iterations, converged=True)
         improving.sort(key=lambda entry: (-entry[0], -entry[1], entry[2]))
-        state, current = improving[0][3], scorer.score(improving[0][3])
-        for _, _, move, _ in improving[1:]:
+        state, current = improving[0][4], scorer.score(improving[0][4])
+        for _, _, _, move, _ in improving[1:]:
             if time.monotonic() >= deadline:
                 break
             candidate = move.apply(state)
