@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.scheduler.layouts import node_parts
 from planner.scheduler.scoring import Group, Item, Scorer, State
 from planner.types import Role
 
@@ -50,7 +49,7 @@ class Move:
 def halves(scorer: Scorer, group: Group) -> list[tuple[Group, Group]]:
     """Ways to split a group in two: by node (first half of its nodes), or one node's GPUs in halves
     and, when that is not even, one GPU off."""
-    parts = node_parts(scorer.cluster, group)
+    parts = scorer.parts(group)
     if len(parts) > 1:
         cut = len(parts) // 2
         return [(tuple(g for _, p in parts[:cut] for g in p), tuple(g for _, p in parts[cut:] for g in p))]
@@ -134,7 +133,7 @@ def _pair_moves(
         for merged in role_choices(scorer, (gi + gj,)):
             moves.setdefault(Move(2, both, merged))
         for src, dst in ((gi, gj), (gj, gi)):
-            for _, part in node_parts(scorer.cluster, src):
+            for _, part in scorer.parts(src):
                 shares = [part] + ([part[: len(part) // 2]] if len(part) % 2 == 0 and len(part) >= 2 else [])
                 for share in shares:
                     if len(share) < len(src):

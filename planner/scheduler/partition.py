@@ -118,10 +118,11 @@ def kernighan_lin_refine(
     between = between + between.T
     np.fill_diagonal(between, 0.0)
     pairs: set[tuple[int, int]] = set()
-    for i in range(len(groups)):
-        linked = np.flatnonzero(between[i] > 0)
-        ranked = sorted(((min(i, j), max(i, j)) for j in linked.tolist()), key=lambda p: (-between[p], p))
-        pairs.update(ranked[:neighbours])
+    others = np.arange(len(groups))
+    for i in range(len(groups)):  # each group's best-connected neighbours (ties: the lower index)
+        for j in np.lexsort((others, -between[i]))[:neighbours].tolist():
+            if between[i, j] > 0:
+                pairs.add((min(i, j), max(i, j)))
     position = {b: k for k, b in enumerate(blocks)}
 
     def internal(group: Sequence[Group]) -> float:

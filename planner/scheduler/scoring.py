@@ -82,21 +82,30 @@ class Scorer:
         self._details: dict[State, FlowResult] = {}
         self._bounds: dict[State, float] = {}
         self._layout_moves: dict[Item, list[LayoutChoice]] = {}
+        self._parts: dict[Group, list[tuple[str, list[str]]]] = {}
 
     # ------------------------------------------------------------------ replicas
 
     def assessment(self, group: Group, role: Role, variant: LayoutChoice = ()) -> Assessment | None:
         """The group's replica in the role with the variant's layout (() : the default layout), or
         None when that layout is not admissible or does not fit."""
-        key = (tuple(sorted(group)), role, variant)
+        key = (group, role, variant)  # groups usually come sorted (canonical states): try that first
         if key not in self._assessments:
-            self._assessments[key] = self._assess(key[0], role, variant)
+            key = (tuple(sorted(group)), role, variant)
+            if key not in self._assessments:
+                self._assessments[key] = self._assess(key[0], role, variant)
         return self._assessments[key]
+
+    def parts(self, group: Group) -> list[tuple[str, list[str]]]:
+        """node_parts of the group (cached: moves ask for the same groups again and again)."""
+        if group not in self._parts:
+            self._parts[group] = node_parts(self.cluster, group)
+        return self._parts[group]
 
     def _assess(self, group: Group, role: Role, variant: LayoutChoice) -> Assessment | None:
         """Groups of the same shape perform the same: reuse the layout found for the first of them, its
         GPUs mapped position by position (the shape lists the group's nodes in a fixed order)."""
-        parts = node_parts(self.cluster, group)
+        parts = self.parts(group)
         if not variant:
             shape: tuple = (role, group_shape(self.cluster, parts))
             if shape not in self._shapes:
