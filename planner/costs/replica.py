@@ -129,6 +129,12 @@ def kv_need(cluster: Cluster, role: str) -> tuple[int, float]:
     return DEFAULT_BATCHED_TOKENS, max(workload.prompt.upper + workload.output.upper, mean_context / DECODE_KV_HEADROOM)
 
 
+def prefill_batch_seqs(cluster: Cluster) -> int:
+    """Prompts in one full prefill batch: as many mean prompts as max_num_batched_tokens holds."""
+    batched, _ = kv_need(cluster, "prefill")
+    return max(1, min(MAX_NUM_SEQS, math.floor(batched / cluster.workload.prompt.mean)))
+
+
 def prefill_perf(cluster: Cluster, layout: Layout) -> PrefillPerf | None:
     """Prefill capacity of a replica, or None when it cannot hold the model and one batch's KV."""
     prompt = cluster.workload.prompt
@@ -136,7 +142,7 @@ def prefill_perf(cluster: Cluster, layout: Layout) -> PrefillPerf | None:
     kv_tokens = kv_capacity_tokens(cluster, layout, batched)
     if kv_tokens < need:
         return None
-    n_seqs = max(1, min(MAX_NUM_SEQS, math.floor(batched / prompt.mean)))
+    n_seqs = prefill_batch_seqs(cluster)
     hardware = [stage_hardware(cluster, stage) for stage in layout.stages]
     last = layout.pp - 1
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from planner.costs.layout import Layout, Stage
 from planner.costs.memory import stage_kv_tokens
-from planner.costs.replica import DEFAULT_BATCHED_TOKENS, MAX_NUM_SEQS, hop_time, prefill_stage_time, stage_hardware
+from planner.costs.replica import hop_time, kv_need, prefill_batch_seqs, prefill_stage_time, stage_hardware
 from planner.inputs.problem import Cluster
 from planner.scheduler.assess import Assessment, assess
 from planner.scheduler.launchability import valid_tp
@@ -78,12 +78,11 @@ class _Pipeline:
 
     @cached_property
     def n_seqs(self) -> int:
-        prompt = self.cluster.workload.prompt
-        return max(1, min(MAX_NUM_SEQS, math.floor(self.batched / prompt.mean)))
+        return prefill_batch_seqs(self.cluster)
 
     @cached_property
     def batched(self) -> int:
-        return max(DEFAULT_BATCHED_TOKENS, math.ceil(self.cluster.workload.prompt.upper))
+        return kv_need(self.cluster, "prefill")[0]
 
     def stages(self, node: str) -> list[tuple[str, ...]]:
         gpus = self.parts[node]
@@ -92,7 +91,7 @@ class _Pipeline:
     def stage_time(self, gpus: tuple[str, ...], layers: int, first: bool, last: bool) -> float:
         """Seconds per batch of the stage holding `layers` layers; inf when they do not fit its memory."""
         stage = Stage(gpus, 0, layers)
-        if stage_kv_tokens(self.cluster, stage, first, last, self.batched) < 2 * self.batched:
+        if stage_kv_tokens(self.cluster, stage, first, last, self.batched) < kv_need(self.cluster, "prefill")[1]:
             return math.inf
         return prefill_stage_time(self.cluster, stage, stage_hardware(self.cluster, stage), self.n_seqs, last)
 

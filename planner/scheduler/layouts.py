@@ -29,6 +29,7 @@ from planner.costs.replica import kv_need
 from planner.inputs.problem import Cluster
 from planner.scheduler.assess import Assessment, assess
 from planner.scheduler.launchability import decode_pp_allowed, equal_per_node, valid_tp
+from planner.scheduler.splits import min_max_split, prefill_stage_times
 from planner.types import Role
 
 MAX_ORDERED = 4  # groups on up to this many nodes try every pipeline order of their nodes
@@ -148,10 +149,14 @@ def build_layout(stage_gpus: Sequence[tuple[str, ...]], split: Sequence[int]) ->
 def balanced_split(
     cluster: Cluster, stage_gpus: Sequence[tuple[str, ...]], role: Role, favour: str | None = None
 ) -> list[int] | None:
-    """The min-max layer split of these stages (split_layers); with `favour`, the stages on that node
-    count as nearly free, so they take every layer their memory holds (a split that keeps KV local)."""
+    """The min-max layer split of these stages: for prefill from the cost model's stage times
+    (planner.scheduler.splits), for decode by split_layers' per-layer proxy; with `favour`, the stages on
+    that node count as nearly free, so they take every layer their memory holds (a split that keeps KV
+    local)."""
     n = len(stage_gpus)
     caps = [_stage_layer_cap(cluster, s, role, i == 0, i == n - 1) for i, s in enumerate(stage_gpus)]
+    if role == "prefill" and favour is None:
+        return min_max_split(prefill_stage_times(cluster, stage_gpus, caps), cluster.model.layers)
     costs = [_stage_cost(cluster, s, role) for s in stage_gpus]
     if favour is not None:
         costs = [c * (1e-6 if cluster.gpu_by_id[s[0]].node == favour else 1.0) for c, s in zip(costs, stage_gpus)]
