@@ -106,32 +106,32 @@ def _pairs(scorer: Scorer, items: list[Item], rng: np.random.Generator, limit: i
     return sorted(near) + far
 
 
-def _group_moves(scorer: Scorer, items: list[Item], bottleneck: str, moves: dict[Move, None]) -> None:
+def _group_moves(scorer: Scorer, items: list[Item], bottleneck: str, moves: dict[tuple, Move]) -> None:
     """Flips, splits and layout moves of one group at a time."""
     for item in items:
         group, role, variant = item
         for flipped in scorer.roles:
             if flipped != role:
-                moves.setdefault(Move(0 if flipped == bottleneck else 2, (item,), ((group, flipped, ()),)))
+                _offer(moves, Move(0 if flipped == bottleneck else 2, (item,), ((group, flipped, ()),)))
         for parts in halves(scorer, group):
             for added in role_choices(scorer, parts):
-                moves.setdefault(Move(1 if bottleneck == role else 3, (item,), added))
+                _offer(moves, Move(1 if bottleneck == role else 3, (item,), added))
         urgent = 1 if bottleneck == "kv_transfer" else 3
         for other in scorer.layout_moves(group, role, variant):
-            moves.setdefault(Move(urgent, (item,), ((group, role, other),)))
+            _offer(moves, Move(urgent, (item,), ((group, role, other),)))
 
 
 def _pair_moves(
-    scorer: Scorer, items: list[Item], pairs: list[tuple[int, int]], bottleneck: str, moves: dict[Move, None]
+    scorer: Scorer, items: list[Item], pairs: list[tuple[int, int]], bottleneck: str, moves: dict[tuple, Move]
 ) -> None:
     """Swaps of roles, merges, and moves of a node's share between two groups."""
     for i, j in pairs:
         (gi, ri, _), (gj, rj, _) = items[i], items[j]
         both = (items[i], items[j])
         if ri != rj:
-            moves.setdefault(Move(1 if bottleneck == "kv_transfer" else 3, both, ((gi, rj, ()), (gj, ri, ()))))
+            _offer(moves, Move(1 if bottleneck == "kv_transfer" else 3, both, ((gi, rj, ()), (gj, ri, ()))))
         for merged in role_choices(scorer, (gi + gj,)):
-            moves.setdefault(Move(2, both, merged))
+            _offer(moves, Move(2, both, merged))
         for src, dst in ((gi, gj), (gj, gi)):
             for _, part in scorer.parts(src):
                 shares = [part] + ([part[: len(part) // 2]] if len(part) % 2 == 0 and len(part) >= 2 else [])
@@ -139,10 +139,10 @@ def _pair_moves(
                     if len(share) < len(src):
                         left = tuple(g for g in src if g not in share)
                         for moved in role_choices(scorer, (left, dst + tuple(share))):
-                            moves.setdefault(Move(3, both, moved))
+                            _offer(moves, Move(3, both, moved))
 
 
-def _recruit_moves(scorer: Scorer, state: State, items: list[Item], moves: dict[Move, None]) -> None:
+def _recruit_moves(scorer: Scorer, state: State, items: list[Item], moves: dict[tuple, Move]) -> None:
     """Put GPUs that serve nothing to work (module docstring): per node, all of them as a new replica,
     or added to a live replica on that node."""
     served = scorer.details(state).replica_flow
@@ -156,25 +156,35 @@ def _recruit_moves(scorer: Scorer, state: State, items: list[Item], moves: dict[
         rest = tuple(g for item in donors for g in item[0] if scorer.cluster.gpu_by_id[g].node != node)
         leftover: tuple[Item, ...] = ((rest, IDLE, ()),) if rest else ()
         for added in role_choices(scorer, (pool,)):
-            moves.setdefault(Move(1, donors, added + leftover))
+            _offer(moves, Move(1, donors, added + leftover))
         for item in items:
             if item in donors or node not in nodes(item[0]) or scorer.assessment(*item) is None:
                 continue
             for added in role_choices(scorer, (item[0] + pool,)):
-                moves.setdefault(Move(1, (*donors, item), added + leftover))
+                _offer(moves, Move(1, (*donors, item), added + leftover))
 
 
 def _priority(move: Move) -> int:
     return move.priority
 
 
-def candidate_moves(scorer: Scorer, state: State, bottleneck: str, rng: np.random.Generator) -> list[Move]:
+def _offer(moves: dict[tuple, Move], move: Move) -> None:
+    """Add a move; the same change offered twice (a merge that also recruits idle GPUs) keeps the more
+    urgent priority and its first place."""
+    key = (move.removed, move.added)
+    if key not in moves or move.priority < moves[key].priority:
+        moves[key] = Move(min(move.priority, moves[key].priority), *key) if key in moves else move
+
+
+def candidate_moves(
+    scorer: Scorer, state: State, bottleneck: str, rng: np.random.Generator, *, recruit: bool = True
+) -> list[Move]:
     """Every move of the module docstring from `state`, deduplicated, by priority and then in the order
     generated (items in state order, pairs sorted): deterministic without sorting whole moves."""
     items = list(state)
-    moves: dict[Move, None] = {}
+    moves: dict[tuple, Move] = {}
     _group_moves(scorer, items, bottleneck, moves)
     _pair_moves(scorer, items, _pairs(scorer, items, rng, SAMPLE), bottleneck, moves)
-    if bottleneck != "none":  # kicks (random perturbations) pass "none": no flow is solved for them
+    if recruit:  # needs the state's flow (which replicas carry requests); kicks skip it
         _recruit_moves(scorer, state, items, moves)
-    return sorted(moves, key=_priority)  # stable: generation order within a priority
+    return sorted(moves.values(), key=_priority)  # stable: generation order within a priority

@@ -115,7 +115,7 @@ def _climb(
 def _kick(scorer: Scorer, state: State, rng: np.random.Generator) -> State:
     """Apply KICK_MOVES random moves, improving or not, to leave a local optimum."""
     for _ in range(KICK_MOVES):
-        moves = candidate_moves(scorer, state, "none", rng)
+        moves = candidate_moves(scorer, state, "none", rng, recruit=False)
         if not moves:
             break
         state = moves[int(rng.integers(len(moves)))].apply(state) or state
