@@ -155,9 +155,7 @@ def hull_bound(cluster: Cluster, groups: Sequence[Sequence[Choice]], sinks: Sequ
     c = [j for row in rows for j in row]
     v = [row[j] for row in rows for j in row]
     objective = np.concatenate([np.zeros(n_lambda), -np.ones(len(columns))])
-    result = linprog(
-        objective, A_ub=csr_matrix((v, (r, c)), shape=(len(rows), n)), b_ub=np.array(caps), method="highs"
-    )
+    result = linprog(objective, A_ub=csr_matrix((v, (r, c)), shape=(len(rows), n)), b_ub=np.array(caps), method="highs")
     if result.status != 0:  # pragma: no cover - x = 0 is feasible and the value is bounded
         raise RuntimeError(f"oracle bound LP failed: {result.message}")
     return float(-result.fun) * (1 + 1e-7) + 1e-9  # a hair above: the bound must never undercut a real plan

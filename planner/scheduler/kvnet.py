@@ -179,9 +179,7 @@ class _Sides:
         received = {b: self.tp_signature(b, 1) for b in self.receivers}
         if self.compatible(frozenset().union(*sent.values()), frozenset().union(*received.values())):
             return pairs
-        return pairs + [
-            (a, b) for a in sent for b in received if a != b and not self.compatible(sent[a], received[b])
-        ]
+        return pairs + [(a, b) for a in sent for b in received if a != b and not self.compatible(sent[a], received[b])]
 
     def explicit_routes(
         self, traffic: Traffic
