@@ -14,54 +14,23 @@ import pytest
 from planner import solve
 from planner.inputs.cluster import load_cluster
 from planner.reference.exact import exact_optimum
+from planner.reference.synthetic import FAILURE_SHAPES, write_cluster
 
-# 1. A 1 Gbit/s link between the H200 node and the 3090 node. Llama-2-7B's KV (MHA, 0.5 MB per token)
-#    cannot cross it fast enough, and one 3090 cannot prefill alone: the optimum pipelines prefill over
-#    a 3090 (30 layers) and the H200 (2 layers), so only 1/16 of the KV crosses the link, and decodes on
-#    the other 3090. Optimum 5.652 req/s; the old search sent all KV over the link: 0.088 of it (11×).
-SLOW_LINK = """
-model: llama-2-7b
-workload: {prompt_tokens: 512, output_tokens: 128}
-nodes:
-  - {name: h200, gpu: H200-SXM, count: 1, nic: 100Gbps}
-  - {name: r3090, gpu: RTX-3090, count: 2, nic: 100Gbps}
-network:
-  default: {bandwidth: 1Gbps, latency: 10us}
-"""
-
-# 2. Decode-bound on three L40s; the two RTX 4090s together hold a Llama-2-13B decode replica (TP 2).
-#    Optimum 1.549 req/s; the old search left the 4090s idle (its layer cap was stricter than the
+# The clusters are planner.reference.synthetic.FAILURE_SHAPES:
+# 1. "slow-link": a 1 Gbit/s link between the H200 node and the 3090 node. Llama-2-7B's KV (MHA, 0.5 MB per
+#    token) cannot cross it fast enough, and one 3090 cannot prefill alone: the optimum pipelines prefill
+#    over a 3090 (30 layers) and the H200 (2 layers), so only 1/16 of the KV crosses the link, and decodes
+#    on the other 3090. Optimum 5.652 req/s; the old search sent all KV over the link: 0.088 of it (11×).
+# 2. "idle-4090s": decode-bound on three L40s; the two RTX 4090s together hold a Llama-2-13B decode replica
+#    (TP 2). Optimum 1.549 req/s; the old search left the 4090s idle (its layer cap was stricter than the
 #    cost model's own rule): 0.618 of it.
-IDLE_4090S = """
-model: llama-2-13b
-workload: {prompt_tokens: 2048, output_tokens: 512}
-nodes:
-  - {name: big, gpu: L40, count: 3, nic: 100Gbps}
-  - {name: r4090, gpu: RTX-4090, count: 2, nic: 100Gbps}
-network:
-  default: {bandwidth: 100Gbps, latency: 10us}
-"""
-
-# 3. Llama-2-13B prefill needs three L4s in a pipeline, and the link n0–n1 is 100 Mbit/s: the optimum
-#    orders the stages n0, n2, n1 (no hop on the slow link). Optimum 6.544 req/s; the old search
-#    pipelined in the cluster's node order: 0.700 of it.
-STAGE_ORDER = """
-model: llama-2-13b
-workload: {prompt_tokens: 1024, output_tokens: 128}
-nodes:
-  - {name: n0, gpu: L4, count: 1, nic: 100Gbps}
-  - {name: n1, gpu: L4, count: 1, nic: 100Gbps}
-  - {name: n2, gpu: L4, count: 1, nic: 100Gbps}
-  - {name: n3, gpu: A100-80G, count: 1, nic: 100Gbps}
-network:
-  default: {bandwidth: 100Gbps, latency: 10us}
-  links:
-    - {between: [n0, n1], bandwidth: 100Mbps, latency: 10us}
-"""
+# 3. "stage-order": Llama-2-13B prefill needs three L4s in a pipeline, and the link n0–n1 is 100 Mbit/s:
+#    the optimum orders the stages n0, n2, n1 (no hop on the slow link). Optimum 6.544 req/s; the old
+#    search pipelined in the cluster's node order: 0.700 of it.
 
 
-def solved(text, write_yaml, catalog):
-    cluster = load_cluster(write_yaml(text), catalog)
+def solved(name, tmp_path, catalog):
+    cluster = load_cluster(write_cluster(FAILURE_SHAPES[name], tmp_path / f"{name}.yaml"), catalog)
     optimum = exact_optimum(cluster, time_limit=120)
     plan = solve(cluster, seed=0, time_limit=30)
     assert plan.solver.converged
@@ -69,23 +38,23 @@ def solved(text, write_yaml, catalog):
     return plan, optimum
 
 
-def test_slow_link_puts_two_layers_on_the_far_node(write_yaml, catalog):
-    plan, optimum = solved(SLOW_LINK, write_yaml, catalog)
+def test_slow_link_puts_two_layers_on_the_far_node(tmp_path, catalog):
+    plan, optimum = solved("slow-link", tmp_path, catalog)
     assert optimum.throughput_rps == pytest.approx(5.6516, rel=1e-3)
     (prefill,) = [r for r in plan.replicas if r.role == "prefill"]
     layers = {s.gpus[0].split("/")[0]: s.layers[1] - s.layers[0] for s in prefill.stages}
     assert layers == {"r3090": 30, "h200": 2}
 
 
-def test_idle_4090s_become_a_decode_replica(write_yaml, catalog):
-    plan, optimum = solved(IDLE_4090S, write_yaml, catalog)
+def test_idle_4090s_become_a_decode_replica(tmp_path, catalog):
+    plan, optimum = solved("idle-4090s", tmp_path, catalog)
     assert optimum.throughput_rps == pytest.approx(1.5491, rel=1e-3)
     assert plan.summary.gpus_used == 5
     assert ("decode", ["r4090/0", "r4090/1"]) in [(r.role, sorted(r.gpus)) for r in plan.replicas]
 
 
-def test_stage_order_avoids_the_slow_link(write_yaml, catalog):
-    plan, optimum = solved(STAGE_ORDER, write_yaml, catalog)
+def test_stage_order_avoids_the_slow_link(tmp_path, catalog):
+    plan, optimum = solved("stage-order", tmp_path, catalog)
     assert optimum.throughput_rps == pytest.approx(6.5441, rel=1e-3)
     (prefill,) = [r for r in plan.replicas if r.role == "prefill"]
     order = [s.gpus[0].split("/")[0] for s in prefill.stages]

@@ -85,6 +85,41 @@ def skewed_cluster(rng: np.random.Generator, *, max_gpus: int = 10, max_nodes: i
     }
 
 
+def _node(name: str, gpu: str, count: int) -> dict:
+    return {"name": name, "gpu": gpu, "count": count, "nic": "100Gbps"}
+
+
+# The three failure shapes of issue 13 (what the search once missed), as small fixed clusters. The tests
+# (tests/test_search_shapes.py) assert the scheduler reaches their exact optimum; benchmarks/ablation.py
+# runs every method on them.
+FAILURE_SHAPES: dict[str, dict] = {
+    # a 1 Gbit/s link between the H200 node and the 3090 node: pipeline prefill 3090 (30 layers) + H200 (2)
+    "slow-link": {
+        "model": "llama-2-7b",
+        "workload": {"prompt_tokens": 512, "output_tokens": 128},
+        "nodes": [_node("h200", "H200-SXM", 1), _node("r3090", "RTX-3090", 2)],
+        "network": {"default": {"bandwidth": "1Gbps", "latency": "10us"}},
+    },
+    # decode-bound on three L40s; the two 4090s together hold one more decode replica (TP 2)
+    "idle-4090s": {
+        "model": "llama-2-13b",
+        "workload": {"prompt_tokens": 2048, "output_tokens": 512},
+        "nodes": [_node("big", "L40", 3), _node("r4090", "RTX-4090", 2)],
+        "network": {"default": {"bandwidth": "100Gbps", "latency": "10us"}},
+    },
+    # a three-L4 prefill pipeline must avoid the 100 Mbit/s link n0–n1: stage order n0, n2, n1
+    "stage-order": {
+        "model": "llama-2-13b",
+        "workload": {"prompt_tokens": 1024, "output_tokens": 128},
+        "nodes": [_node("n0", "L4", 1), _node("n1", "L4", 1), _node("n2", "L4", 1), _node("n3", "A100-80G", 1)],
+        "network": {
+            "default": {"bandwidth": "100Gbps", "latency": "10us"},
+            "links": [{"between": ["n0", "n1"], "bandwidth": "100Mbps", "latency": "10us"}],
+        },
+    },
+}
+
+
 def large_cluster(
     rng: np.random.Generator, gpus: int, *, model: str = "llama-3.1-70b", types: int = 3, node_size: int = 8
 ) -> dict:
