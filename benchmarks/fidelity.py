@@ -16,7 +16,7 @@ from rich.table import Table
 from planner import solve
 from planner.inputs.catalog import load_catalog
 from planner.inputs.cluster import load_cluster
-from planner.sim import saturation
+from planner.sim.sweeps import saturation
 
 LARGE_DURATION_S = 120.0  # large-1024 serves ~1,000 req/s: a shorter run has as many requests
 

@@ -26,7 +26,7 @@ from planner.inputs.problem import Cluster
 from planner.inputs.workload import CLASSES, Workload
 from planner.plans.schema import Plan
 from planner.reference.baselines import plan_distserve, plan_hexgen
-from planner.sim import saturation
+from planner.sim.sweeps import saturation
 
 EXAMPLES = Path("examples")
 TRACE = EXAMPLES / "traces" / "AzureLLMInferenceTrace_conv.csv"

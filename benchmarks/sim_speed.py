@@ -17,7 +17,7 @@ from rich.table import Table
 from planner import solve
 from planner.inputs.catalog import load_catalog
 from planner.inputs.cluster import load_cluster
-from planner.sim import simulate_rate
+from planner.sim.sweeps import simulate_rate
 
 EXAMPLES = ["tiny.yaml", "paper-hetero-1.yaml", "paper-h100-homogeneous.yaml", "large-1024.yaml"]
 

@@ -1,6 +1,6 @@
 """Solve time, peak memory and plan quality from 8 to 4096 GPUs.
 
-Generated heterogeneous clusters (planner.synthetic.large_cluster): 3 GPU types (H100-SXM,
+Generated heterogeneous clusters (planner.reference.synthetic.large_cluster): 3 GPU types (H100-SXM,
 A100-80G, L40S) in 8-GPU nodes (2- and 4-GPU nodes below 24 GPUs so three types exist, serving
 Qwen2.5-32B there since 70B cannot decode on a 2-GPU node), two network tiers (two zones:
 200 Gbit/s inside, 50 Gbit/s across), Llama-3.1-70B. Each size is

@@ -1,4 +1,4 @@
-"""planner.flow.max_flow against networkx's Edmonds–Karp, with the shared invariant checks.
+"""planner.scheduler.maxflow.max_flow against networkx's Edmonds–Karp, with the shared invariant checks.
 
 Invariants (as in networkx's own flow tests): conservation at every replica, 0 ≤ flow ≤ capacity
 on every arc, and the capacity of the minimum cut equals the flow value.

@@ -14,11 +14,11 @@ import pytest
 from planner.costs.layout import Layout, Stage
 from planner.inputs.cluster import load_cluster
 from planner.scheduler.assess import assess
-from planner.scheduler.layouts import candidate_layouts
+from planner.scheduler.layouts import balanced_split, candidate_layouts
 from planner.scheduler.moves import candidate_moves, halves
 from planner.scheduler.network import plan_flow
 from planner.scheduler.scoring import Scorer, canonical
-from planner.scheduler.splits import min_max_split, prefill_stage_times
+from planner.scheduler.splits import min_max_split
 from planner.scheduler.variants import layout_moves, layout_of_variant, variant_of
 
 PIPE = """
@@ -51,8 +51,7 @@ def brute_force_split(cluster, stage_gpus) -> float:
 
 @pytest.mark.parametrize("stages", [[("a/0",), ("b/0",)], [("a/0",), ("b/0",), ("a/1",)], [("b/0",), ("a/0",)]])
 def test_prefill_split_is_the_brute_force_optimum(pipe, stages):
-    caps = [pipe.model.layers] * len(stages)
-    split = min_max_split(prefill_stage_times(pipe, stages, caps), pipe.model.layers)
+    split = balanced_split(pipe, stages, "prefill")  # min_max_split over the stages' memory caps
     bounds = np.cumsum([0, *split])
     layout = Layout(tuple(Stage(g, int(a), int(b)) for g, a, b in zip(stages, bounds, bounds[1:])))
     found = assess(pipe, "prefill", layout)

@@ -59,7 +59,7 @@ def test_golden_plan(golden, run_cli, tmp_path, monkeypatch):
 # --- regressions and known gaps (minimal reproductions; the xfails are strict, so a fix turns them into failures) --
 
 # Regression (found by a random property run, fixed in fbc783d): one prefill (node a) → one decode (node b) across
-# b's 25 Gbit/s NIC; the flow through planner.kvnet's NIC hubs used to exceed the route's own KV capacity.
+# b's 25 Gbit/s NIC; the flow through planner.scheduler.kvnet's NIC hubs used to exceed the route's own KV capacity.
 ONE_ROUTE = """
 model: llama-3.1-8b
 workload: {prompt_tokens: 256, output_tokens: 64}
@@ -79,10 +79,10 @@ def test_no_route_carries_more_than_its_link_capacity(write_yaml, catalog):
         assert route.rate_rps <= route.capacity_rps * (1 + 1e-9), route
 
 
-# Random ≤ 6-GPU clusters where solve() once ended below 98 % of planner.exact's optimum (small_cluster(max_gpus=6),
-# models cycling through llama-3.1-8b, llama-2-13b, qwen2.5-32b). SEARCH (seed 115, 0.78 of the optimum): the
-# heuristic's own layouts on the optimal grouping reach the optimum, but the search missed it (fixed: moves may
-# park GPUs in an idle group, so one move reaches it). LAYOUT (seed 5462,
+# Random ≤ 6-GPU clusters where solve() once ended below 98 % of the exact optimum (planner.reference.exact;
+# small_cluster(max_gpus=6), models cycling through llama-3.1-8b, llama-2-13b, qwen2.5-32b).
+# SEARCH (seed 115, 0.78 of the optimum): the heuristic's own layouts on the optimal grouping reach the optimum,
+# but the search missed it (fixed: moves may park GPUs in an idle group, so one move reaches it). LAYOUT (seed 5462,
 # 0.93): same grouping and roles as the optimum, but the prefill group took the lowest-latency layout within 10 %
 # of the best capacity although the plan is prefill-bound (fixed: layouts now maximise capacity under the SLO).
 SEARCH = """

@@ -1,12 +1,12 @@
 """Property tests of the scheduler (issue 3) on seeded random clusters.
 
-Clusters come from planner.synthetic.small_cluster, go through write_cluster + load_cluster like a
+Clusters come from planner.reference.synthetic.small_cluster, go through write_cluster + load_cluster like a
 user's file, and mix a model that fits one GPU (many small replicas) with ones that need TP or PP
 (multi-node pipelines, TP divisibility), under the NIXL connector's rules or none. Every plan must
 pass `check_plan` (tests/conftest.py): GPUs used once, stages on one node and type, memory fits,
 decode PP = 1 and dividing TP sizes under NIXL, flow conservation, evaluate() agreeing. Throughput
 is bounded above by the fluid LP bound and, on tiny instances, below by 98 % of the exhaustive
-optimum (planner.exact).
+optimum (planner.reference.exact).
 
 Examples are derandomized (a fixed, reproducible set) to keep the run time predictable. Wider
 random runs found counterexamples to the 98 % bound; they are pinned as strict xfails in

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from planner.cli.app import (
+    CalibrationOption,
     ClusterArgument,
     ClusterOption,
     PlanArgument,
@@ -36,6 +37,7 @@ from planner.sim.sweeps import (
     simulate_rate,
     simulate_replay,
 )
+from planner.yamlio import write_atomic
 
 
 def _positive(value: float | None, option: str) -> None:
@@ -85,6 +87,7 @@ def simulate_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
     sweep: Annotated[bool, typer.Option("--sweep", help="bisect the highest rate with ≥ 90% SLO attainment")] = False,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Simulate a plan serving Poisson or trace-replayed requests; print latency, throughput and utilisation."""
     for value, option in (
@@ -97,7 +100,7 @@ def simulate_command(
         raise InputError("--rate and --trace: give one request source, not both.")
     if sweep and trace is not None:
         raise InputError("--sweep bisects a Poisson rate; it cannot be combined with --trace.")
-    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles)
+    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles, calibration)
     base = default_slo(the_cluster)
     slo = Slo(parse_duration_option("--ttft", ttft) or base.ttft, parse_duration_option("--tpot", tpot) or base.tpot)
     if sweep:
@@ -137,7 +140,11 @@ def compare_command(
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
     duration: Annotated[float, typer.Option("--duration", help="simulated seconds per run")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="also write a PNG of goodput and $ per 1M output tokens (matplotlib)")
+    ] = None,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Plan the cluster with hexgen2 and baseline planners; simulate each and compare throughput per dollar."""
     _positive(time_limit, "--time-limit")
@@ -145,8 +152,14 @@ def compare_command(
     names = [n.strip() for n in baselines.split(",") if n.strip()]
     for name in names:
         baseline(name)  # fail fast on a typo, before any planning
-    cluster = load(cluster_file, profiles)
+    cluster = load(cluster_file, profiles, calibration)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise InputError(f"--plot {plot}: expected a file ending in .png.")
     rows = compare_plans(cluster, plan_all(cluster, names, seed, time_limit), duration=duration, seed=seed)
+    if plot is not None:
+        from planner.outputs.plots import compare_plot
+
+        write_atomic(plot, compare_plot(rows, f"{cluster_file}: plans compared by simulation"))
     if as_json:
         print(json.dumps(rows, sort_keys=True, indent=2, ensure_ascii=False))
         return

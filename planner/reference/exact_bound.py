@@ -31,7 +31,7 @@ from scipy.spatial import ConvexHull, QhullError
 
 from planner.costs.kvtransfer import kv_bytes_per_request
 from planner.inputs.problem import Cluster
-from planner.scheduler.launchability import tp_compatible
+from planner.scheduler.launchability import pair_allowed
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def hull_bound(cluster: Cluster, groups: Sequence[Sequence[Choice]], sinks: Sequ
     for p, options in enumerate(groups):
         for o, choice in enumerate(options):
             for s, sink in enumerate(sinks):
-                if not launchable or tp_compatible(choice.tp, sink.tp):
+                if not launchable or pair_allowed(choice.tp, sink.tp, cluster.model.kv_heads):
                     columns.append((p, o, s))
     if not columns:
         return 0.0

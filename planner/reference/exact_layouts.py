@@ -32,7 +32,7 @@ from planner.costs.memory import stage_kv_tokens
 from planner.costs.replica import hop_time, kv_need, prefill_batch_seqs, prefill_stage_time, stage_hardware
 from planner.inputs.problem import Cluster
 from planner.scheduler.assess import Assessment, assess
-from planner.scheduler.launchability import valid_tp
+from planner.scheduler.launchability import pipeline_kv_allowed, valid_tp
 
 OPTIONS_LIMIT = 300_000  # layer vectors × node orders per group and TP; beyond it the oracle gives up
 
@@ -61,10 +61,17 @@ def by_node(cluster: Cluster, group: Sequence[str]) -> dict[str, list[str]]:
 
 
 def tp_sizes(cluster: Cluster, parts: dict[str, list[str]], launchable: bool) -> list[int]:
+    """TP sizes of a prefill pipeline over these node shares that the launch rules admit."""
     counts = [len(p) for p in parts.values()]
     if launchable and len(set(counts)) > 1:
         return []  # vLLM runs the same number of GPUs on every node of a replica
-    return [tp for tp in range(1, min(counts) + 1) if all(c % tp == 0 for c in counts) and valid_tp(tp, cluster.model)]
+    return [
+        tp
+        for tp in range(1, min(counts) + 1)
+        if all(c % tp == 0 for c in counts)
+        and valid_tp(tp, cluster.model)
+        and pipeline_kv_allowed(sum(counts) // tp, cluster.model.kv_layout, launchable)
+    ]
 
 
 @dataclass

@@ -93,7 +93,7 @@ def _node(name: str, gpu: str, count: int) -> dict:
 # (tests/test_search_shapes.py) assert the scheduler reaches their exact optimum; benchmarks/ablation.py
 # runs every method on them.
 FAILURE_SHAPES: dict[str, dict] = {
-    # a 1 Gbit/s link between the H200 node and the 3090 node: pipeline prefill 3090 (30 layers) + H200 (2)
+    # a 1 Gbit/s link between the H200 node and the 3090 node: pipeline prefill 3090 (29 layers) + H200 (3)
     "slow-link": {
         "model": "llama-2-7b",
         "workload": {"prompt_tokens": 512, "output_tokens": 128},

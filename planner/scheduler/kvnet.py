@@ -15,7 +15,8 @@ KV bytes of a mean request. Two kinds of routes use them:
 - explicit: a route with its own arc P_out ─▶ D_in (capacity = its intra-node bound) that also loads
   each hub it crosses by its share: routes of replicas spanning several nodes (a pipeline's stages
   send their own layers: the shares are fractions), and routes between node pairs where some replica
-  pair cannot talk (TP sizes that do not divide). Routes inside one node are explicit with no shares.
+  pair cannot talk (launchability.pair_allowed: TP sizes that do not divide, KV-head replication).
+  Routes inside one node are explicit with no shares.
 
 A hub whose capacity is at least everything that could ever cross it is dropped (it can never bind),
 which is exact and keeps most networks small. When no share is left on an explicit route the network
@@ -39,7 +40,7 @@ from planner.inputs.problem import Cluster
 from planner.scheduler.assess import Assessment
 from planner.scheduler.flownet import PairArcs
 from planner.scheduler.kvload import RouteTraffic, egress, hub_capacity, ingress
-from planner.scheduler.launchability import tp_compatible
+from planner.scheduler.launchability import pair_allowed
 
 FABRIC = "F:fabric"  # the junction every route meets in a free network
 
@@ -152,7 +153,7 @@ class _Sides:
         return cls(cluster, launchable, prefill, decode, by_node, spanning, capacity, {a.id for a in prefill})
 
     def usable(self, p: Assessment, d: Assessment) -> bool:
-        return not self.launchable or tp_compatible(p.layout.tp, d.layout.tp)
+        return not self.launchable or pair_allowed(p.layout.tp, d.layout.tp, self.cluster.model.kv_heads)
 
     @cached_property
     def senders(self) -> list[str]:
@@ -166,7 +167,8 @@ class _Sides:
         return frozenset(a.layout.tp for a in self.by_node[node][role])
 
     def compatible(self, sent: frozenset[int], received: frozenset[int]) -> bool:
-        return not self.launchable or all(tp_compatible(tp, tq) for tp in sent for tq in received)
+        heads = self.cluster.model.kv_heads
+        return not self.launchable or all(pair_allowed(tp, tq, heads) for tp in sent for tq in received)
 
     @cached_property
     def unpooled_pairs(self) -> list[tuple[str, str]]:

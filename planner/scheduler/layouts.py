@@ -28,7 +28,7 @@ from planner.costs.memory import stage_kv_tokens
 from planner.costs.replica import kv_need
 from planner.inputs.problem import Cluster
 from planner.scheduler.assess import Assessment, assess
-from planner.scheduler.launchability import decode_pp_allowed, equal_per_node, valid_tp
+from planner.scheduler.launchability import decode_pp_allowed, equal_per_node, pipeline_kv_allowed, valid_tp
 from planner.scheduler.splits import min_max_split, prefill_stage_times
 from planner.types import Role
 
@@ -121,7 +121,7 @@ def _stage_cost(cluster: Cluster, stage_gpus: Sequence[str], role: Role) -> floa
 
 def tp_options(cluster: Cluster, parts: Sequence[tuple[str, Sequence[str]]], role: Role, launchable: bool) -> list[int]:
     """TP sizes the group admits in the role: valid for the model, dividing every node's share, and
-    (with a KV connector) giving a decode replica one stage."""
+    with a KV connector giving a decode replica one stage and a pipeline only to full-attention models."""
     if launchable and not equal_per_node(len(p) for _, p in parts):
         return []
     options = []
@@ -129,7 +129,9 @@ def tp_options(cluster: Cluster, parts: Sequence[tuple[str, Sequence[str]]], rol
         if not valid_tp(tp, cluster.model) or any(len(p) % tp for _, p in parts):
             continue
         stages = sum(len(p) // tp for _, p in parts)
-        if decode_pp_allowed(role, stages, launchable):
+        if decode_pp_allowed(role, stages, launchable) and pipeline_kv_allowed(
+            stages, cluster.model.kv_layout, launchable
+        ):
             options.append(tp)
     return options
 

@@ -7,7 +7,7 @@ Network (capacities in requests/s):
 
 KV caches travel either over a route's own arc (P_out→D_in, capacity = what the links between
 the two replicas carry) or through shared *hubs*: capacitated nodes that several routes cross,
-such as a node's NIC or the network link between two nodes (see planner.kvnet). A hub H is
+such as a node's NIC or the network link between two nodes (see planner.scheduler.kvnet). A hub H is
 split into H_in ─[hub cap]─▶ H_out; `hub_arcs` connect P_out, hubs and D_in in any DAG.
 
 The source and sink arcs carry the same capacity as the replica arc after them, so no arc

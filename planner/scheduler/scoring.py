@@ -23,7 +23,7 @@ from planner.scheduler.kvload import RouteTraffic, route_traffic
 from planner.scheduler.layouts import best_assessment, group_shape, node_parts, tp_options
 from planner.scheduler.maxflow import FlowResult
 from planner.scheduler.network import replica_flow
-from planner.scheduler.stability import anchor_of, moved_gpus, unchanged
+from planner.scheduler.stability import Engine, anchor_of, key_of, moved_gpus, unchanged
 from planner.scheduler.variants import layout_moves, layout_of_variant, variant_of
 from planner.types import Role
 
@@ -62,7 +62,7 @@ class Scorer:
         launchable: bool,
         objective: str,
         route_limit: int = 16,
-        anchor: State | None = None,
+        anchor: Sequence[Engine] | None = None,
         max_moved: int | None = None,
         colocated: bool = False,
     ) -> None:
@@ -74,7 +74,7 @@ class Scorer:
         self.roles: tuple[Role, ...] = ("prefill", "decode", "colocated") if colocated else ("prefill", "decode")
         # small clusters climb across plateaus (refine._better); large ones would wander on them
         self.tie_break = len(cluster.gpus) <= TIE_BREAK_GPUS
-        self._anchor = anchor_of([item[:2] for item in anchor or ()], cluster.gpu_by_id)
+        self._anchor = anchor_of(anchor or (), cluster.gpu_by_id)
         self._assessments: dict[Item, Assessment | None] = {}
         self._shapes: dict[tuple, tuple[Assessment | None, list[str]]] = {}
         self._traffic: dict[tuple[Layout, Layout], RouteTraffic] = {}
@@ -182,8 +182,17 @@ class Scorer:
         return self._bounds[key]
 
     def moved_gpus(self, state: Sequence[tuple]) -> int:
-        """How many GPUs of the anchor state the state moves (planner.scheduler.stability)."""
-        return len(moved_gpus(self._anchor, [item[:2] for item in state]))
+        """How many GPUs of the anchor the state moves (planner.scheduler.stability), layouts included."""
+        return len(moved_gpus(self._anchor, [self.engine(*item) for item in canonical(state)]))
+
+    def engine(self, group: Group, role: Role, variant: LayoutChoice = ()) -> Engine:
+        """(group, role, layout key) of the engine the item runs (no layout when it cannot run)."""
+        a = self.assessment(group, role, variant)
+        return group, role, key_of(a.layout) if a is not None else None
+
+    def moved_by(self, replicas: Sequence[Assessment]) -> int:
+        """How many GPUs of the anchor these replicas move (their own layouts)."""
+        return len(moved_gpus(self._anchor, [(a.layout.gpus, a.role, key_of(a.layout)) for a in replicas]))
 
     def details(self, state: Sequence[tuple]) -> FlowResult:
         """The state's flow with routes and min cut, solved once per state the search moves to."""
@@ -229,7 +238,7 @@ class Scorer:
         deployed = []
         for group, role, variant in canonical(state):
             a = self.assessment(group, role, variant)
-            kept = bool(self._anchor) and unchanged(self._anchor, group, role)
+            kept = bool(self._anchor) and a is not None and unchanged(self._anchor, group, role, key_of(a.layout))
             if a is not None and (flow.replica_flow.get(a.id, 0.0) > 0 or kept):
                 deployed.append(a)
         return deployed

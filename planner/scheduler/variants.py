@@ -17,9 +17,9 @@ by the same max-flow as everything else, so a split is kept only when the plan's
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
-from planner.costs.layout import Layout
+from planner.costs.layout import Layout, Stage
 from planner.inputs.problem import Cluster
 from planner.scheduler.layouts import (
     balanced_split,
@@ -42,6 +42,18 @@ def variant_of(cluster: Cluster, layout: Layout) -> Variant:
         if not order or order[-1] != node:
             order.append(node)
     return layout.tp, tuple(order), tuple(stage.layers for stage in layout.stages)
+
+
+def variant_of_key(cluster: Cluster, key: Sequence[tuple[Iterable[str], tuple[int, int]]]) -> Variant | None:
+    """The variant of a running engine's layout key (planner.scheduler.stability), or None when a stage's
+    GPUs are not the node's GPUs chunked in index order (variants cannot express that)."""
+    stages = [(sorted(gpus, key=lambda g: cluster.gpu_by_id[g].index), first, end) for gpus, (first, end) in key]
+    if not stages or any(g not in cluster.gpu_by_id for gpus, _, _ in stages for g in gpus):
+        return None
+    layout = Layout(tuple(Stage(tuple(gpus), first, end) for gpus, first, end in stages))
+    variant = variant_of(cluster, layout)
+    group = [g for gpus, _, _ in stages for g in gpus]
+    return variant if layout_of_variant(cluster, group, variant) == layout else None
 
 
 def layout_of_variant(cluster: Cluster, group: Sequence[str], variant: Variant) -> Layout | None:

@@ -1,6 +1,7 @@
 """The simulation of one plan under one request stream: entities built from the plan, event handlers.
 
-Request life (disaggregated): arrive → front-end queue of a prefill replica → prefill batch
+Request life (disaggregated): arrive → the router's choice of a prefill and a decode replica
+(planner.sim.routing, the policy the launcher's router runs) → the prefill replica's queue → prefill batch
 (first token) → KV shipped over the node links (bandwidth shared by concurrent transfers)
 → decode replica's waiting queue → continuous batching until the last token.
 Colocated replicas do both phases on the same GPUs: a prefill iteration runs instead of a
@@ -12,7 +13,7 @@ Every time comes from the cost model (planner.costs) via ReplicaTiming / kv_part
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 
 from planner.costs.memory import kv_capacity_tokens
 from planner.errors import InputError
@@ -24,6 +25,7 @@ from planner.sim.arrivals import Arrivals
 from planner.sim.entities import BatchServer, Link, PrefillServer, Request
 from planner.sim.events import ARRIVE, FINISH, SAMPLE, Event, run
 from planner.sim.metrics import SimResult, Slo, summarise
+from planner.sim.routing import NO_TRAFFIC, PlannedRouting, RoutingPolicy
 from planner.sim.timing import KvPart, ReplicaTiming, kv_parts
 
 Events = Iterable[Event]
@@ -36,9 +38,6 @@ def _kv_capacity(cluster: Cluster, replica: ReplicaPlan) -> float:
 def _servers(plan: Plan, cluster: Cluster) -> tuple[list[PrefillServer | BatchServer], list[BatchServer]]:
     """The replicas as servers: the front ends (prefill and colocated) and the decode replicas, each list
     indexed in replica-id order."""
-    routed: dict[str, float] = {}
-    for route in plan.routes:
-        routed[route.source] = routed.get(route.source, 0.0) + route.rate_rps
     fronts: list[PrefillServer | BatchServer] = []
     decodes: list[BatchServer] = []
     for replica in sorted(plan.replicas, key=lambda r: r.id):
@@ -46,17 +45,35 @@ def _servers(plan: Plan, cluster: Cluster) -> tuple[list[PrefillServer | BatchSe
         engine, capacity = replica.engine, _kv_capacity(cluster, replica)
         limits = (engine.max_num_seqs, engine.max_num_batched_tokens, engine.max_model_len, capacity)
         if replica.role == "prefill":
-            fronts.append(PrefillServer(len(fronts), replica.id, timing, *limits, routed.get(replica.id, 0.0)))
+            fronts.append(PrefillServer(len(fronts), replica.id, timing, *limits))
         else:
             servers = decodes if replica.role == "decode" else fronts
-            weight = replica.capacity_rps if replica.role == "colocated" else 0.0
-            colocated = replica.role == "colocated"
-            servers.append(BatchServer(len(servers), replica.id, timing, colocated, *limits, weight))
+            servers.append(BatchServer(len(servers), replica.id, timing, replica.role == "colocated", *limits))
     return fronts, decodes
 
 
+class InFlight(Mapping[str, int]):
+    """Requests in flight per front-end replica, as the router counts them (what RoutingPolicy reads)."""
+
+    def __init__(self, servers: Mapping[str, PrefillServer | BatchServer]) -> None:
+        self.servers = servers
+
+    def __getitem__(self, replica: str) -> int:
+        return self.servers[replica].outstanding
+
+    def get(self, replica: str, default: int = 0) -> int:  # type: ignore[override]  # the hot path: no KeyError
+        server = self.servers.get(replica)
+        return default if server is None else server.outstanding
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.servers)
+
+    def __len__(self) -> int:
+        return len(self.servers)
+
+
 class Simulation:
-    """One run. Build, then `run()` once; handlers are the `_on_*` methods."""
+    """One run. Build, then `run()` once; handlers are the `_on_*` methods. `seed` sets the router's phase."""
 
     def __init__(
         self,
@@ -68,23 +85,18 @@ class Simulation:
         warmup: float,
         duration: float,
         drain: float,
+        seed: int = 0,
         sample_s: float = 1.0,
     ) -> None:
         self.cluster, self.arrivals, self.slo = cluster, arrivals, slo
         self.warmup, self.duration, self.until, self.sample_s = warmup, duration, duration + drain, sample_s
         self.fronts, self.decodes = _servers(plan, cluster)
-        decode_index = {d.id: d.index for d in self.decodes}
-        front_by_id = {f.id: f for f in self.fronts}
-        for route in sorted(plan.routes, key=lambda r: (r.source, r.target)):
-            front = front_by_id.get(route.source)
-            if route.rate_rps > 0 and isinstance(front, PrefillServer) and route.target in decode_index:
-                front.targets.append((decode_index[route.target], route.rate_rps))
-                front.credit.append(0.0)
-        if not any(f.weight > 0 for f in self.fronts):
-            raise InputError(
-                "the plan routes no traffic (throughput 0): there is nothing to simulate.",
-                hint="re-solve the cluster or check the plan's routes",
-            )
+        if not PlannedRouting.of(plan).routes_traffic:
+            raise InputError(NO_TRAFFIC, hint="there is nothing to simulate: re-solve the cluster or check the routes")
+        self.router = RoutingPolicy.for_plan(plan, seed)
+        self.front_index = {f.id: f.index for f in self.fronts}
+        self.decode_index = {d.id: d.index for d in self.decodes}
+        self.in_flight = InFlight({f.id: f for f in self.fronts})
         self.parts: dict[tuple[int, int], tuple[KvPart, ...]] = {}
         self.links: dict[tuple[str, str], Link] = {}
         self.requests: list[Request] = []
@@ -122,7 +134,9 @@ class Simulation:
         request = Request(i, now, int(a.prompt[i]), int(a.output[i]))
         self.requests.append(request)
         events = [Event(float(a.time[i + 1]), ARRIVE, self._on_arrive, i + 1)] if i + 1 < len(a) else []
-        request.front = policies.choose_front(self.fronts)
+        first, second = self.router.choose(self.in_flight)
+        request.front = self.front_index[first]
+        request.decode = -1 if second is None else self.decode_index[second]
         server = self.fronts[request.front]
         if request.prompt + request.output > server.max_model_len:
             request.dropped = f"prompt + output > max_model_len {server.max_model_len}"
@@ -187,7 +201,6 @@ class Simulation:
             if request.output <= 1:
                 self._finish(request, now)
             else:
-                request.decode = policies.choose_decode(server)
                 decode = self.decodes[request.decode]
                 if request.prompt + request.output > min(decode.max_model_len, decode.kv_capacity - 1):
                     request.dropped = f"request does not fit decode replica {decode.id}"

@@ -1,7 +1,8 @@
 """What the simulator moves around: requests, KV links, and the two kinds of replica servers.
 
 Entities hold state and small state-keeping methods only; *when* things happen is decided
-by the engine's handlers and *which* request goes where by the policies.
+by the engine's handlers, *which* replica serves a request by the router's policy (planner.sim.routing),
+and batching, admission and preemption by planner.sim.policies.
 """
 
 from __future__ import annotations
@@ -97,15 +98,11 @@ class PrefillServer:
     max_tokens: int
     max_model_len: int
     kv_capacity: float
-    weight: float  # requests/s the plan routes through it
     queue: deque[Request] = field(default_factory=deque)
     busy: bool = False
     in_batch: int = 0
     kv_used: float = 0.0
     busy_s: float = 0.0
-    # smooth weighted round-robin over the decode replicas the plan routes to
-    targets: list[tuple[int, float]] = field(default_factory=list)
-    credit: list[float] = field(default_factory=list)
 
     @property
     def outstanding(self) -> int:
@@ -131,7 +128,6 @@ class BatchServer:
     max_tokens: int
     max_model_len: int
     kv_capacity: float
-    weight: float
     waiting: deque[Request] = field(default_factory=deque)
     busy: bool = False
     step: int = 0

@@ -1,11 +1,10 @@
-"""Decisions, kept apart from state and time: routing, prefill batching, admission, preemption.
+"""Decisions inside a replica, kept apart from state and time: prefill batching, admission, preemption.
 
-- Front end: join the shortest *weighted* queue — the server minimising (outstanding + 1) / weight,
-  where weight is the request rate the plan routes through it (ties → lowest index).
-- Decode choice: smooth weighted round-robin over the prefill replica's P→D routes, weights =
-  the plan's route rates, so the long-run split equals the max-flow split exactly.
-- Prefill batch: FCFS while ≤ max_num_seqs and Σ prompt ≤ max_num_batched_tokens (a lone long
-  prompt still runs) and its KV fits beside the caches still waiting to be shipped.
+(Which replicas serve a request is the router's policy, planner.sim.routing.)
+- Prefill batch: FCFS while the sequences of this batch and of those still in the pipeline stay
+  ≤ max_num_seqs (vLLM caps all running sequences, whichever micro-batch holds them), Σ prompt ≤
+  max_num_batched_tokens (a lone long prompt still runs) and its KV fits beside the caches still
+  waiting to be shipped.
 - Batch-server admission (vLLM): FCFS while ≤ max_num_seqs and the new KV fits below vLLM's
   watermark (1 % of KV memory kept free for running sequences to grow into); sequences needing
   (re)compute form a prefill iteration, which runs *instead of* a decode step — the interference
@@ -15,41 +14,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from planner.sim.entities import BatchServer, PrefillServer, Request
 
 WATERMARK = 0.01  # vLLM's default watermark on KV blocks
-
-
-def choose_front(servers: Sequence[PrefillServer | BatchServer]) -> int:
-    best, best_score = -1, float("inf")
-    for i, server in enumerate(servers):
-        if server.weight > 0:
-            score = (server.outstanding + 1) / server.weight
-            if score < best_score:
-                best, best_score = i, score
-    return best
-
-
-def choose_decode(server: PrefillServer) -> int:
-    """nginx's smooth weighted round-robin: deterministic, and exact in the long run."""
-    total = 0.0
-    best = 0
-    for i, (_, weight) in enumerate(server.targets):
-        server.credit[i] += weight
-        total += weight
-        if server.credit[i] > server.credit[best]:
-            best = i
-    server.credit[best] -= total
-    return server.targets[best][0]
 
 
 def prefill_batch(server: PrefillServer) -> list[Request]:
     batch: list[Request] = []
     tokens = 0
     queue = server.queue
-    while queue and len(batch) < server.max_seqs:
+    while queue and len(batch) + server.in_batch < server.max_seqs:
         prompt = queue[0].prompt
         if batch and tokens + prompt > server.max_tokens:
             break

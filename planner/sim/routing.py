@@ -12,7 +12,8 @@ Policy:
   largest credit and charges it the eligible total. Over any n requests a replica's share differs from
   its weight share by less than one request, so the observed split follows the plan without sampling
   noise; a saturated replica is skipped until it drains. When every replica is saturated, all are
-  eligible again (the engines queue).
+  eligible again (the engines queue). Replicas the caller marks unavailable (unhealthy, ejected) are
+  skipped the same way, so the others absorb their share in the plan's proportions.
 - decode: the same scheme over the P→D routes *from the chosen prefill*, weighted by their rate_rps,
   so each pair's share of the traffic is the plan's flow on that edge.
 The seed sets the initial credits (a phase offset), so two routers with different seeds do not send
@@ -21,6 +22,7 @@ their first requests to the same replica; the same seed gives the same sequence 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -70,13 +72,16 @@ class SmoothWeighted:
         self.credit = {k: float(rng.uniform(0.0, w)) for k, w in self.weights.items()}
 
     def pick(self, eligible: Collection[str] | None = None) -> str:
-        names = [k for k in self.weights if eligible is None or k in eligible] or list(self.weights)
-        total = 0.0
-        for k in names:
-            self.credit[k] += self.weights[k]
-            total += self.weights[k]
-        best = max(names, key=lambda k: self.credit[k])  # first of equal credits: names are sorted
-        self.credit[best] -= total
+        """The next item among `eligible` (all when None or when none is eligible); O(k), pass a set."""
+        weights, credit = self.weights, self.credit
+        names = [k for k in weights if k in eligible] if eligible is not None else []
+        best, best_credit, total = "", -math.inf, 0.0
+        for k in names or weights:
+            credit[k] += weights[k]
+            total += weights[k]
+            if credit[k] > best_credit:  # strictly: the first of equal credits wins (names are sorted)
+                best, best_credit = k, credit[k]
+        credit[best] -= total
         return best
 
 
@@ -101,6 +106,7 @@ class RoutingPolicy:
         if not entry:
             raise ValueError(NO_TRAFFIC)
         self.first = SmoothWeighted(entry, rng)
+        self._entry_limits = [(k, self.limits.get(k, UNLIMITED)) for k in self.first.weights]
         self.second = {p: SmoothWeighted(ds, rng) for p, ds in sorted(outflow.items())}
 
     @classmethod
@@ -108,12 +114,23 @@ class RoutingPolicy:
         planned = PlannedRouting.of(plan)
         return cls(planned.limits, planned.routes, planned.colocated_weights, seed)
 
-    def choose(self, outstanding: Mapping[str, int]) -> tuple[str, str | None]:
-        """(prefill or colocated id, decode id or None); `outstanding` counts in-flight requests per id."""
-        eligible = [k for k in self.first.weights if outstanding.get(k, 0) < self.limits.get(k, UNLIMITED)]
+    def choose(self, outstanding: Mapping[str, int], unavailable: Collection[str] = ()) -> tuple[str, str | None]:
+        """(prefill or colocated id, decode id or None); `outstanding` counts in-flight requests per id.
+
+        `unavailable` (unhealthy, ejected, or already failed for this request) are skipped; when that leaves
+        nothing, every replica is eligible again (the caller's attempt then fails fast and says why).
+        """
+        full = {k for k, limit in self._entry_limits if outstanding.get(k, 0) >= limit}
+        if unavailable:
+            up = self.first.weights.keys() - set(unavailable)
+            eligible = (up - full or up) if up else None
+        else:
+            eligible = self.first.weights.keys() - full if full else None
         first = self.first.pick(eligible)
         second = self.second.get(first)
-        return first, (second.pick() if second is not None else None)
+        if second is None:
+            return first, None
+        return first, second.pick(second.weights.keys() - set(unavailable) if unavailable else None)
 
     def weights(self) -> dict[tuple[str, str | None], float]:
         """Each pair's planned share of the traffic (sums to 1): what observed counts should approach."""

@@ -41,6 +41,7 @@ def simulate_replay(
         warmup=0.0,
         duration=float(arrivals.time[-1]) + 1e-9,
         drain=math.inf,
+        seed=seed,
     ).run()
 
 
@@ -68,6 +69,7 @@ def simulate_rate(
         warmup=duration / 4 if warmup is None else warmup,
         duration=duration,
         drain=duration if drain is None else drain,
+        seed=seed,
     ).run()
 
 
