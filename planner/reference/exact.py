@@ -106,7 +106,12 @@ class _Search:
             decode = sum(tops[i][1] for i, r in enumerate(roles) if r == "decode")
             if min(prefill, decode) > self.best:
                 order = sorted(range(len(groups)), key=lambda i: (roles[i] != "prefill", i))  # prefill first
-                live = [(groups[i], roles[i], same[i]) for i in order if roles[i] != "idle"]
+                # `twin`: the previous live group is this one's identical twin in the same role
+                live = [
+                    (groups[i], roles[i], k > 0 and same[i] and order[k - 1] == i - 1 and roles[i - 1] == roles[i])
+                    for k, i in enumerate(order)
+                    if roles[i] != "idle"
+                ]
                 self.layouts(live, [], 0, (0.0, prefill, 0.0, decode))
 
     def layouts(self, live: list, chosen: list, i: int, sums: tuple[float, float, float, float]) -> None:
@@ -118,11 +123,11 @@ class _Search:
         if i == len(live):
             self.score(chosen)
             return
-        group, role, same = live[i]
+        group, role, twin = live[i]
         if role == "prefill" and self.hull(live, chosen, i) <= self.best:
             return
         top = self.top(group, role)
-        first = chosen[-1][1] if same and live[i - 1][1] == role else 0
+        first = chosen[-1][1] if twin else 0  # identical twins take options in one canonical order
         for k, option in enumerate(self.options(group, role)[first:], start=first):
             p_sum, p_rest, d_sum, d_rest = sums
             if role == "prefill":
