@@ -43,8 +43,8 @@ def replica_flow(
     prefill, decode = by_role["prefill"], by_role["decode"]
     colocated = by_role["colocated"]
     network = kv_network(cluster, prefill, decode, traffic, launchable=launchable, value_only=not details)
-    if network.unconstrained and not details:
-        return free_flow(prefill, decode, colocated)
+    if network.free or (network.unconstrained and not details):
+        return free_flow(prefill, decode, colocated, details=details)
     direct, shares = network.direct, network.shares
     bound = relaxed and bool(shares)
     if bound:
@@ -71,19 +71,41 @@ def replica_flow(
 
 
 def free_flow(
-    prefill: Sequence[Assessment], decode: Sequence[Assessment], colocated: Sequence[Assessment]
+    prefill: Sequence[Assessment], decode: Sequence[Assessment], colocated: Sequence[Assessment], *, details: bool
 ) -> FlowResult:
-    """The flow of a free network (planner.scheduler.kvnet), without solving one: the smaller side runs
-    full, the larger is filled in id order; colocated replicas run full. No routes or cut (details off)."""
+    """The flow of a free network (planner.scheduler.kvnet), without solving one: value V = min(ΣP, ΣD) +
+    Σ colocated; every replica runs at the same utilisation (prefill at V/ΣP, decode at V/ΣD, colocated
+    full), so each deployed replica serves and none is a hot spot. With details, the routes are the
+    north-west-corner split of those flows (prefill and decode in id order: at most |P| + |D| − 1
+    routes, deterministic) and the min cut is the smaller side (every KV route is free)."""
     supply = sum(a.capacity_rps for a in prefill)
     demand = sum(a.capacity_rps for a in decode)
+    moved = min(supply, demand)
     flows = {a.id: a.capacity_rps for a in colocated}
-    for side, amount in ((prefill, min(supply, demand)), (decode, min(supply, demand))):
-        for a in sorted(side, key=lambda a: a.id):
-            flows[a.id] = min(a.capacity_rps, amount)
-            amount -= flows[a.id]
-    value = min(supply, demand) + sum(a.capacity_rps for a in colocated)
-    return FlowResult(value, flows, {}, "none", {})
+    for side, total in ((prefill, supply), (decode, demand)):
+        flows.update({a.id: a.capacity_rps * moved / total for a in side if total > 0})
+    value = moved + sum(a.capacity_rps for a in colocated)
+    if not details:
+        return FlowResult(value, flows, {}, "none", {})
+    routes: dict[tuple[str, str], float] = {}
+    senders = [[a.id, flows[a.id]] for a in sorted(prefill, key=lambda a: a.id)]
+    takers = [[a.id, flows[a.id]] for a in sorted(decode, key=lambda a: a.id)]
+    i = j = 0
+    while i < len(senders) and j < len(takers):
+        amount = min(senders[i][1], takers[j][1])
+        if amount > 1e-12 * max(moved, 1e-12):
+            routes[(senders[i][0], takers[j][0])] = amount
+        senders[i][1] -= amount
+        takers[j][1] -= amount
+        if senders[i][1] <= takers[j][1]:
+            i += 1
+        else:
+            j += 1
+    cut = {"prefill" if supply <= demand else "decode": moved} if prefill and decode else {}
+    if colocated:
+        cut["colocated"] = sum(a.capacity_rps for a in colocated)
+    bottleneck = max(cut, key=lambda kind: (cut[kind], kind)) if cut else "none"
+    return FlowResult(value, flows, routes, bottleneck, cut)  # type: ignore[arg-type]
 
 
 def plan_flow(cluster: Cluster, replicas: Sequence[Assessment], *, launchable: bool) -> FlowResult:
