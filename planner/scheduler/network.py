@@ -70,14 +70,18 @@ def replica_flow(
     return replace(flow, upper_bound=True) if bound else flow
 
 
+ROUTE_MATRIX = 1024  # free networks route every prefill to every decode replica up to this many pairs
+
+
 def free_flow(
     prefill: Sequence[Assessment], decode: Sequence[Assessment], colocated: Sequence[Assessment], *, details: bool
 ) -> FlowResult:
     """The flow of a free network (planner.scheduler.kvnet), without solving one: value V = min(ΣP, ΣD) +
     Σ colocated; every replica runs at the same utilisation (prefill at V/ΣP, decode at V/ΣD, colocated
-    full), so each deployed replica serves and none is a hot spot. With details, the routes are the
-    north-west-corner split of those flows (prefill and decode in id order: at most |P| + |D| − 1
-    routes, deterministic) and the min cut is the smaller side (every KV route is free)."""
+    full), so each deployed replica serves and none is a hot spot. With details, the routes: up to
+    ROUTE_MATRIX prefill × decode pairs, every pair in proportion to both ends' flows (a plan diff then
+    shows only what changed); beyond, the north-west-corner split of those flows (prefill and decode in
+    id order: at most |P| + |D| − 1 routes). The min cut is the smaller side (every KV route is free)."""
     supply = sum(a.capacity_rps for a in prefill)
     demand = sum(a.capacity_rps for a in decode)
     moved = min(supply, demand)
@@ -88,6 +92,12 @@ def free_flow(
     if not details:
         return FlowResult(value, flows, {}, "none", {})
     routes: dict[tuple[str, str], float] = {}
+    if len(prefill) * len(decode) <= ROUTE_MATRIX:  # every pair, in proportion: stable under small changes
+        for p in prefill:
+            for d in decode:
+                if (rate := flows[p.id] * flows[d.id] / moved if moved > 0 else 0.0) > 0:
+                    routes[(p.id, d.id)] = rate
+        return _free_result(value, flows, routes, prefill, decode, colocated)
     senders = [[a.id, flows[a.id]] for a in sorted(prefill, key=lambda a: a.id)]
     takers = [[a.id, flows[a.id]] for a in sorted(decode, key=lambda a: a.id)]
     i = j = 0
@@ -101,7 +111,21 @@ def free_flow(
             i += 1
         else:
             j += 1
-    cut = {"prefill" if supply <= demand else "decode": moved} if prefill and decode else {}
+    return _free_result(value, flows, routes, prefill, decode, colocated)
+
+
+def _free_result(
+    value: float,
+    flows: dict[str, float],
+    routes: dict[tuple[str, str], float],
+    prefill: Sequence[Assessment],
+    decode: Sequence[Assessment],
+    colocated: Sequence[Assessment],
+) -> FlowResult:
+    """The min cut of a free network is its smaller side (every KV route is free), plus colocated."""
+    supply = sum(a.capacity_rps for a in prefill)
+    demand = sum(a.capacity_rps for a in decode)
+    cut = {"prefill" if supply <= demand else "decode": min(supply, demand)} if prefill and decode else {}
     if colocated:
         cut["colocated"] = sum(a.capacity_rps for a in colocated)
     bottleneck = max(cut, key=lambda kind: (cut[kind], kind)) if cut else "none"
