@@ -117,13 +117,26 @@ def _moved_within_limit(
             + ".",
             hint="add GPUs, relax the SLO, or use a smaller model",
         )
-    moved = scorer.moved_gpus([(a.layout.gpus, a.role) for a in replicas]) if anchor else None
+    moved = scorer.moved_by(replicas) if anchor else None
     if max_moved is not None and moved is not None and moved > max_moved:
         raise InfeasibleError(
             f"{cluster.source}: every plan found moves {moved} GPUs of the running plan; the limit is {max_moved}.",
             hint="raise --max-moved-gpus",
         )
     return moved
+
+
+def deployed_flow(
+    cluster: Cluster, replicas: list[Assessment], *, launchable: bool, keep_idle: bool
+) -> tuple[list[Assessment], FlowResult]:
+    """The plan's flow over every route (Edmonds–Karp); replicas it leaves without requests are dropped
+    (the search's sparser network used them, the full one routes around them) unless `keep_idle`
+    (re-planning keeps running replicas). Dropping a replica without flow never lowers the value."""
+    flow = plan_flow(cluster, replicas, launchable=launchable)
+    while not keep_idle and (idle := [a for a in replicas if flow.replica_flow.get(a.id, 0.0) <= 0]):
+        replicas = [a for a in replicas if a not in idle]
+        flow = plan_flow(cluster, replicas, launchable=launchable)
+    return replicas, flow
 
 
 def search(
@@ -181,6 +194,6 @@ def search(
         time_limit_s=time_limit,
         moved_gpus=moved,
     )
-    flow = plan_flow(cluster, replicas, launchable=launchable)
+    replicas, flow = deployed_flow(cluster, replicas, launchable=launchable, keep_idle=anchor is not None)
     report(flow.value)
     return SearchResult(tuple(replicas), flow, facts)
