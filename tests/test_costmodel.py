@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from planner.costs.allreduce import ring_seconds
 from planner.costs.kvtransfer import kv_bytes_per_request, kv_transfer_time
 from planner.costs.layout import Layout, Stage
 from planner.costs.memory import check_model_fits, kv_bytes_per_token_layer, kv_capacity_tokens
 from planner.costs.replica import (
-    allreduce_time,
     decode_perf,
     decode_step_time,
     hop_time,
@@ -29,7 +29,7 @@ from planner.costs.replica import (
 )
 from planner.errors import InfeasibleError
 from planner.inputs.catalog import load_catalog
-from planner.inputs.problem import Cluster, Node, NodeLink
+from planner.inputs.problem import Cluster, Network, Node, NodeLink
 from planner.inputs.workload import Lengths, Workload
 from planner.scheduler.layouts import split_layers
 
@@ -58,7 +58,7 @@ def make_cluster(gpu_key: str, model_key: str, *, huge: bool = False, prompt: fl
         objective="throughput",
         memory_utilization=0.9,
         nodes=nodes,
-        links={("n0", "n1"): NETWORK},
+        network=Network(overrides={("n0", "n1"): NETWORK}),
     )
 
 
@@ -199,14 +199,14 @@ def test_tensor_parallelism_speeds_up_prefill():
     assert pipeline_prefill_time(cluster, lay["TP=2"], 8) < pipeline_prefill_time(cluster, lay["1 GPU"], 8)
 
 
-def test_allreduce():
-    assert allreduce_time(1e9, 1, 1e9, 1e-6) == 0.0
-    assert allreduce_time(1e9, 4, 1e9, 0.0) == pytest.approx(2 * 3 / 4)
-    assert allreduce_time(0.0, 8, 1e9, 2e-6) == pytest.approx(14 * 2e-6)
+def test_ring_allreduce_of_uncalibrated_links():
+    assert ring_seconds(1e9, 1, 1e9, 1e-6) == 0.0
+    assert ring_seconds(1e9, 4, 1e9, 0.0) == pytest.approx(2 * 3 / 4)
+    assert ring_seconds(0.0, 8, 1e9, 2e-6) == pytest.approx(14 * 2e-6)
 
 
 def test_hop_without_a_link_is_infinite():
-    cluster = dataclasses.replace(make_cluster("L40", "llama-3.1-8b"), links={})
+    cluster = dataclasses.replace(make_cluster("L40", "llama-3.1-8b"), network=Network())
     a, b = Stage(("n0/0",), 0, 16), Stage(("n1/0",), 16, 32)
     assert hop_time(cluster, a, b, 100) == math.inf
 

@@ -1,13 +1,15 @@
-"""launcher.engine's ports: every replica reserves a block of tp × pp NIXL side-channel ports (vLLM offsets each
+"""launcher.vllm_args's ports: every replica reserves a block of tp × pp NIXL side-channel ports (vLLM offsets each
 worker's port from the base), the blocks follow one another without overlap, and every process of a replica gets its
 block's base; API and rendezvous ports are one per replica."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from builders import cluster, draft_plan, node, replica
 
-from launcher.engine import EngineOptions, build_launches, ordered
+from launcher.vllm_args import EngineOptions, Ports, assign_ports, build_launches, ordered
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +32,11 @@ def test_each_replica_reserves_tp_times_pp_side_channel_ports_in_plan_order(plan
     assert {(lau.replica.tp, lau.replica.pp) for lau in launches} >= {(2, 2), (1, 2)}, "PP > 1 is exercised"
     expected = base
     for lau in launches:
-        assert lau.side_channel_port == expected, lau.replica.id
+        assert lau.ports.side_channel == expected, lau.replica.id
         expected += lau.replica.tp * lau.replica.pp
-    blocks = [range(lau.side_channel_port, lau.side_channel_port + lau.replica.tp * lau.replica.pp) for lau in launches]
+    blocks = [
+        range(lau.ports.side_channel, lau.ports.side_channel + lau.replica.tp * lau.replica.pp) for lau in launches
+    ]
     used = [port for block in blocks for port in block]
     assert len(used) == len(set(used)) == sum(lau.replica.tp * lau.replica.pp for lau in launches)
 
@@ -43,7 +47,7 @@ def test_every_process_of_a_disaggregated_replica_gets_its_blocks_base(plan) -> 
             if lau.replica.role == "colocated":
                 assert "VLLM_NIXL_SIDE_CHANNEL_PORT" not in process.env
             else:
-                assert process.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] == str(lau.side_channel_port)
+                assert process.env["VLLM_NIXL_SIDE_CHANNEL_PORT"] == str(lau.ports.side_channel)
         assert len(lau.processes) == len({s.gpus[0].split("/")[0] for s in lau.replica.stages})
 
 
@@ -63,3 +67,17 @@ def test_api_and_rendezvous_ports_are_one_per_replica(plan) -> None:
                 assert argv[argv.index("--master-port") + 1] == str(30000 + index)
             else:
                 assert "--master-port" not in argv
+
+
+def test_ports_taken_by_running_replicas_are_skipped_block_by_block(plan) -> None:
+    """`hexlaunch apply`: a running replica holds API 9001, rendezvous 30000 and side channels 5602–5605; new
+    replicas count up from the bases around them, and no side-channel block overlaps the taken one."""
+    options = EngineOptions(model="m", served_name="m", api_port=9000, master_port=30000, side_channel_port=5600)
+    taken = [Ports(api=9001, side_channel=5602, side_channels=4, master=30000)]
+    ports = assign_ports(ordered(plan), options, taken)
+    assert [p.api for p in ports] == [9000, *range(9002, 9002 + len(ports) - 1)]
+    assert [p.master for p in ports] == list(range(30001, 30001 + len(ports)))
+    blocks = [(p.side_channel, p.side_channel + p.side_channels) for p in [*taken, *ports]]
+    assert all(a_end <= b or b_end <= a for (a, a_end), (b, b_end) in itertools.combinations(blocks, 2))
+    assert [p.side_channels for p in ports] == [r.tp * r.pp for r in ordered(plan)]
+    assert ports[0].side_channel == (5600 if ports[0].side_channels <= 2 else 5606)

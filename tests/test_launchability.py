@@ -15,6 +15,7 @@ class Shape:
     heads: int = 32
     kv_heads: int = 8
     layers: int = 32
+    kv_layout: str = "full"
 
 
 def texts(stages, **options) -> list[str]:

@@ -11,7 +11,8 @@ import pytest
 from builders import cluster, node
 
 from planner.scheduler.layouts import node_parts
-from planner.scheduler.refine import IDLE, Move, candidate_moves, refine
+from planner.scheduler.moves import IDLE, Move, candidate_moves
+from planner.scheduler.refine import refine
 from planner.scheduler.scoring import Scorer, canonical
 
 
@@ -36,15 +37,17 @@ START = canonical(
 
 
 def gpus_of(state) -> Counter:
-    return Counter(g for group, _ in state for g in group)
+    return Counter(g for group, *_ in state for g in group)
 
 
 def kind(move: Move) -> str:
-    """What the move is, judged from its effect only."""
-    removed = [set(g) for g, _ in move.removed]
-    added = [set(g) for g, _ in move.added]
+    """What the move is, judged from its effect only (a layout move keeps the group and its role)."""
+    removed = [set(g) for g, *_ in move.removed]
+    added = [set(g) for g, *_ in move.added]
     if len(removed) == 1 and len(added) == 1:
-        return "flip" if removed == added else "?"
+        if removed != added:
+            return "?"
+        return "flip" if move.removed[0][1] != move.added[0][1] else "layout"
     if len(removed) == 1 and len(added) == 2:
         return "split"
     if len(removed) == 2 and len(added) == 1:
@@ -63,29 +66,30 @@ def moves(c):
 
 def test_every_move_conserves_gpus_and_yields_feasible_or_idle_groups(moves) -> None:
     scorer, found = moves
-    assert found == sorted(set(found)), "deduplicated and sorted"
+    assert len({(m.removed, m.added) for m in found}) == len(found), "deduplicated"
+    assert [m.priority for m in found] == sorted(m.priority for m in found), "most urgent first"
     for move in found:
         after = move.apply(START)
         assert after is not None and after == canonical(after)
         assert gpus_of(after) == gpus_of(START), move
-        for group, role in move.added:
+        for group, role, variant in move.added:
             assert role in scorer.roles
             if kind(move) in ("split", "merge", "move"):  # groups a move creates get a role they can serve (or idle)
-                assert scorer.assessment(group, role) is not None or (
+                assert scorer.assessment(group, role, variant) is not None or (
                     role == IDLE and all(scorer.assessment(group, r) is None for r in scorer.roles)
                 ), move
 
 
 def test_every_kind_of_move_is_proposed(moves) -> None:
     _, found = moves
-    assert {kind(m) for m in found} == {"flip", "split", "merge", "move", "swap"}
+    assert {kind(m) for m in found} == {"flip", "split", "merge", "move", "swap", "layout"}
 
 
 def test_flip_changes_one_groups_role_only(moves) -> None:
     _, found = moves
     flips = [m for m in found if kind(m) == "flip"]
     assert {(m.removed[0][0], m.added[0][1]) for m in flips} == {
-        (g, r) for g, role in START for r in ("prefill", "decode") if r != role
+        (g, r) for g, role, _ in START for r in ("prefill", "decode") if r != role
     }
     assert all(m.removed[0][1] != m.added[0][1] for m in flips)
 
@@ -94,12 +98,12 @@ def test_split_halves_a_group_by_node_or_in_equal_halves(c, moves) -> None:
     _, found = moves
     for m in (m for m in found if kind(m) == "split"):
         whole = m.removed[0][0]
-        left, right = (g for g, _ in m.added)
+        left, right = (g for g, *_ in m.added)
         assert sorted(left + right) == sorted(whole) and not set(left) & set(right)
         nodes = [{c.gpu_by_id[g].node for g in part} for part in (left, right)]
         assert len(left) == len(right) or not nodes[0] & nodes[1], m
     split = {m.removed[0][0] for m in found if kind(m) == "split"}
-    assert split == {g for g, _ in START if len(g) >= 2}, "every even group can be split; single GPUs cannot"
+    assert split == {g for g, *_ in START if len(g) >= 2}, "every even group can be split; single GPUs cannot"
 
 
 def test_merge_unites_two_groups(moves) -> None:
@@ -113,8 +117,8 @@ def test_swap_exchanges_the_roles_of_two_groups(moves) -> None:
     swaps = [m for m in found if kind(m) == "swap"]
     assert swaps
     for m in swaps:
-        before = {g: r for g, r in m.removed}
-        after = {g: r for g, r in m.added}
+        before = {g: r for g, r, _ in m.removed}
+        after = {g: r for g, r, _ in m.added}
         assert set(before.values()) == {"prefill", "decode"}
         assert all(after[g] != before[g] for g in before)
 
@@ -124,8 +128,8 @@ def test_move_shifts_one_nodes_share_or_half_of_it_to_the_other_group(c, moves) 
     shifted = [m for m in found if kind(m) == "move"]
     assert shifted
     for m in shifted:
-        (src, _), (dst, _) = m.removed
-        new = {tuple(sorted(g)) for g, _ in m.added}
+        (src, *_), (dst, *_) = m.removed
+        new = {tuple(sorted(g)) for g, *_ in m.added}
         for origin, target in ((src, dst), (dst, src)):
             gained = [g for g in new if set(target) < set(g)]
             if not gained:
@@ -156,18 +160,18 @@ def test_colocated_is_a_role_moves_can_take_only_when_allowed(c) -> None:
     rng = np.random.default_rng(0)
     plain = candidate_moves(scorer_of(c), START, "none", rng)
     both = candidate_moves(scorer_of(c, colocated=True), START, "none", rng)
-    assert all(r != "colocated" for m in plain for _, r in m.added)
-    assert any(r == "colocated" for m in both for _, r in m.added)
+    assert all(r != "colocated" for m in plain for _, r, _ in m.added)
+    assert any(r == "colocated" for m in both for _, r, _ in m.added)
 
 
 def test_a_move_whose_groups_are_gone_does_not_apply() -> None:
-    move = Move(0, ((("x/0",), "prefill"),), ((("x/0",), "decode"),))
+    move = Move(0, ((("x/0",), "prefill", ()),), ((("x/0",), "decode", ()),))
     assert move.apply(START) is None
 
 
 def test_refine_reaches_a_local_optimum_no_worse_than_any_start(c) -> None:
     scorer = scorer_of(c)
-    starts = [START, canonical([(g, "decode") for g, _ in START])]
+    starts = [START, canonical([(g, "decode") for g, *_ in START])]
     result = refine(scorer, starts, np.random.default_rng(0), deadline=time.monotonic() + 60)
     assert result.converged and result.iterations >= 1
     best = scorer.score(result.state).value

@@ -50,9 +50,9 @@ def test_small_inputs_get_the_best_split_point(mixed, n) -> None:
 def test_prefill_goes_to_the_groups_of_highest_affinity(mixed) -> None:
     scorer = Scorer(mixed, launchable=True, objective="throughput")
     state = assign_roles(scorer, GROUPS)
-    assert sorted(g for g, _ in state) == sorted(tuple(sorted(g)) for g in GROUPS), "every group once"
+    assert sorted(g for g, *_ in state) == sorted(tuple(sorted(g)) for g in GROUPS), "every group once"
     assert state in set(prefix_states(scorer, GROUPS)), "the prefill groups are a prefix of the affinity order"
-    assert {r for _, r in state} == {"prefill", "decode"}
+    assert {r for _, r, _ in state} == {"prefill", "decode"}
     assert scorer.score(state).value > 0
 
 
@@ -79,5 +79,5 @@ def test_a_group_that_fits_only_prefill_is_never_decode() -> None:
     if scorer.assessment(("l/0",), "decode") is not None or scorer.assessment(("l/0",), "prefill") is None:
         pytest.skip("the cost model moved: L40 meets a 12 ms TPOT or no longer prefills")
     assert affinity(scorer, ("l/0",)) == math.inf
-    state = dict(assign_roles(scorer, groups))
+    state = {g: r for g, r, _ in assign_roles(scorer, groups)}
     assert state[("l/0",)] == "prefill"

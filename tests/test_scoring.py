@@ -27,27 +27,28 @@ def scorer_for(c, **options) -> Scorer:
     return Scorer(c, launchable=True, objective=options.pop("objective", "throughput"), **options)
 
 
-STATE = ((("a/0",), "prefill"), (("l/0", "l/1"), "decode"), (("b/1",), "decode"))
+STATE = canonical([(("a/0",), "prefill"), (("l/0", "l/1"), "decode"), (("b/1",), "decode")])
 
 
 def test_canonical_sorts_gpus_within_groups_and_groups_within_the_state() -> None:
     shuffled = [(("l/1", "l/0"), "decode"), (("b/1",), "decode"), (("a/0",), "prefill")]
     assert canonical(shuffled) == canonical(STATE)
-    assert canonical(shuffled) == ((("a/0",), "prefill"), (("b/1",), "decode"), (("l/0", "l/1"), "decode"))
+    assert canonical(shuffled) == ((("a/0",), "prefill", ()), (("b/1",), "decode", ()), (("l/0", "l/1"), "decode", ()))
+    assert canonical(STATE) is STATE, "a tuple is taken as canonical already"
 
 
 def test_the_same_state_in_any_order_is_scored_once(twins) -> None:
     scorer = scorer_for(twins)
     first = scorer.score(STATE)
     for order in itertools.permutations(STATE):
-        again = scorer.score([(tuple(reversed(g)), r) for g, r in order])
+        again = scorer.score([(tuple(reversed(g)), r) for g, r, _ in order])
         assert again is first  # the cached Score object, not a recomputation
     assert first.value == first.throughput_rps > 0
 
 
 def test_score_is_the_max_flow_of_the_states_replicas(twins) -> None:
     scorer = scorer_for(twins)
-    live = [scorer.assessment(g, r) for g, r in STATE]
+    live = [scorer.assessment(g, r) for g, r, _ in STATE]
     assert all(a is not None for a in live)
     assert scorer.score(STATE).throughput_rps == pytest.approx(served_rps(twins, live), rel=1e-6)
 
@@ -92,12 +93,14 @@ def test_a_group_of_another_shape_is_assessed_afresh(twins) -> None:
     assert l40 == best_assessment(twins, ("l/0",), "decode", True) and l40.capacity_rps != a100.capacity_rps
 
 
-def test_kv_capacity_is_the_route_capacity(twins) -> None:
-    from planner.scheduler.assess import route_capacity
+def test_route_traffic_is_computed_once_per_pair_of_layouts(twins) -> None:
+    from planner.scheduler.kvload import route_traffic
 
     scorer = scorer_for(twins)
     p, d = scorer.assessment(("a/0",), "prefill"), scorer.assessment(("l/0",), "decode")
-    assert scorer.kv_capacity(p, d) == route_capacity(twins, p, d, True) > 0
+    first = scorer.traffic(p, d)
+    assert first == route_traffic(twins, p.layout, d.layout) and dict(first.shares)["I:l"] == pytest.approx(1.0)
+    assert scorer.traffic(p, d) is first
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -116,7 +119,7 @@ def test_the_bound_never_undercuts_the_score(roles) -> None:
 
 def test_no_bound_for_the_cost_objective_or_under_a_moved_gpu_cap(twins) -> None:
     assert scorer_for(twins, objective="cost").bound(STATE) == float("inf")
-    assert scorer_for(twins, anchor=canonical(STATE), max_moved=1).bound(STATE) == float("inf")
+    assert scorer_for(twins, anchor=engines(STATE), max_moved=1).bound(STATE) == float("inf")
 
 
 def test_the_cost_objective_divides_by_the_price_of_the_gpus_that_serve() -> None:
@@ -140,11 +143,16 @@ def islands():
     )
 
 
+def engines(state) -> list[tuple]:
+    """A running plan's engines as (GPUs, role): their layouts unknown, so only GPU sets and roles compare."""
+    return [(group, role) for group, role, *_ in state]
+
+
 def test_a_state_moving_more_gpus_than_allowed_scores_below_every_plan(twins) -> None:
-    anchor = canonical(STATE)
+    anchor = engines(STATE)
     moved = canonical([(("a/0",), "decode"), (("l/0", "l/1"), "decode"), (("b/1",), "prefill")])
     capped = scorer_for(twins, anchor=anchor, max_moved=1)
-    assert capped.moved_gpus(moved) == 2 and capped.moved_gpus(anchor) == 0
+    assert capped.moved_gpus(moved) == 2 and capped.moved_gpus(STATE) == 0
     assert capped.score(moved).value == -1.0 and capped.score(moved).throughput_rps > 0
     assert scorer_for(twins, anchor=anchor, max_moved=2).score(moved).value == pytest.approx(
         scorer_for(twins).score(moved).value
@@ -156,9 +164,9 @@ def test_a_state_deploys_the_replicas_that_carry_flow_and_kept_running_ones() ->
     plan has it (re-planning keeps it rather than restart GPUs)."""
     c = islands()
     state = canonical([(("a/0",), "prefill"), (("b/0",), "decode"), (("l/0",), "decode")])
-    ids = {g: scorer_for(c).assessment(g, r).id for g, r in state}
+    ids = {g: scorer_for(c).assessment(g, r).id for g, r, _ in state}
     assert {a.id for a in scorer_for(c).assessments(state)} == {ids[("a/0",)], ids[("l/0",)]}
-    kept = scorer_for(c, anchor=state)
+    kept = scorer_for(c, anchor=engines(state))
     assert {a.id for a in kept.assessments(state)} == set(ids.values())
-    other = scorer_for(c, anchor=canonical([(("b/0", "b/1"), "decode")]))
+    other = scorer_for(c, anchor=[(("b/0", "b/1"), "decode")])
     assert {a.id for a in other.assessments(state)} == {ids[("a/0",)], ids[("l/0",)]}, "b/0 alone is not as it ran"

@@ -15,7 +15,7 @@ from planner.scheduler.maxflow import max_flow
 from planner.scheduler.network import sparsify
 from planner.scheduler.replan import baseline_state, replan
 from planner.scheduler.scoring import Scorer, canonical
-from planner.scheduler.search import initial_states, replica_bytes, search
+from planner.scheduler.search import _moved_within_limit, initial_states, replica_bytes, search
 from planner.scheduler.stability import anchor_of, moved_gpus, unchanged
 
 # ----------------------------------------------------------------------------- stability
@@ -128,7 +128,7 @@ def test_initial_states_try_each_k_and_cover_every_gpu() -> None:
     assert every and ks == [1, 2, 4] and len(states) == len(ks)
     for k, state in zip(ks, states, strict=True):
         assert len(state) == k
-        assert sorted(g for group, _ in state for g in group) == sorted(s.id for s in c.gpus)
+        assert sorted(g for group, *_ in state for g in group) == sorted(s.id for s in c.gpus)
     stopped = initial_states(c, scorer, seed=0, deadline=time.monotonic() - 1)
     assert stopped[0] == [1] and not stopped[2], "past the deadline after the first K"
 
@@ -151,11 +151,19 @@ def test_a_cluster_where_no_group_serves_both_roles_is_infeasible() -> None:
 
 
 def test_a_moved_gpu_cap_nothing_meets_is_infeasible() -> None:
+    """The rule search() ends with: replicas that serve but move more GPUs of the running plan than allowed.
+
+    (End to end, a search under a cap nothing meets may also end on a state that serves nothing, since every
+    state then scores −1: it says "no plan serves" instead; see the report of issue 10.)"""
     c = cluster(node("a", "A100-80G", 2), network=100)
-    anchor = canonical([(("a/0", "a/1"), "colocated")])  # a role this search cannot keep
+    anchor = [(("a/0", "a/1"), "colocated")]  # a role this search cannot keep
+    scorer = Scorer(c, launchable=True, objective="throughput", anchor=anchor, max_moved=0)
+    state = canonical([(("a/0",), "prefill"), (("a/1",), "decode")])
+    replicas = scorer.assessments(state)
     with pytest.raises(InfeasibleError, match="every plan found moves 2 GPUs of the running plan; the limit is 0"):
-        search(c, seed=0, time_limit=10, start=canonical([(("a/0",), "prefill"), (("a/1",), "decode")]),
-               anchor=anchor, max_moved=0)  # fmt: skip
+        _moved_within_limit(c, scorer, state, replicas, anchor, 0)
+    assert _moved_within_limit(c, scorer, state, replicas, anchor, 2) == 2
+    assert _moved_within_limit(c, scorer, state, replicas, None, None) is None
 
 
 # ----------------------------------------------------------------------------- re-planning
@@ -164,17 +172,17 @@ def test_a_moved_gpu_cap_nothing_meets_is_infeasible() -> None:
 def test_the_replan_start_keeps_running_replicas_and_blocks_the_rest() -> None:
     c = cluster(node("a", "A100-80G", 4), node("l", "L40", 2), network=100)
     scorer = Scorer(c, launchable=True, objective="throughput")
-    running = canonical([(("a/0",), "prefill"), (("a/1",), "decode"), (("gone/0",), "decode")])
+    running = [(("a/0",), "prefill"), (("a/1",), "decode"), (("gone/0",), "decode")]  # engines: (GPUs, role)
     start = baseline_state(c, running, scorer)
-    assert (("a/0",), "prefill") in start and (("a/1",), "decode") in start
-    assert all("gone/0" not in group for group, _ in start), "GPUs no longer in the cluster are dropped"
-    assert sorted(g for group, _ in start for g in group) == sorted(s.id for s in c.gpus)
+    assert (("a/0",), "prefill", ()) in start and (("a/1",), "decode", ()) in start
+    assert all("gone/0" not in group for group, *_ in start), "GPUs no longer in the cluster are dropped"
+    assert sorted(g for group, *_ in start for g in group) == sorted(s.id for s in c.gpus)
 
 
 def test_replan_without_a_cap_stays_close_when_that_costs_little() -> None:
     c = cluster(node("a", "A100-80G", 2), node("l", "L40", 2), network=100)
     free = search(c, seed=0, time_limit=20)
-    running = canonical([(a.layout.gpus, a.role) for a in free.replicas])
+    running = [(a.layout.gpus, a.role) for a in free.replicas]
     again = replan(c, running, seed=0, time_limit=20)
     assert again.facts.moved_gpus == 0
     assert again.throughput_rps >= 0.95 * free.throughput_rps
@@ -187,7 +195,7 @@ def test_replan_takes_the_first_moved_gpu_cap_of_the_ladder_that_keeps_throughpu
     free optimum would move more. Re-planning tries caps 0, 2, 4, … and must stop at 2."""
     c = cluster(node("a", "A100-80G", 2), node("h", "H100-SXM", 2), node("l", "L40", 2), network=100)
     roles = ["decode", "decode", "prefill", "decode", "decode", "prefill"]
-    running = canonical([((slot.id,), role) for slot, role in zip(c.gpus, roles, strict=True)])
+    running = [((slot.id,), role) for slot, role in zip(c.gpus, roles, strict=True)]
     free = search(c, seed=0, time_limit=20)
     free_moves = len(moved_gpus(anchor_of(running), [(a.layout.gpus, a.role) for a in free.replicas]))
     floor = 0.95 * free.throughput_rps

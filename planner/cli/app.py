@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -9,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+import planner
 from planner.errors import InputError, PlanError, UnitError
 from planner.inputs.catalog import Catalog, load_catalog
 from planner.inputs.cluster import load_cluster
@@ -16,6 +18,7 @@ from planner.inputs.problem import Cluster
 from planner.plans.checks import evaluate
 from planner.plans.schema import Plan, read_plan
 from planner.units import parse_time
+from planner.yamlio import exists
 
 app = typer.Typer(
     name="hexplan",
@@ -24,6 +27,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"hexplan (hexgen2) {planner.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Plan disaggregated (prefill/decode) LLM serving on heterogeneous GPUs."""
+
+
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 console_err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
 
@@ -31,19 +51,31 @@ ProfilesOption = Annotated[
     list[Path] | None,
     typer.Option("--profiles", help="extra catalogue directory (*.yaml with gpus/links/models); repeatable"),
 ]
+CalibrationOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--calibration", help="calibration file (README: calibration files) on top of profiles/calibrations; repeatable"
+    ),
+]
 ClusterArgument = Annotated[Path, typer.Argument(help="cluster file (see README: cluster.yaml)")]
 PlanArgument = Annotated[Path, typer.Argument(help="plan file written by `hexplan solve`")]
+MaxRequestsOption = Annotated[
+    int,
+    typer.Option(
+        "--max-requests", min=1, help="refuse a run that would simulate more requests than this (memory and time)"
+    ),
+]
 ClusterOption = Annotated[
     Path | None, typer.Option("--cluster", "-c", help="cluster file (default: the one the plan records)")
 ]
 
 
-def catalog_from(profiles: list[Path] | None) -> Catalog:
-    return load_catalog(profiles or ())
+def catalog_from(profiles: list[Path] | None, calibrations: list[Path] | None = None) -> Catalog:
+    return load_catalog(profiles or (), calibrations or ())
 
 
-def load(cluster_file: Path, profiles: list[Path] | None) -> Cluster:
-    return load_cluster(cluster_file, catalog_from(profiles))
+def load(cluster_file: Path, profiles: list[Path] | None, calibrations: list[Path] | None = None) -> Cluster:
+    return load_cluster(cluster_file, catalog_from(profiles, calibrations))
 
 
 def resolve_plan_cluster(plan_file: Path, recorded: str, given: Path | None) -> Path:
@@ -54,25 +86,48 @@ def resolve_plan_cluster(plan_file: Path, recorded: str, given: Path | None) -> 
     if given is not None:
         return given
     recorded_path = Path(recorded)
-    if recorded_path.is_absolute() or recorded_path.exists():
+    if recorded_path.is_absolute() or exists(recorded_path):
         return recorded_path
     return plan_file.parent / recorded_path
 
 
+def load_plan_cluster(
+    plan_file: Path,
+    recorded: str,
+    given: Path | None,
+    profiles: list[Path] | None,
+    calibrations: list[Path] | None = None,
+) -> Cluster:
+    """The cluster a plan is evaluated on; when the plan names it (no --cluster), errors name the plan too."""
+    cluster_file = resolve_plan_cluster(plan_file, recorded, given)
+    try:
+        return load(cluster_file, profiles, calibrations)
+    except InputError as exc:
+        if given is not None:
+            raise
+        raise InputError(f"{plan_file}: cluster.file {recorded!r:.200}: {exc.message}", hint=exc.hint) from None
+
+
 def evaluate_plan_file(
-    plan_file: Path, given: Path | None, profiles: list[Path] | None
+    plan_file: Path, given: Path | None, profiles: list[Path] | None, calibrations: list[Path] | None = None
 ) -> tuple[Plan, Plan, Cluster, Path]:
     """(recorded plan, honestly evaluated plan, cluster, cluster file): what every plan-reading command needs.
 
     A plan that cannot run on the cluster raises PlanError naming both files."""
     recorded = read_plan(plan_file)
     cluster_file = resolve_plan_cluster(plan_file, recorded.cluster.file, given)
-    cluster = load(cluster_file, profiles)
+    cluster = load_plan_cluster(plan_file, recorded.cluster.file, given, profiles, calibrations)
     try:
         honest = evaluate(recorded, cluster)
     except PlanError as exc:  # the message names the replica and field inside the plan
         raise PlanError(f"{plan_file} cannot run on {cluster_file}: {exc.message}", hint=exc.hint) from None
     return recorded, honest, cluster, cluster_file
+
+
+def check_positive(value: float | None, option: str) -> None:
+    """A numeric option must be finite and > 0 (typer's range checks let nan and inf through)."""
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise InputError(f"{option}: expected a positive number, got {value}.")
 
 
 def parse_duration_option(option: str, value: str | None) -> float | None:

@@ -11,11 +11,14 @@ import typer
 from rich.table import Table
 
 from planner.cli.app import (
+    CalibrationOption,
     ClusterArgument,
     ClusterOption,
+    MaxRequestsOption,
     PlanArgument,
     ProfilesOption,
     app,
+    check_positive,
     console,
     evaluate_plan_file,
     load,
@@ -26,7 +29,7 @@ from planner.errors import InputError
 from planner.inputs.workload import read_trace
 from planner.reference.baselines import baseline
 from planner.reference.compare import compare_plans, plan_all
-from planner.sim.arrivals import replay
+from planner.sim.arrivals import MAX_REQUESTS, replay
 from planner.sim.metrics import SimResult, Slo
 from planner.sim.sweeps import (
     DEFAULT_DURATION_S,
@@ -36,11 +39,7 @@ from planner.sim.sweeps import (
     simulate_rate,
     simulate_replay,
 )
-
-
-def _positive(value: float | None, option: str) -> None:
-    if value is not None and not (value > 0 and math.isfinite(value)):
-        raise InputError(f"{option}: expected a positive number, got {value}.")
+from planner.yamlio import write_atomic
 
 
 def _ms(values: dict[str, float]) -> str:
@@ -71,6 +70,17 @@ def result_table(result: SimResult, title: str) -> Table:
     return metric_table(title, rows)
 
 
+def _check_sources(rate: float | None, trace: Path | None, duration: float | None, speedup: float, sweep: bool) -> None:
+    """Option errors before any file is read: finite positive numbers, one request source."""
+    for value, option in ((rate, "--rate"), (duration, "--duration"), (speedup, "--speedup")):
+        check_positive(value, option)
+    if rate is not None and trace is not None:
+        raise InputError("--rate and --trace: give one request source, not both.")
+    if sweep and (trace is not None or rate is not None):
+        given = "--trace" if trace is not None else "--rate"
+        raise InputError(f"--sweep bisects a Poisson rate itself; it cannot be combined with {given}.")
+
+
 @app.command("simulate")
 def simulate_command(
     plan_file: PlanArgument,
@@ -84,30 +94,32 @@ def simulate_command(
     tpot: Annotated[str | None, typer.Option(help="TPOT SLO, e.g. 100ms (default: the cluster's, else 200ms)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
     sweep: Annotated[bool, typer.Option("--sweep", help="bisect the highest rate with ≥ 90% SLO attainment")] = False,
+    max_requests: MaxRequestsOption = MAX_REQUESTS,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Simulate a plan serving Poisson or trace-replayed requests; print latency, throughput and utilisation."""
-    for value, option in (
-        (rate, "--rate"),
-        (duration, "--duration"),
-        (speedup, "--speedup"),
-    ):
-        _positive(value, option)
-    if rate is not None and trace is not None:
-        raise InputError("--rate and --trace: give one request source, not both.")
-    if sweep and trace is not None:
-        raise InputError("--sweep bisects a Poisson rate; it cannot be combined with --trace.")
-    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles)
+    _check_sources(rate, trace, duration, speedup, sweep)
+    _, plan, the_cluster, cluster_file = evaluate_plan_file(plan_file, cluster, profiles, calibration)
+    if plan.summary.throughput_rps <= 0:
+        raise InputError(
+            f"{plan_file}: the plan routes no traffic on {cluster_file} (throughput 0): there is nothing to simulate.",
+            hint="re-solve the cluster or check the plan's replicas and routes",
+        )
     base = default_slo(the_cluster)
     slo = Slo(parse_duration_option("--ttft", ttft) or base.ttft, parse_duration_option("--tpot", tpot) or base.tpot)
     if sweep:
         seconds = duration or DEFAULT_DURATION_S
-        best, result = goodput(plan, the_cluster, duration=seconds, seed=seed, slo=slo)
+        best, result = goodput(plan, the_cluster, duration=seconds, seed=seed, slo=slo, max_requests=max_requests)
         payload: dict[str, object] = {"goodput_rps": best, "at_goodput": result.to_json() if result else None}
         title = f"{plan_file}: goodput {best:.3f} req/s (≥ 90% within SLO; max-flow {plan.summary.throughput_rps:.3f})"
     else:
         if trace is not None:
-            arrivals = replay(read_trace(trace), speedup, duration)
+            try:
+                arrivals = replay(read_trace(trace), speedup, duration, max_requests=max_requests)
+            except InputError as exc:  # --speedup or --max-requests against this trace: name it
+                message = exc.message if str(trace) in exc.message else f"{trace}: {exc.message}"
+                raise InputError(message, hint=exc.hint) from None
             if len(arrivals) == 0:
                 raise InputError(f"{trace}: no request arrives within --duration {duration} s.")
             result = simulate_replay(plan, the_cluster, arrivals, seed=seed, slo=slo)
@@ -115,7 +127,9 @@ def simulate_command(
         else:
             seconds = duration or DEFAULT_DURATION_S
             offered = rate or default_rate(plan)
-            result = simulate_rate(plan, the_cluster, offered, duration=seconds, seed=seed, slo=slo)
+            result = simulate_rate(
+                plan, the_cluster, offered, duration=seconds, seed=seed, slo=slo, max_requests=max_requests
+            )
             source = f"Poisson {offered:.3f} req/s for {seconds:g} s, seed {seed}"
         payload = result.to_json()
         title = f"{plan_file}: {source} (max-flow {plan.summary.throughput_rps:.3f} req/s)"
@@ -137,16 +151,28 @@ def compare_command(
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
     duration: Annotated[float, typer.Option("--duration", help="simulated seconds per run")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    max_requests: MaxRequestsOption = MAX_REQUESTS,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="also write a PNG of goodput and $ per 1M output tokens (matplotlib)")
+    ] = None,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Plan the cluster with hexgen2 and baseline planners; simulate each and compare throughput per dollar."""
-    _positive(time_limit, "--time-limit")
-    _positive(duration, "--duration")
+    check_positive(time_limit, "--time-limit")
+    check_positive(duration, "--duration")
     names = [n.strip() for n in baselines.split(",") if n.strip()]
     for name in names:
         baseline(name)  # fail fast on a typo, before any planning
-    cluster = load(cluster_file, profiles)
-    rows = compare_plans(cluster, plan_all(cluster, names, seed, time_limit), duration=duration, seed=seed)
+    cluster = load(cluster_file, profiles, calibration)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise InputError(f"--plot {plot}: expected a file ending in .png.")
+    plans = plan_all(cluster, names, seed, time_limit)
+    rows = compare_plans(cluster, plans, duration=duration, seed=seed, max_requests=max_requests)
+    if plot is not None:
+        from planner.outputs.plots import compare_plot
+
+        write_atomic(plot, compare_plot(rows, f"{cluster_file}: plans compared by simulation"))
     if as_json:
         print(json.dumps(rows, sort_keys=True, indent=2, ensure_ascii=False))
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -13,9 +14,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import planner
 from planner.cli.app import (
+    CalibrationOption,
     ClusterArgument,
     ProfilesOption,
     app,
+    check_positive,
     console,
     console_err,
     load,
@@ -67,9 +70,13 @@ def solve(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or tables")] = False,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Plan prefill and decode replicas, their layouts and KV routes for a cluster file."""
-    cluster = load(cluster_file, profiles)
+    check_positive(time_limit, "--time-limit")
+    if not math.isfinite(max_loss):
+        raise InputError(f"--max-loss: expected a percentage from 0 to 100, got {max_loss}.")
+    cluster = load(cluster_file, profiles, calibration)
     overrides = {
         "slo_ttft": parse_duration_option("--slo-ttft", slo_ttft),
         "slo_tpot": parse_duration_option("--slo-tpot", slo_tpot),
@@ -118,9 +125,17 @@ def _report(plan: Plan, cluster_file: Path, output: Path | None, seconds: float)
     out.print(summary_table(plan, title=f"plan for {cluster_file}"))
     out.print(replicas_table(plan))
     out.print(routes_table(plan))
-    s = plan.solver
-    moved = f", {s.moved_gpus} GPUs moved from {s.baseline}" if s.baseline else ""
-    state = "converged" if s.converged else "stopped at the time limit"
-    out.print(f"solved in {seconds:.2f} s ({s.iterations} refinement steps, {state}, K tried {s.k_tried}{moved})")
+    out.print(f"solved in {seconds:.2f} s ({solver_facts(plan)})")
     if output is not None:
         out.print(f"wrote {output}")
+
+
+def solver_facts(plan: Plan) -> str:
+    """How the search went, in words: steps, why it stopped, replica counts tried, GPUs moved."""
+    s = plan.solver
+    facts = [f"{s.iterations} refinement steps", "converged" if s.converged else "stopped at the time limit"]
+    if s.k_tried:  # empty when re-planning: the search starts from the running plan's replicas
+        facts.append(f"replica counts tried: {', '.join(str(k) for k in s.k_tried)}")
+    if s.baseline:
+        facts.append(f"{s.moved_gpus} GPUs moved from {s.baseline}")
+    return ", ".join(facts)

@@ -32,9 +32,10 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from planner.plans.schema import Plan, ReplicaPlan, RoutePlan, round_floats
-from planner.scheduler.stability import anchor_of, moved_gpus
+from planner.scheduler.stability import LayoutKey, anchor_of, layout_key, moved_gpus
 
 REL_TOL = 1e-6
+WEIGHT_TOL = 1e-5  # a route's weight is a ratio of rounded rates: several 6-digit roundings add up
 
 
 @dataclass(frozen=True)
@@ -241,11 +242,16 @@ def route_diffs(old: Plan, new: Plan, renamed: dict[str, str]) -> tuple[RouteDif
         a, b = old_routes.get(key), new_routes.get(key)
         wa, wb = old_w.get(key, 0.0), new_w.get(key, 0.0)
         figures = ("rate_rps", "capacity_rps", "kv_gbps")
-        if a is None or b is None or not same(wa, wb) or any(not same(getattr(a, f), getattr(b, f)) for f in figures):
+        moved = not math.isclose(wa, wb, rel_tol=WEIGHT_TOL, abs_tol=1e-12)
+        if a is None or b is None or moved or any(not same(getattr(a, f), getattr(b, f)) for f in figures):
             # A route only the old plan has keeps its old ids: renamed, a role flip would read "d-… → d-…".
             named = b or a
             out.append(RouteDiff(named.source, named.target, a, b, wa, wb))  # type: ignore[union-attr]
     return tuple(sorted(out, key=lambda r: (r.source, r.target)))
+
+
+def _layout(replica: ReplicaPlan) -> LayoutKey:
+    return layout_key((s.gpus, *s.layers) for s in replica.stages)
 
 
 def diff_plans(old: Plan, new: Plan, cluster_gpus: Collection[str] | None = None) -> PlanDiff:
@@ -270,9 +276,9 @@ def diff_plans(old: Plan, new: Plan, cluster_gpus: Collection[str] | None = None
     old_at = {g: r for r in old.replicas for g in r.gpus}
     new_at = {g: r for r in new.replicas for g in r.gpus}
     gone = {g for g in old_at.keys() - new_at.keys() if cluster_gpus is not None and g not in cluster_gpus}
-    anchor = anchor_of(((r.gpus, r.role) for r in old.replicas), present=old_at.keys() - gone)
+    anchor = anchor_of(((r.gpus, r.role, _layout(r)) for r in old.replicas), present=old_at.keys() - gone)
     moved = []
-    for g in moved_gpus(anchor, ((r.gpus, r.role) for r in new.replicas)):
+    for g in moved_gpus(anchor, ((r.gpus, r.role, _layout(r)) for r in new.replicas)):
         was, now = old_at[g], new_at.get(g)
         moved.append(MovedGpu(g, was.id, now.id if now else None, was.role, now.role if now else None))
     metrics = tuple(MetricDelta(m, getattr(old.summary, m.name), getattr(new.summary, m.name)) for m in METRICS)

@@ -14,6 +14,7 @@ from planner.errors import InfeasibleError
 from planner.inputs.problem import Cluster
 from planner.plans.schema import Plan
 from planner.reference.baselines import baseline
+from planner.sim.arrivals import MAX_REQUESTS
 from planner.sim.sweeps import goodput, saturation, simulate_rate
 
 
@@ -30,20 +31,26 @@ def plan_all(cluster: Cluster, names: list[str], seed: int, time_limit: float) -
 
 
 def compare_plans(
-    cluster: Cluster, plans: list[tuple[str, Plan | str]], *, duration: float, seed: int
+    cluster: Cluster,
+    plans: list[tuple[str, Plan | str]],
+    *,
+    duration: float,
+    seed: int,
+    max_requests: int = MAX_REQUESTS,
 ) -> list[dict[str, object]]:
-    """Saturation throughput, goodput and latency at a common load for each plan; ratios ours / theirs."""
-    runs = {
-        name: saturation(plan, cluster, duration=duration, seed=seed) for name, plan in plans if isinstance(plan, Plan)
-    }
+    """Saturation throughput, goodput and latency at a common load for each plan; ratios ours / theirs.
+
+    Raises InputError (naming --max-requests) when a run would simulate more than `max_requests` requests."""
+    limit = {"duration": duration, "seed": seed, "max_requests": max_requests}
+    runs = {name: saturation(plan, cluster, **limit) for name, plan in plans if isinstance(plan, Plan)}
     common = 0.8 * min((r.throughput_rps for r in runs.values()), default=0.0)
     rows: list[dict[str, object]] = []
     for name, plan in plans:
         if not isinstance(plan, Plan):
             rows.append({"planner": name, "infeasible": plan})
             continue
-        best, _ = goodput(plan, cluster, duration=duration, seed=seed)
-        at_common = simulate_rate(plan, cluster, common, duration=duration, seed=seed) if common > 0 else None
+        best, _ = goodput(plan, cluster, **limit)
+        at_common = simulate_rate(plan, cluster, common, **limit) if common > 0 else None
         cost = plan.summary.cost_per_hour_usd
         tokens = runs[name].output_tokens_per_s
         rows.append(

@@ -10,11 +10,11 @@ import math
 from dataclasses import dataclass
 from functools import cached_property
 
-from planner.costs.kvtransfer import kv_transfer_capacity
 from planner.costs.layout import Layout
 from planner.costs.replica import DEFAULT_BATCHED_TOKENS, decode_perf, prefill_perf
 from planner.inputs.problem import Cluster
-from planner.scheduler.launchability import tp_compatible
+from planner.scheduler.kvload import route_traffic, traffic_capacity
+from planner.scheduler.launchability import node_of, pair_allowed
 from planner.types import Role, replica_id
 
 
@@ -42,6 +42,11 @@ class Assessment:
     def id(self) -> str:
         return replica_id(self.role, self.layout.gpus)
 
+    @cached_property
+    def nodes(self) -> tuple[str, ...]:
+        """The nodes its stages sit on, in pipeline order, each once."""
+        return tuple(dict.fromkeys(node_of(g) for g in self.layout.gpus))
+
 
 def max_model_len(cluster: Cluster) -> int:
     """Smallest power of two that holds a long request (p99.9 prompt + output), capped by the model."""
@@ -61,7 +66,10 @@ def assess(cluster: Cluster, role: Role, layout: Layout) -> Assessment | None:
         p = prefill_perf(cluster, layout)
         if p is None:
             return None
-        engine = EngineLimits(p.batch_seqs, p.max_num_batched_tokens, max_model_len(cluster), util)
+        # The capacity assumes a full pipeline: PP micro-batches of batch_seqs in flight. vLLM caps the running
+        # sequences of all of them at max_num_seqs, so it must admit PP × batch_seqs (launchability rule).
+        seqs = p.batch_seqs * layout.pp
+        engine = EngineLimits(seqs, p.max_num_batched_tokens, max_model_len(cluster), util)
         return Assessment(role, layout, p.capacity_rps, p.latency_s, engine)
     d = decode_perf(cluster, layout, cluster.slo_tpot)
     if d is None:
@@ -82,8 +90,9 @@ def assess(cluster: Cluster, role: Role, layout: Layout) -> Assessment | None:
 
 
 def route_capacity(cluster: Cluster, prefill: Assessment, decode: Assessment, launchable: bool) -> float:
-    """Requests/s of KV caches the links between two replicas carry on their own; 0 when the
-    connector cannot join them (TP sizes that do not divide)."""
-    if launchable and not tp_compatible(prefill.layout.tp, decode.layout.tp):
+    """Requests/s of KV caches the links between two replicas carry on their own, each NIC and link
+    counted once (planner.scheduler.kvload); 0 when the connector cannot join them
+    (launchability.pair_allowed: TP sizes, KV-head replication)."""
+    if launchable and not pair_allowed(prefill.layout.tp, decode.layout.tp, cluster.model.kv_heads):
         return 0.0
-    return kv_transfer_capacity(cluster, prefill.layout, decode.layout)
+    return traffic_capacity(cluster, route_traffic(cluster, prefill.layout, decode.layout))

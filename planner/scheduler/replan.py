@@ -6,45 +6,53 @@ from the running plan's replicas (those whose GPUs all still exist; the rest of 
 TP-friendly blocks) with a cap on moved GPUs — 0, 2, 4, 8, … — and return the first plan within
 `max_loss` of T*. With `max_moved_gpus` the cap is fixed and that plan is returned.
 
-The running plan comes in as a State, its (GPU group, role) pairs (planner.plans.assemble.running_state).
+The running plan comes in as its engines: (GPU group, role, layout key) triples
+(planner.plans.assemble.running_engines); a kept group whose best layout changed restarts, so it moves.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from planner.errors import InfeasibleError
 from planner.inputs.problem import Cluster
 from planner.scheduler.partition import make_blocks
 from planner.scheduler.scoring import Scorer, State, canonical
 from planner.scheduler.search import Progress, SearchResult, replica_bytes, search
-from planner.scheduler.stability import anchor_of, moved_gpus
+from planner.scheduler.stability import Engine, anchor_of, key_of, moved_gpus
+from planner.scheduler.variants import variant_of_key
 from planner.types import Connector, Objective
 
 FREE_SHARE = 0.4  # of the time limit, for the unconstrained solve
 
 
-def baseline_state(cluster: Cluster, running: State, scorer: Scorer) -> State:
-    """The running plan's replicas that still fit the cluster, plus blocks of every other GPU."""
-    kept = [
-        (tuple(group), role)
-        for group, role in running
-        if role in scorer.roles
-        and all(g in cluster.gpu_by_id for g in group)
-        and scorer.assessment(tuple(group), role) is not None
-    ]
-    placed = {g for group, _ in kept for g in group}
+def baseline_state(cluster: Cluster, running: Sequence[Engine], scorer: Scorer) -> State:
+    """The running plan's replicas that still fit the cluster, in their running layout when the search
+    can express it (planner.scheduler.variants) so that keeping them moves nothing, plus blocks of every
+    other GPU."""
+    kept = []
+    for group, role, *key in running:
+        group = tuple(sorted(group))
+        if role not in scorer.roles or not all(g in cluster.gpu_by_id for g in group):
+            continue
+        variant = variant_of_key(cluster, key[0]) if key and key[0] else ()
+        if variant and scorer.assessment(group, role, variant) is None:
+            variant = ()
+        if scorer.assessment(group, role, variant) is not None:
+            kept.append((group, role, variant))
+    placed = {g for group, *_ in kept for g in group}
     for block in make_blocks(cluster, replica_bytes(cluster)):
         free = tuple(g for g in block if g not in placed)
         if free:
             roles = [(a.capacity_rps, role) for role in ("decode", "prefill") if (a := scorer.assessment(free, role))]
-            kept.append((free, max(roles)[1] if roles else "decode"))
+            kept.append((free, max(roles)[1] if roles else "decode", ()))
     return canonical(kept)
 
 
 def replan(
     cluster: Cluster,
-    running: State,
+    running: Sequence[Engine],
     *,
     seed: int = 0,
     time_limit: float = 60.0,
@@ -59,7 +67,7 @@ def replan(
     objective = objective or cluster.objective
     scorer = Scorer(cluster, launchable=connector != "none", objective=objective, colocated=colocated)
     start = baseline_state(cluster, running, scorer)
-    anchor = canonical(running)
+    anchor = tuple(running)
     common = {
         "seed": seed,
         "connector": connector,
@@ -81,5 +89,6 @@ def replan(
             continue  # nothing runs without moving more GPUs than this budget
         if result.throughput_rps >= (1 - max_loss) * free.throughput_rps:
             return result
-    moved = moved_gpus(anchor_of(anchor, cluster.gpu_by_id), [(a.layout.gpus, a.role) for a in free.replicas])
+    engines = [(a.layout.gpus, a.role, key_of(a.layout)) for a in free.replicas]
+    moved = moved_gpus(anchor_of(anchor, cluster.gpu_by_id), engines)
     return dataclasses.replace(free, facts=dataclasses.replace(free.facts, moved_gpus=len(moved)))

@@ -18,7 +18,7 @@ to stop, and a converged search (the plan records `converged`) does not depend o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,7 @@ from planner.scheduler.partition import candidate_k, flatten, kernighan_lin_refi
 from planner.scheduler.refine import refine
 from planner.scheduler.roles import assign_roles
 from planner.scheduler.scoring import Scorer, State
+from planner.scheduler.stability import Engine
 from planner.types import Connector, Objective
 
 Progress = Callable[[float, float], None]  # (fraction of the time budget used, best throughput so far)
@@ -103,7 +104,7 @@ def _moved_within_limit(
     scorer: Scorer,
     state: State,
     replicas: list[Assessment],
-    anchor: State | None,
+    anchor: Sequence[Engine] | None,
     max_moved: int | None,
 ) -> int | None:
     """GPUs of the anchor the found replicas move (None without an anchor); InfeasibleError when the
@@ -116,13 +117,26 @@ def _moved_within_limit(
             + ".",
             hint="add GPUs, relax the SLO, or use a smaller model",
         )
-    moved = scorer.moved_gpus([(a.layout.gpus, a.role) for a in replicas]) if anchor else None
+    moved = scorer.moved_by(replicas) if anchor else None
     if max_moved is not None and moved is not None and moved > max_moved:
         raise InfeasibleError(
             f"{cluster.source}: every plan found moves {moved} GPUs of the running plan; the limit is {max_moved}.",
             hint="raise --max-moved-gpus",
         )
     return moved
+
+
+def deployed_flow(
+    cluster: Cluster, replicas: list[Assessment], *, launchable: bool, keep_idle: bool
+) -> tuple[list[Assessment], FlowResult]:
+    """The plan's flow over every route (Edmonds–Karp); replicas it leaves without requests are dropped
+    (the search's sparser network used them, the full one routes around them) unless `keep_idle`
+    (re-planning keeps running replicas). Dropping a replica without flow never lowers the value."""
+    flow = plan_flow(cluster, replicas, launchable=launchable)
+    while not keep_idle and (idle := [a for a in replicas if flow.replica_flow.get(a.id, 0.0) <= 0]):
+        replicas = [a for a in replicas if a not in idle]
+        flow = plan_flow(cluster, replicas, launchable=launchable)
+    return replicas, flow
 
 
 def search(
@@ -133,7 +147,7 @@ def search(
     connector: Connector = "nixl",
     objective: Objective | None = None,
     start: State | None = None,
-    anchor: State | None = None,
+    anchor: Sequence[Engine] | None = None,
     max_moved: int | None = None,
     colocated: bool = False,
     progress: Progress | None = None,
@@ -180,6 +194,6 @@ def search(
         time_limit_s=time_limit,
         moved_gpus=moved,
     )
-    flow = plan_flow(cluster, replicas, launchable=launchable)
+    replicas, flow = deployed_flow(cluster, replicas, launchable=launchable, keep_idle=anchor is not None)
     report(flow.value)
     return SearchResult(tuple(replicas), flow, facts)

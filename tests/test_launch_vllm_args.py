@@ -1,4 +1,4 @@
-"""launcher.engine: a plan replica → `vllm serve` argv and env, and the reasons a plan cannot be launched."""
+"""launcher.vllm_args: a plan replica → `vllm serve` argv and env, and the reasons a plan cannot be launched."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher.engine import EngineOptions, build_launches, gpu_index, kv_transfer_config, node_of, plan_problems
 from launcher.errors import LaunchError
+from launcher.vllm_args import EngineOptions, build_launches, gpu_index, kv_transfer_config, node_of, plan_problems
 from planner.inputs.catalog import Catalog
 from planner.inputs.cluster import load_cluster
 from planner.plans.schema import Plan, ReplicaPlan, StagePlan
@@ -88,7 +88,8 @@ def test_ports_are_distinct_and_deterministic(plan: Plan) -> None:
     assert first == again
     ports = [lau.port for lau in first]
     assert len(set(ports)) == len(ports) == len(plan.replicas)
-    side = [(lau.side_channel_port, lau.replica.tp * lau.replica.pp) for lau in first]
+    side = [(lau.ports.side_channel, lau.replica.tp * lau.replica.pp) for lau in first]
+    assert all(lau.ports.side_channels == lau.replica.tp * lau.replica.pp for lau in first)
     blocks = [set(range(start, start + width)) for start, width in side]
     assert sum(map(len, blocks)) == len(set().union(*blocks)), "side-channel port blocks overlap"
 
@@ -192,6 +193,15 @@ def test_tp_sizes_must_divide_with_every_connector(plan: Plan) -> None:
         assert plan_problems(bad, connector) == [
             f"route {tp3.id} → {tp2.id}: TP 3 and 2 do not divide one another ({name} KV transfer needs that)."
         ]
+
+
+def test_a_route_into_a_prefill_replica_is_a_problem(plan: Plan) -> None:
+    """Found by the fuzzer: a plan whose route ends at a prefill replica reached the router's config and its
+    pydantic error escaped `hexlaunch --dry-run`; the launch rule names the route instead."""
+    prefill = next(r for r in plan.replicas if r.role == "prefill")
+    loop = plan.routes[0].model_copy(update={"source": prefill.id, "target": prefill.id})
+    problems = plan_problems(plan.model_copy(update={"routes": [*plan.routes, loop]}), "nixl")
+    assert f"route {prefill.id} → {prefill.id} is not a prefill → decode pair." in problems
 
 
 def test_a_plan_that_routes_no_traffic_is_refused(plan: Plan, three, hand_replica, hand_plan) -> None:
