@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
@@ -33,7 +34,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from mutation.operators import Mutant, mutants  # noqa: E402
-from mutation.runner import CoverageMap, Job, Outcome, coverage_map, make_copy, preload, run_jobs  # noqa: E402
+from mutation.runner import (  # noqa: E402
+    GOLDEN,
+    GOLDEN_SELECTION,
+    CoverageMap,
+    Job,
+    Outcome,
+    coverage_map,
+    make_copy,
+    preload,
+    run_jobs,
+)
 
 ROUTER = ("launcher/router.py", "planner/sim/routing.py")
 PACKAGES = {"costs": "planner/costs/", "scheduler": "planner/scheduler/", "sim": "planner/sim/", "router": ""}
@@ -73,7 +84,7 @@ def source_line(mutant: Mutant) -> str:
 
 
 def run_all(
-    chosen: list[Mutant], jobs: int, work: Path, factor: float, budget: float
+    chosen: list[Mutant], jobs: int, work: Path, factor: float, budget: float, golden: bool = False
 ) -> tuple[list[Outcome], CoverageMap]:
     copies = [make_copy(ROOT, work / f"w{i}") for i in range(jobs)]
     started = time.monotonic()
@@ -98,6 +109,12 @@ def run_all(
 
     preload()
     outcomes = run_jobs(work_list, copies, done)
+    if golden:
+        survivors = [Job(o.mutant, list(GOLDEN), 120.0, GOLDEN_SELECTION) for o in outcomes if o.status not in KILLED]
+        print(f"golden-plan tests on the {len(survivors)} survivors", flush=True)
+        count, chosen = 0, [job.mutant for job in survivors]
+        caught = {o.mutant for o in run_jobs(survivors, copies, done) if o.status in KILLED}
+        outcomes = [replace(o, golden=o.mutant in caught) for o in outcomes]
     return sorted(outcomes, key=lambda o: o.mutant), covered
 
 
@@ -108,6 +125,7 @@ def report(outcomes: list[Outcome], known: dict[tuple[str, str, str, int | None]
     for o in outcomes:
         counts = rows.setdefault(package_of(o.mutant.path), Counter())
         counts[o.status] += 1
+        counts["golden"] += o.golden
         if o.status in ("survived", "uncovered"):
             line = source_line(o.mutant)
             key = (o.mutant.path, line, o.mutant.description)
@@ -116,7 +134,8 @@ def report(outcomes: list[Outcome], known: dict[tuple[str, str, str, int | None]
             mutated = o.mutant.apply((ROOT / o.mutant.path).read_text(encoding="utf-8")).splitlines()
             survivors.append({"file": o.mutant.path, "line": o.mutant.lineno, "col": o.mutant.col,
                               "mutation": o.mutant.description, "source": line, "status": o.status,
-                              "mutated": mutated[o.mutant.lineno - 1].strip(), "equivalent": reason})  # fmt: skip
+                              "mutated": mutated[o.mutant.lineno - 1].strip(), "equivalent": reason,
+                              "golden": o.golden})  # fmt: skip
     rows["overall"] = sum(rows.values(), Counter())
     table = {}
     for name, c in rows.items():
@@ -131,6 +150,8 @@ def report(outcomes: list[Outcome], known: dict[tuple[str, str, str, int | None]
             "errors": c["error"],
             "kill_rate": killed / scored if scored else 0.0,
             "kill_rate_without_equivalent": killed / (scored - c["equivalent"]) if scored > c["equivalent"] else 0.0,
+            "killed_by_golden_only": c["golden"],
+            "kill_rate_with_golden": (killed + c["golden"]) / scored if scored else 0.0,
         }
     return {"packages": table, "survivors": survivors}
 
@@ -138,13 +159,16 @@ def report(outcomes: list[Outcome], known: dict[tuple[str, str, str, int | None]
 def print_report(result: dict, args: argparse.Namespace, seconds: float) -> None:
     print(f"\nmutation testing: {args.mutants or 'all'} mutants, seed {args.seed}, {args.jobs} jobs, {seconds:.0f} s")
     print(f"{'package':10} {'mutants':>7} {'killed':>7} {'survived':>8} {'(no test)':>9} {'equiv.':>6} "
-          f"{'kill rate':>9} {'w/o equiv.':>10}")  # fmt: skip
+          f"{'kill rate':>9} {'w/o equiv.':>10} {'+golden':>8}")  # fmt: skip
     for name, row in result["packages"].items():
+        golden = f"{row['kill_rate_with_golden']:8.1%}" if args.golden else f"{'-':>8}"
+        rates = f"{row['kill_rate']:9.1%} {row['kill_rate_without_equivalent']:10.1%} {golden}"
         print(f"{name:10} {row['mutants']:7} {row['killed']:7} {row['survived']:8} {row['uncovered']:9} "
-              f"{row['equivalent']:6} {row['kill_rate']:9.1%} {row['kill_rate_without_equivalent']:10.1%}")  # fmt: skip
+              f"{row['equivalent']:6} {rates}")  # fmt: skip
     print("\nsurvivors (file:line:column  mutation  |  the line as mutated):")
     for s in result["survivors"]:
         mark = " [equivalent]" if s["equivalent"] else " [no test runs it]" if s["status"] == "uncovered" else ""
+        mark += " [golden test kills it]" if s["golden"] else ""
         print(f"  {s['file']}:{s['line']}:{s['col']}  {s['mutation']}{mark}  |  {s['mutated']}")
 
 
@@ -159,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--budget", type=float, default=60.0, help="seconds of tests per mutant at most (fastest first; coverage run's)"
     )
     parser.add_argument("--list", action="store_true", help="only count the mutants per package")
+    parser.add_argument("--golden", action="store_true", help="also run the golden-plan tests on the survivors")
     parser.add_argument("--keep", action="store_true", help="keep the working copies (printed)")
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "mutation" / "report.json")
     args = parser.parse_args(argv)
@@ -173,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="hexgen2-mutate-"))
     try:
-        outcomes, _ = run_all(chosen, args.jobs, work, args.timeout_factor, args.budget)
+        outcomes, _ = run_all(chosen, args.jobs, work, args.timeout_factor, args.budget, args.golden)
     finally:
         if args.keep:
             print(f"working copies kept in {work}")
@@ -185,6 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(result, args, time.monotonic() - started)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     meta = {"mutants": args.mutants, "seed": args.seed, "jobs": args.jobs, "budget_s": args.budget}
+    meta["golden"] = args.golden
     meta["seconds"] = time.monotonic() - started
     args.output.write_text(json.dumps({**meta, **result}, indent=1, ensure_ascii=False), encoding="utf-8")
     return 0

@@ -148,3 +148,11 @@ def test_split_layers_is_the_min_max_split_found_by_brute_force(layers, stages) 
     assert found is not None and sum(found) == layers and all(1 <= n <= cap for n, cap in zip(found, caps, strict=True))
     best = min(max(c * n for c, n in zip(costs, s, strict=True)) for s in feasible)
     assert max(c * n for c, n in zip(costs, found, strict=True)) == pytest.approx(best)
+
+
+def test_a_sixteen_gpu_node_admits_tp_8_in_two_stages() -> None:
+    """TP sizes tried: the node's own size and 1, 2, 4, 8, 16: with 16 GPUs, TP 8 × PP 2 is one of them."""
+    c = cluster(node("big", "A100-80G", 16))
+    gpus = [f"big/{i}" for i in range(16)]
+    shapes = {(x.tp, x.pp) for x in candidate_layouts(c, gpus, "prefill", True)}
+    assert (8, 2) in shapes and (16, 1) in shapes and (4, 4) in shapes

@@ -11,7 +11,7 @@ import pytest
 from builders import cluster, node
 
 from planner.scheduler.layouts import node_parts
-from planner.scheduler.moves import IDLE, Move, candidate_moves
+from planner.scheduler.moves import IDLE, Move, candidate_moves, halves
 from planner.scheduler.refine import refine
 from planner.scheduler.scoring import Scorer, canonical
 
@@ -212,3 +212,25 @@ def test_a_large_state_climbs_on_a_sample_of_its_moves() -> None:
     result = refine(scorer, [start], np.random.default_rng(0), deadline=time.monotonic() + 3)
     assert scorer.score(result.state).value >= scorer.score(start).value
     assert gpus_of(result.state) == gpus_of(start)
+
+
+def test_one_nodes_group_splits_in_halves_and_one_gpu_off() -> None:
+    five = cluster(node("x", "A100-80G", 5))
+    gpus = tuple(f"x/{i}" for i in range(5))
+    assert halves(scorer_of(five), gpus) == [(gpus[:1], gpus[1:]), (gpus[:2], gpus[2:])]
+    assert halves(scorer_of(five), gpus[:2]) == [(gpus[:1], gpus[1:2])]
+
+
+def test_moves_with_an_idle_group_never_pair_it_with_itself() -> None:
+    """Llama-3.1-70B: a single A100 holds no replica, so ("a/4",) is idle; every move still conserves GPUs and no
+    group it makes holds a GPU twice."""
+    c70 = cluster(node("a", "A100-80G", 5), model="llama-3.1-70b")
+    scorer = scorer_of(c70)
+    state = canonical([(("a/0", "a/1"), "prefill"), (("a/2", "a/3"), "decode"), (("a/4",), IDLE)])
+    assert scorer.assessment(("a/4",), IDLE) is None
+    found = candidate_moves(scorer, state, "prefill", np.random.default_rng(0))
+    assert any(len(m.removed) == 2 and ("a/4",) in [g for g, *_ in m.removed] for m in found)
+    for move in found:
+        assert len({g for g, *_ in move.removed}) == len(move.removed), move
+        after = move.apply(state)
+        assert gpus_of(after) == gpus_of(state), move

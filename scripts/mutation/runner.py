@@ -33,6 +33,10 @@ from pathlib import Path
 from mutation.operators import Mutant, at_import, uses
 
 SELECTION = ("-m", "not ray", "-k", "not golden", "--ignore=tests/test_architecture.py")  # golden plans excluded
+# The golden-plan tests (whole plans pinned byte for byte), run only on the survivors of SELECTION, for the rate
+# "with golden tests" (mutate.py --golden).
+GOLDEN = ("tests/test_solver.py::test_golden_plan", "tests/test_api.py::test_solve_writes_the_golden_plan")
+GOLDEN_SELECTION = ("-m", "not ray")
 PYTEST = ("-q", "-p", "no:cacheprovider", "-p", "no:anyio", "-p", "mutation.plugin", "--no-header", "-o", "addopts=")
 COPIED = ("planner", "launcher", "tests", "profiles", "examples", "scripts", "pyproject.toml", "setup.cfg")
 KILLER_FILE = ".mutation-killer"
@@ -169,6 +173,7 @@ class Outcome:
     seconds: float
     tests: int  # how many tests were selected (0: none covers the mutant)
     killer: str = ""  # the first test that failed
+    golden: bool = False  # survived the selection but a golden-plan test fails on it (mutate.py --golden)
 
 
 @dataclass(frozen=True)
@@ -176,6 +181,7 @@ class Job:
     mutant: Mutant
     tests: list[str]  # node ids to run
     timeout: float
+    selection: tuple[str, ...] = SELECTION
 
 
 @dataclass
@@ -245,7 +251,7 @@ def _start(copy: Path, job: Job) -> tuple[int, str]:
     original = target.read_text(encoding="utf-8")
     target.write_text(job.mutant.apply(original), encoding="utf-8")
     _drop_bytecode(target)
-    args = ["-x", *PYTEST, *SELECTION, *job.tests]
+    args = ["-x", *PYTEST, *job.selection, *job.tests]
     sys.stdout.flush()
     sys.stderr.flush()
     (copy / KILLER_FILE).unlink(missing_ok=True)
