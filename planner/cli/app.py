@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+import planner
 from planner.errors import InputError, PlanError, UnitError
 from planner.inputs.catalog import Catalog, load_catalog
 from planner.inputs.cluster import load_cluster
@@ -25,12 +26,35 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"hexplan (hexgen2) {planner.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Plan disaggregated (prefill/decode) LLM serving on heterogeneous GPUs."""
+
+
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 console_err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
 
 ProfilesOption = Annotated[
     list[Path] | None,
     typer.Option("--profiles", help="extra catalogue directory (*.yaml with gpus/links/models); repeatable"),
+]
+CalibrationOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--calibration", help="calibration file (README: calibration files) on top of profiles/calibrations; repeatable"
+    ),
 ]
 ClusterArgument = Annotated[Path, typer.Argument(help="cluster file (see README: cluster.yaml)")]
 PlanArgument = Annotated[Path, typer.Argument(help="plan file written by `hexplan solve`")]
@@ -45,12 +69,12 @@ ClusterOption = Annotated[
 ]
 
 
-def catalog_from(profiles: list[Path] | None) -> Catalog:
-    return load_catalog(profiles or ())
+def catalog_from(profiles: list[Path] | None, calibrations: list[Path] | None = None) -> Catalog:
+    return load_catalog(profiles or (), calibrations or ())
 
 
-def load(cluster_file: Path, profiles: list[Path] | None) -> Cluster:
-    return load_cluster(cluster_file, catalog_from(profiles))
+def load(cluster_file: Path, profiles: list[Path] | None, calibrations: list[Path] | None = None) -> Cluster:
+    return load_cluster(cluster_file, catalog_from(profiles, calibrations))
 
 
 def resolve_plan_cluster(plan_file: Path, recorded: str, given: Path | None) -> Path:
@@ -67,7 +91,11 @@ def resolve_plan_cluster(plan_file: Path, recorded: str, given: Path | None) -> 
 
 
 def evaluate_plan_file(
-    plan_file: Path, given: Path | None, profiles: list[Path] | None, slo: SloOverride | None = None
+    plan_file: Path,
+    given: Path | None,
+    profiles: list[Path] | None,
+    calibrations: list[Path] | None = None,
+    slo: SloOverride | None = None,
 ) -> tuple[Plan, Plan, Cluster, Path]:
     """(recorded plan, honestly evaluated plan, cluster, cluster file): what every plan-reading command needs.
 
@@ -76,7 +104,7 @@ def evaluate_plan_file(
     cannot run on the cluster raises PlanError naming both files."""
     recorded = read_plan(plan_file)
     cluster_file = resolve_plan_cluster(plan_file, recorded.cluster.file, given)
-    cluster = load(cluster_file, profiles)
+    cluster = load(cluster_file, profiles, calibrations)
     used, source = resolve_slo(recorded, cluster, slo, plan_name=str(plan_file))
     cluster = with_slo(cluster, used)
     try:

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from planner.cli.app import (
+    CalibrationOption,
     ClusterOption,
     PlanArgument,
     ProfilesOption,
@@ -42,11 +43,12 @@ def evaluate_command(
     tpot: SloTpotOption = None,
     attainment: SloAttainmentOption = None,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Recompute every figure of a plan from its layouts (the file's claimed numbers are ignored); goodput
     under the plan's SLO unless --slo-* override it (written into the plan with -o)."""
     override = slo_override(ttft, tpot, attainment)
-    plan, honest, _, cluster_path = evaluate_plan_file(plan_file, cluster, profiles, override)
+    plan, honest, _, cluster_path = evaluate_plan_file(plan_file, cluster, profiles, calibration, override)
     if output is not None:
         write_plan(honest, output)
     if as_yaml:

@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 
 from rich.table import Table
 
+from planner.costs.usage import CalibrationUse, describe
 from planner.inputs.problem import Cluster, Slo
 from planner.plans.schema import Plan
 from planner.reference.pareto import ParetoPoint
@@ -56,6 +57,15 @@ def metric_table(title: str, rows: list[tuple[str, str]]) -> Table:
     return table
 
 
+def uncalibrated_text(plan: Plan) -> str:
+    """GPU types and links whose figures are not their own measurements ('' when all are calibrated)."""
+    return ", ".join(
+        describe(CalibrationUse(c.kind, c.key, c.id, c.sha256, c.status, c.borrowed_from))
+        for c in plan.cost_calibrations
+        if c.status != "calibrated"
+    )
+
+
 def summary_table(plan: Plan, title: str = "plan summary") -> Table:
     s = plan.summary
     if plan.slo is None or s.goodput_rps is None:
@@ -63,7 +73,7 @@ def summary_table(plan: Plan, title: str = "plan summary") -> Table:
     else:
         slo = plan.slo
         goodput = f"{s.goodput_rps:.3f} req/s ({Slo(slo.ttft_s, slo.tpot_s, slo.attainment).describe()})"
-    return metric_table(
+    table = metric_table(
         title,
         [
             ("goodput", goodput),
@@ -76,6 +86,9 @@ def summary_table(plan: Plan, title: str = "plan summary") -> Table:
             ("bottleneck", s.bottleneck),
         ],
     )
+    if uncalibrated := uncalibrated_text(plan):
+        table.add_row("uncalibrated", uncalibrated)
+    return table
 
 
 def replicas_table(plan: Plan) -> Table:

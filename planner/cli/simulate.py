@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from planner.cli.app import (
+    CalibrationOption,
     ClusterArgument,
     ClusterOption,
     PlanArgument,
@@ -41,6 +42,7 @@ from planner.sim.sweeps import (
     simulate_rate,
     simulate_replay,
 )
+from planner.yamlio import write_atomic
 
 TtftOption = Annotated[str | None, typer.Option("--slo-ttft", "--ttft", help="TTFT SLO, e.g. 2s (default: the plan's)")]
 TpotOption = Annotated[
@@ -115,6 +117,7 @@ def simulate_command(
         bool, typer.Option("--sweep", help="goodput: bisect the highest rate meeting the SLO's attainment")
     ] = False,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Simulate a plan serving Poisson or trace-replayed requests; print latency, throughput and utilisation."""
     for value, option in (
@@ -127,7 +130,8 @@ def simulate_command(
         raise InputError("--rate and --trace: give one request source, not both.")
     if sweep and trace is not None:
         raise InputError("--sweep bisects a Poisson rate; it cannot be combined with --trace.")
-    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles, slo_override(ttft, tpot, attainment))
+    override = slo_override(ttft, tpot, attainment)
+    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles, calibration, override)
     if sweep:
         payload, title, result = _sweep(plan_file, plan, the_cluster, duration or DEFAULT_DURATION_S, seed)
     else:
@@ -165,7 +169,11 @@ def compare_command(
     tpot: TpotOption = None,
     attainment: SloAttainmentOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="also write a PNG of goodput and $ per 1M output tokens (matplotlib)")
+    ] = None,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Plan the cluster with hexgen2 and baseline planners; simulate each and rank them by goodput."""
     _positive(time_limit, "--time-limit")
@@ -173,11 +181,17 @@ def compare_command(
     names = [n.strip() for n in baselines.split(",") if n.strip()]
     for name in names:
         baseline(name)  # fail fast on a typo, before any planning
-    cluster = load(cluster_file, profiles)
+    cluster = load(cluster_file, profiles, calibration)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise InputError(f"--plot {plot}: expected a file ending in .png.")
     slo, source = resolve_slo(None, cluster, slo_override(ttft, tpot, attainment))
     cluster = with_slo(cluster, slo)
     console_err.print(slo_line(slo, source), soft_wrap=True, markup=False)
     rows = compare_plans(cluster, plan_all(cluster, names, seed, time_limit), duration=duration, seed=seed)
+    if plot is not None:
+        from planner.outputs.plots import compare_plot
+
+        write_atomic(plot, compare_plot(rows, f"{cluster_file}: plans compared by simulation"))
     if as_json:
         print(json.dumps(rows, sort_keys=True, indent=2, ensure_ascii=False))
         return

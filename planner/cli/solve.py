@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import planner
 from planner.cli.app import (
+    CalibrationOption,
     ClusterArgument,
     ProfilesOption,
     SloAttainmentOption,
@@ -98,12 +99,13 @@ def solve(
     as_json: Annotated[bool, typer.Option("--json", help="with --pareto: print the points as JSON")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or tables")] = False,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Plan prefill, decode and colocated replicas, their layouts and KV routes for a cluster file.
 
     Long because Typer declares every option in the signature; the body only resolves the SLO and hands
     over to --pareto or to solving."""
-    cluster = load(cluster_file, profiles)
+    cluster = load(cluster_file, profiles, calibration)
     slo, source = resolve_slo(None, cluster, slo_override(slo_ttft, slo_tpot, slo_attainment))
     cluster = with_slo(cluster, slo)
     if colocated:
@@ -166,11 +168,8 @@ def _report(plan: Plan, cluster_file: Path, output: Path | None, seconds: float)
     out.print(routes_table(plan))
     for line in reasons_lines(plan):
         out.print(line)
-    s = plan.solver
-    moved = f", {s.moved_gpus} GPUs moved from {s.baseline}" if s.baseline else ""
-    state = "converged" if s.converged else "stopped at the time limit"
-    out.print(f"solved in {seconds:.2f} s ({s.iterations} refinement steps, {state}, K tried {s.k_tried}{moved})")
-    if (v := s.verification) is not None:
+    out.print(f"solved in {seconds:.2f} s ({solver_facts(plan)})")
+    if (v := plan.solver.verification) is not None:
         out.print(
             f"verified by simulation: {v.candidates} candidate plans, kept {v.chosen} "
             f"(simulated {v.metric} {v.simulated_rps:.3f} req/s; the search's best: {v.search_best_rps:.3f})"
@@ -210,3 +209,14 @@ def _pareto(
     console.print(
         pareto_table(points, f"{cluster.source}: goodput over TTFT × TPOT SLOs (attainment {attainment:.0%})")
     )
+
+
+def solver_facts(plan: Plan) -> str:
+    """How the search went, in words: steps, why it stopped, replica counts tried, GPUs moved."""
+    s = plan.solver
+    facts = [f"{s.iterations} refinement steps", "converged" if s.converged else "stopped at the time limit"]
+    if s.k_tried:  # empty when re-planning: the search starts from the running plan's replicas
+        facts.append(f"replica counts tried: {', '.join(str(k) for k in s.k_tried)}")
+    if s.baseline:
+        facts.append(f"{s.moved_gpus} GPUs moved from {s.baseline}")
+    return ", ".join(facts)

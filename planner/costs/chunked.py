@@ -8,7 +8,7 @@ time it the same way.
 Step time (per stage, through the per-layer primitives of planner.costs.replica, so it follows any
 calibration of them): mixed(b, c) = prefill(c) + decode(b) − decode(0). A prefill chunk of c tokens and a
 decode step of b sequences each pay a step's fixed costs (the weights read once, per-layer and per-step
-overheads), which decode(0) — a step with no tokens — is; the fused step pays them once. So
+overheads), which decode(0) — a step with (next to) no tokens — is; the fused step pays them once. So
 max(prefill(c), decode(b)) ≤ mixed(b, c) ≤ prefill(c) + decode(b). Pipelines split both into pp
 micro-batches, as decode steps do.
 
@@ -49,6 +49,7 @@ from planner.costs.slo import RHO_UNBOUNDED, miss_budget, prompt_scv
 from planner.inputs.problem import Cluster, Slo
 
 MIN_CHUNK = 16  # tokens: a budget that leaves less than this for prefill chunks serves no prompt
+EMPTY_BATCH = 1e-6  # "no tokens" for the step model, whose GEMM efficiency term is 0/0 at exactly none
 BATCH_FRACTIONS = (1.0, 0.5, 0.25)  # batch caps tried below the largest one, under an SLO
 CURVE = tuple(np.geomspace(1e-3, 1.0, 12))  # operating points, as fractions of the most requests per step
 
@@ -61,7 +62,7 @@ def mixed_step_time(
     `chunk_tokens` tokens whose causal attention costs Σ((done + chunk)² − done²) = `chunk_squares`
     (module docstring). With no chunk it is exactly the decode step."""
     pp = layout.pp
-    micro, chunk, squares, seqs = decodes / pp, chunk_tokens / pp, chunk_squares / pp, chunk_seqs / pp
+    micro, chunk, squares, seqs = max(decodes / pp, EMPTY_BATCH), chunk_tokens / pp, chunk_squares / pp, chunk_seqs / pp
     times = []
     for i, stage in enumerate(layout.stages):
         hw = stage_hardware(cluster, stage)
@@ -69,7 +70,7 @@ def mixed_step_time(
         decode = decode_stage_time(cluster, stage, hw, micro, context, last)
         if chunk > 0:
             prefill = prefill_tokens_stage_time(cluster, stage, hw, seqs, chunk, squares, last)
-            decode += prefill - decode_stage_time(cluster, stage, hw, 0.0, context, last)
+            decode += prefill - decode_stage_time(cluster, stage, hw, EMPTY_BATCH, context, last)
         times.append(decode)
     hops = [hop_time(cluster, a, b, micro + chunk) for a, b in pairwise(layout.stages)]
     return max(sum(times) + sum(hops), pp * max(times + hops))

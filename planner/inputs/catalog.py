@@ -10,13 +10,22 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from planner.errors import InputError
+from planner.inputs.calibrations import (
+    AllreduceCalibration,
+    Calibrations,
+    GpuCalibration,
+    gpu_calibration_for,
+    link_calibration_for,
+    load_calibrations,
+)
 from planner.types import Strict
 from planner.units import (
     BANDWIDTH,
@@ -33,7 +42,23 @@ from planner.units import (
 )
 from planner.yamlio import load_yaml, read_text, validate
 
-DEFAULT_PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+
+def shipped_profiles_dir() -> Path:
+    """The catalogue that came with hexgen2: the package data `hexgen2_profiles` (setup.cfg maps profiles/ to
+    it, so a wheel carries it, calibrations/ included), else profiles/ of the source tree this module sits in."""
+    try:
+        found = resources.files("hexgen2_profiles")
+    except ModuleNotFoundError:  # running from a source tree that was never installed
+        found = None
+    if isinstance(found, Path) and (found / "gpus.yaml").is_file():
+        return found
+    return Path(__file__).resolve().parents[2] / "profiles"
+
+
+DEFAULT_PROFILES_DIR = shipped_profiles_dir()
+DEFAULT_CALIBRATIONS_DIR = DEFAULT_PROFILES_DIR / "calibrations"
+KvLayout = Literal["full", "sliding_window", "hybrid"]
+HYBRID_MODEL_TYPES = ("gemma2", "gemma3", "gemma3_text", "cohere2")  # sliding and full layers alternate
 
 
 def _unit_string(pattern: str, example: str) -> WithJsonSchema:
@@ -95,6 +120,7 @@ class ModelEntry(Strict):
     gated_mlp: bool
     tie_embeddings: bool = False
     max_position_embeddings: int = Field(gt=0)
+    kv_layout: KvLayout = Field("full", description="full attention everywhere, sliding-window, or a hybrid of both")
     activation: str = "silu"
     bias: bool = False  # biases are < 0.1% of parameters; recorded, not costed
     qkv_bias: bool = False
@@ -123,6 +149,7 @@ class GpuProfile:
     price_per_hour: float
     compute_efficiency: float
     memory_efficiency: float
+    calibration: GpuCalibration | None = None  # None: uncalibrated, the cost model's priors apply
 
     def flops(self, dtype: str) -> float:
         """Peak FLOP/s for dtype; GPUs without BF16 (T4, V100) run float16 figures only."""
@@ -140,6 +167,7 @@ class LinkProfile:
     kind: str
     bandwidth: float
     latency: float
+    allreduce: AllreduceCalibration | None = None  # None: the ring formula with the link's figures
 
 
 @dataclass(frozen=True)
@@ -158,6 +186,7 @@ class ModelProfile:
     tie_embeddings: bool
     max_position_embeddings: int
     hf_id: str = ""
+    kv_layout: KvLayout = "full"  # what KV connectors must move: vLLM 0.33's NIXL cannot with PP unless "full"
 
     @property
     def params_per_layer(self) -> int:
@@ -185,6 +214,7 @@ class Catalog:
     links: Mapping[str, LinkProfile]
     models: Mapping[str, ModelProfile]
     aliases: Mapping[str, str] = field(default_factory=dict)
+    calibrations: Calibrations = field(default_factory=Calibrations)
 
     def gpu(self, name: str) -> GpuProfile:
         key = self.aliases.get(name.lower(), name)
@@ -238,11 +268,17 @@ def model_profile(name: str, entry: ModelEntry) -> ModelProfile:
         tie_embeddings=entry.tie_embeddings,
         max_position_embeddings=entry.max_position_embeddings,
         hf_id=entry.hf_id,
+        kv_layout=entry.kv_layout,
     )
 
 
-def load_catalog(extra_dirs: Iterable[Path] = ()) -> Catalog:
-    """Load profiles/*.yaml, then every *.yaml of each extra dir; later entries override earlier ones by key."""
+def load_catalog(extra_dirs: Iterable[Path] = (), calibration_files: Iterable[Path] = ()) -> Catalog:
+    """Load profiles/*.yaml, then every *.yaml of each extra dir; later entries override earlier ones by key.
+
+    Calibrations (planner.inputs.calibrations) come from profiles/calibrations/, each extra dir's
+    calibrations/ and `calibration_files`, and are attached to the GPU and link records they describe.
+    """
+    extra_dirs = list(extra_dirs)
     gpus: dict[str, GpuProfile] = {}
     links: dict[str, LinkProfile] = {}
     models: dict[str, ModelProfile] = {}
@@ -264,7 +300,25 @@ def load_catalog(extra_dirs: Iterable[Path] = ()) -> Catalog:
     for key, gpu in gpus.items():
         if gpu.intra_node_link not in links:
             raise InputError(f"catalogue: gpus.{key}.intra_node_link: {_unknown('link', gpu.intra_node_link, links)}")
-    return Catalog(gpus=gpus, links=links, models=models, aliases=aliases)
+    plain = Catalog(gpus=gpus, links=links, models=models, aliases=aliases)
+    return with_calibrations(plain, extra_dirs, calibration_files)
+
+
+def with_calibrations(catalog: Catalog, extra_dirs: Iterable[Path], files: Iterable[Path]) -> Catalog:
+    """The catalogue with every GPU and link carrying its calibration (own, fallback or none)."""
+
+    def resolve(kind: str, name: str) -> str:
+        return catalog.gpu(name).key if kind == "gpu" else catalog.link(name).key
+
+    found = load_calibrations(DEFAULT_CALIBRATIONS_DIR, extra_dirs, files, resolve)
+    gpus = {key: replace(g, calibration=gpu_calibration_for(key, found)) for key, g in catalog.gpus.items()}
+    links = {
+        key: replace(
+            link, allreduce=link_calibration_for(key, link.bandwidth, found, lambda k: catalog.links[k].bandwidth)
+        )
+        for key, link in catalog.links.items()
+    }
+    return replace(catalog, gpus=gpus, links=links, calibrations=found)
 
 
 def model_from_hf_config(path: Path) -> ModelProfile:
@@ -304,10 +358,24 @@ def model_from_hf_config(path: Path) -> ModelProfile:
         )
     return ModelProfile(
         name=str(config.get("_name_or_path") or path.parent.name),
-        hf_id=str(path.parent),  # vLLM loads the directory that holds config.json
+        # vLLM loads the directory that holds config.json; absolute, so the plan says the same thing
+        # whichever directory `hexplan solve` ran in (the cluster file names it relative to itself).
+        hf_id=str(path.parent.resolve()),
         kv_heads=int(kv_heads),
         head_dim=int(head_dim),
         gated_mlp=not is_opt,
         tie_embeddings=bool(config.get("tie_word_embeddings", is_opt)),
+        kv_layout=kv_layout_of(config),
         **values,
     )
+
+
+def kv_layout_of(config: dict) -> KvLayout:
+    """The KV layout a Hugging Face config.json implies: per-layer `layer_types` that differ, or Gemma-2/3
+    style alternation, are hybrid; a `sliding_window` in use on every layer is sliding-window."""
+    layer_types = config.get("layer_types")
+    if isinstance(layer_types, list) and len(set(map(str, layer_types))) > 1:
+        return "hybrid"
+    if config.get("sliding_window") and config.get("use_sliding_window", True) is not False:
+        return "hybrid" if config.get("model_type") in HYBRID_MODEL_TYPES else "sliding_window"
+    return "full"

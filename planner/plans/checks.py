@@ -16,7 +16,13 @@ from planner.plans.assemble import assemble, layout_of
 from planner.plans.diff import PlanDiff, diff_plans
 from planner.plans.schema import DraftPlan, Plan, SolverInfo
 from planner.scheduler.assess import assess
-from planner.scheduler.launchability import gpu_types_problem, has_connector, layout_problems, shared_gpus
+from planner.scheduler.launchability import (
+    gpu_types_problem,
+    has_connector,
+    layout_problems,
+    pipeline_batch_problem,
+    shared_gpus,
+)
 from planner.types import Connector, Role
 
 HAND_WRITTEN = "hand-written"  # solver name of a draft that names none
@@ -52,6 +58,9 @@ def evaluate(plan: Plan | DraftPlan, cluster: Cluster) -> Plan:
         check_layout(cluster, replica.role, layout, where, solver.connector)
         if sorted(replica.gpus) != sorted(layout.gpus):
             raise PlanError(f"{where}: gpus does not list the same GPUs as its stages.")
+        engine = replica.engine
+        if engine is not None and (problem := pipeline_batch_problem(len(layout.stages), engine.max_num_seqs)):
+            raise PlanError(f"{where}.engine: {problem}")
         assessment = assess(cluster, replica.role, layout)
         if assessment is None:
             raise PlanError(f"{where}: the model and its KV working set do not fit in these GPUs' memory.")
@@ -73,6 +82,24 @@ def check_gpu_types(plan: Plan, cluster: Cluster) -> None:
                         f"{where}: planned on {planned} but {g} is a {slot.gpu.key} in the cluster.",
                         hint="re-solve for this cluster",
                     )
+
+
+def calibration_changes(recorded: Plan, honest: Plan) -> list[str]:
+    """What changed between the calibrations a plan recorded and those its evaluation uses now."""
+    old = {(c.kind, c.key): c for c in recorded.cost_calibrations}
+    new = {(c.kind, c.key): c for c in honest.cost_calibrations}
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        before, now = old.get(key), new.get(key)
+        label = f"{key[0]} calibration of {key[1]}"
+        if before is None or now is None:
+            changes.append(f"{label}: {'not recorded in the plan' if before is None else 'no longer used'}")
+        elif (before.id, before.sha256, before.status) != (now.id, now.sha256, now.status):
+            changes.append(
+                f"{label}: {before.id or before.status} (sha256 {before.sha256[:12] or '-'}) → "
+                f"{now.id or now.status} (sha256 {now.sha256[:12] or '-'})"
+            )
+    return changes
 
 
 def check_plan(plan: Plan, cluster: Cluster) -> tuple[Plan, PlanDiff]:
