@@ -42,7 +42,7 @@ def test_every_replica_says_why_it_has_its_role(tight):
     for r in plan.replicas:
         assert r.reason and r.reason.startswith(f"{r.role}: ")
     decode = next(r for r in plan.replicas if r.role == "decode")
-    assert "the TPOT SLO 12ms" in decode.reason and "as colocated" in decode.reason
+    assert "the TPOT SLO 18ms" in decode.reason and "as colocated" in decode.reason
 
 
 def test_roles_modes_restrict_the_plan(tight):

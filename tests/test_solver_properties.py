@@ -66,9 +66,9 @@ def test_throughput_is_near_the_exhaustive_optimum(seed, model, catalog, tmp_pat
     optimum = exact_optimum(cluster).throughput_rps
     if optimum == 0:
         with pytest.raises(InfeasibleError):
-            solve(cluster, seed=0, time_limit=3, verify=False)
+            solve(cluster, seed=0, time_limit=3, verify=False, roles="disaggregated")
         return
-    plan = solve(cluster, seed=0, time_limit=3, verify=False)
+    plan = solve(cluster, seed=0, time_limit=3, verify=False, roles="disaggregated")  # the oracle's plan space
     assert plan.summary.throughput_rps >= 0.98 * optimum, (
         f"{cluster.source}: {plan.summary.throughput_rps:.4f} req/s < 98 % of the optimum {optimum:.4f}"
     )
