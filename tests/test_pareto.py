@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
 
+import numpy as np
 import pytest
 from conftest import EXAMPLES
+
+from planner.outputs.plots import OURS
 
 KEYS = {
     "ttft_s", "tpot_s", "attainment", "goodput_rps", "usd_per_hour", "throughput_rps", "gpus_used", "replicas",
@@ -46,3 +50,29 @@ def test_pareto_table_marks_the_frontier(run_cli):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "goodput over TTFT × TPOT SLOs" in result.stdout and "●" in result.stdout
+
+
+def test_pareto_plot_writes_the_frontier_png(run_cli, tmp_path):
+    import matplotlib.image
+
+    out = tmp_path / "frontier.png"
+    grid = ("--pareto-ttft", "150ms,2s", "--pareto-tpot", "100ms")
+    args = ("solve", EXAMPLES / "slo-tight.yaml", "--pareto", *grid, "--no-verify", "--time-limit", "5", "--json")
+    result = run_cli(*args, "--plot", out)
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 2  # the JSON still goes to stdout
+    image = matplotlib.image.imread(out)
+    ours = np.array([int(OURS[i : i + 2], 16) for i in (1, 3, 5)])
+    assert np.any(np.all(np.abs(np.round(image[..., :3] * 255) - ours) <= 2, axis=-1))  # the frontier's colour
+
+
+def test_pareto_plot_is_refused_before_any_solving(run_cli, tmp_path, monkeypatch):
+    base = ("solve", EXAMPLES / "slo-tight.yaml", "--time-limit", "5")
+    alone = run_cli(*base, "--plot", tmp_path / "a.png")
+    assert alone.exit_code == 2 and "give --pareto too" in alone.stderr
+    svg = run_cli(*base, "--pareto", "--plot", tmp_path / "a.svg")
+    assert svg.exit_code == 2 and "expected a file ending in .png" in svg.stderr
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # the `plot` extra not installed
+    missing = run_cli(*base, "--pareto", "--plot", tmp_path / "a.png")
+    assert missing.exit_code == 2 and "hexgen2[plot]" in missing.stderr and "Traceback" not in missing.stderr
+    assert not any(tmp_path.iterdir())
