@@ -219,7 +219,7 @@ def test_a_plan_the_launcher_refuses_is_not_exported(plans, run_cli, tmp_path) -
     data["routes"] = []  # no traffic: hexlaunch refuses this plan
     bad = _write(tmp_path / "bad.yaml", data)
     result = run_cli("export", bad, "--to", "k8s", "-o", tmp_path / "k8s.yaml")
-    assert result.exit_code == 2 and "the plan cannot be launched" in result.stderr
+    assert result.exit_code == 2 and f"{bad}: the plan cannot be launched" in result.stderr
     assert not (tmp_path / "k8s.yaml").exists()
 
 
