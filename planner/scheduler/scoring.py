@@ -257,15 +257,18 @@ class Scorer:
                 deployed.append(a)
         return deployed
 
-    def ranked_states(self, limit: int) -> list[State]:
+    def ranked_states(self, limit: int, *, disaggregated: bool = False) -> list[State]:
         """The `limit` best-scoring states seen so far that deploy different replicas (best first): the
-        candidates a verifier re-ranks. Only states already scored, so this costs no flow."""
+        candidates a verifier re-ranks; `disaggregated`: only states without colocated replicas. Only
+        states already scored, so this costs no flow beyond their routes."""
         ranked = sorted(self._scores.items(), key=lambda item: (-item[1].value, len(item[0]), item[0]))
         seen: set[frozenset[str]] = set()
         out: list[State] = []
         for state, score in ranked:
             if len(out) >= limit or score.value <= 0:
                 break
+            if disaggregated and any(item[1] == "colocated" for item in state):
+                continue
             deployed = frozenset(a.id for a in self.assessments(state))
             if deployed and deployed not in seen:
                 seen.add(deployed)

@@ -211,7 +211,22 @@ def search(
 
 
 def _alternatives(scorer: Scorer, chosen: list[Assessment], count: int) -> tuple[tuple[Assessment, ...], ...]:
-    """The next best `count` states the search scored, as their deployed replicas (never the chosen ones)."""
-    ids = {a.id for a in chosen}
-    others = (tuple(scorer.assessments(state)) for state in scorer.ranked_states(count + 1) if count > 0)
-    return tuple(replicas for replicas in others if {a.id for a in replicas} != ids)[:count]
+    """The next best `count` states the search scored, as their deployed replicas (never the chosen ones);
+    with mixed roles also the best disaggregated state it scored, when that is not among them: the model
+    may rank colocated replicas first where the simulator prefers the split (HexGen-2's plan space)."""
+    if count <= 0:
+        return ()
+    found: list[tuple[Assessment, ...]] = []
+
+    def add(states: list[State], limit: int) -> None:
+        for replicas in (tuple(scorer.assessments(state)) for state in states):
+            ids = {a.id for a in replicas}
+            new = ids != {a.id for a in chosen} and all(ids != {a.id for a in other} for other in found)
+            if new and limit > 0:
+                found.append(replicas)
+                limit -= 1
+
+    add(scorer.ranked_states(count + 1), count)
+    if len(scorer.roles) > 1 and "colocated" in scorer.roles:
+        add(scorer.ranked_states(2, disaggregated=True), 1)
+    return tuple(found)
