@@ -57,7 +57,7 @@ def _sweep(
 ) -> tuple[dict[str, object], str, SimResult | None]:
     """`simulate --sweep`: the simulated goodput beside the plan's promise."""
     if cluster.slo is None:
-        raise InputError(f"--sweep: {NO_SLO}")
+        raise InputError(f"{plan_file}: --sweep: {NO_SLO}")
     best, result = goodput(plan, cluster, duration=seconds, seed=seed, max_requests=max_requests)
     payload: dict[str, object] = {"goodput_rps": best, "at_goodput": result.to_json() if result else None}
     promised = plan.summary.goodput_rps

@@ -112,11 +112,14 @@ class _Shape:
 
 def colocated_perf(cluster: Cluster, layout: Layout, slo: Slo | None) -> ColocatedPerf | None:
     """Capacity (and goodput within `slo`) of a colocated replica; None when it cannot hold the model and
-    one long request's KV, or cannot serve within the SLO at all."""
+    one long request's KV, when its pipeline crosses a link with no bandwidth (every step infinite), or
+    when it cannot serve within the SLO at all."""
     w = cluster.workload
     kv_tokens = kv_capacity_tokens(cluster, layout, DEFAULT_BATCHED_TOKENS)
     shape = _Shape.of(cluster)
     if kv_tokens < w.prompt.upper + w.output.upper:
+        return None
+    if not math.isfinite(shape.step(cluster, layout, 1.0, float(MIN_CHUNK))):
         return None
     budget = max(DEFAULT_BATCHED_TOKENS, math.ceil(w.prompt.upper))
     batch = max(1, min(MAX_NUM_SEQS, math.floor(DECODE_KV_HEADROOM * kv_tokens / (shape.prompt + shape.decode))))
