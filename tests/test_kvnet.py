@@ -179,10 +179,8 @@ def route_lp(cluster, prefill, decode) -> float:
             for key in (("out", u), ("in", v), ("link", u, v)):
                 resources.setdefault(key, [0.0] * len(pairs))[k] += stage.layers / layers
     for key, row in sorted(resources.items()):
-        if key[0] == "link":
-            bandwidth = cluster.link(key[1], key[2]).bandwidth
-        else:
-            bandwidth = cluster.node_by_name[key[1]].nic
+        link = key[0] == "link"
+        bandwidth = cluster.link(key[1], key[2]).bandwidth if link else cluster.node_by_name[key[1]].nic
         rows.append(row)
         caps.append(bandwidth / per_request)
     bounds = [(0, route_traffic(cluster, p.layout, d.layout).own_rps) for p, d in pairs]
@@ -215,7 +213,7 @@ def test_mixed_pipelines_match_a_route_by_route_lp(seed, write_yaml, catalog, ha
         name = hub[2:]
         if hub[0] == "L":
             u, v = name.split("|")
-            bandwidth = cluster.links[(min(u, v), max(u, v))].bandwidth
+            bandwidth = cluster.link(u, v).bandwidth
         else:
             bandwidth = cluster.node_by_name[name].nic
         assert used <= bandwidth / per_request * (1 + 1e-6), hub
