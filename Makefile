@@ -91,6 +91,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sim_speed.py
 	$(BIN)/python benchmarks/fidelity.py
 	$(BIN)/python benchmarks/paper.py
+	$(BIN)/python benchmarks/paper_terms.py
+	$(BIN)/python benchmarks/promise.py
 	$(BIN)/python benchmarks/router_failover.py
 
 clean:

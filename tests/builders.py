@@ -123,7 +123,7 @@ def cluster(
         "network": {},
     }
     if ttft or tpot:
-        spec["slo"] = {k: v for k, v in (("ttft", ttft), ("tpot", tpot)) if v}
+        spec["workload"]["slo"] = {k: v for k, v in (("ttft", ttft), ("tpot", tpot)) if v}
     if network is not None:
         spec["network"]["default"] = {"bandwidth": f"{network:g}Gbps", "latency": latency}
     if links:

@@ -37,7 +37,7 @@ def hetero(tmp_path_factory, catalog):
     from planner.cli import main  # noqa: F401  (the CLI is what users run; solve through the API here)
 
     cluster = load_cluster(EXAMPLES / "paper-hetero-1.yaml", catalog)
-    write_plan(planner.solve(cluster, time_limit=30), plan_file)
+    write_plan(planner.solve(cluster, time_limit=30, roles="disaggregated"), plan_file)  # HexGen-2 roles
     return read_plan(plan_file), cluster, plan_file
 
 

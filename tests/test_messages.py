@@ -33,7 +33,7 @@ def hexlaunch(*args: object) -> tuple[int, str, str]:
 
 
 def broken_plan(solved_plan, tmp_path: Path) -> Path:
-    plan = yaml.safe_load(solved_plan(TINY, "--time-limit", "5").read_text())
+    plan = yaml.safe_load(solved_plan(TINY, "--time-limit", "5", "--roles", "disaggregated").read_text())  # P and D
     decode = next(r for r in plan["replicas"] if r["role"] == "decode")
     decode["tp"] = 3  # disagrees with its stages: a launch would refuse
     path = tmp_path / "plan.yaml"
@@ -52,7 +52,7 @@ def test_dry_run_refusals_go_to_stderr_naming_the_plan(solved_plan, tmp_path):
 
 
 def test_a_plan_without_traffic_names_the_plan(run_cli, solved_plan, tmp_path):
-    plan = yaml.safe_load(solved_plan(TINY, "--time-limit", "5").read_text())
+    plan = yaml.safe_load(solved_plan(TINY, "--time-limit", "5", "--roles", "disaggregated").read_text())  # P and D
     plan["routes"] = []
     plan["replicas"] = [r for r in plan["replicas"] if r["role"] == "prefill"]  # nobody decodes
     path = tmp_path / "idle.yaml"

@@ -22,7 +22,7 @@ def c():
 
 
 def scorer_of(c, colocated: bool = False) -> Scorer:
-    return Scorer(c, launchable=True, objective="throughput", colocated=colocated)
+    return Scorer(c, launchable=True, objective="throughput", roles="mixed" if colocated else "disaggregated")
 
 
 START = canonical(

@@ -1,83 +1,109 @@
-"""Phase 2 (scheduler.roles): roles split the groups at one point of the prefill-affinity order, the best point
-by max-flow (checked against every split point), whatever the floor below the best."""
+"""Roles (issue 12, point 4): disaggregated / colocated / mixed, chunked-prefill interference in the cost
+model and the simulator, disaggregation where the SLO makes it pay, and a reason per replica."""
 
 from __future__ import annotations
 
-import itertools
-import math
+import dataclasses
 
 import pytest
-from builders import cluster, node
+from conftest import EXAMPLES
 
-from planner.scheduler.roles import assign_roles
-from planner.scheduler.scoring import Scorer, canonical
+import planner
+from planner.costs.chunked import mixed_step_time
+from planner.costs.layout import Layout, Stage
+from planner.costs.replica import decode_step_time, prefill_batch_time
+from planner.errors import InfeasibleError
+from planner.inputs.cluster import load_cluster
+from planner.inputs.problem import Slo
+from planner.plans.schema import read_plan
+
+TIGHT = EXAMPLES / "slo-tight.yaml"
 
 
 @pytest.fixture(scope="module")
-def mixed():
-    return cluster(node("h", "H100-SXM", 2), node("a", "A100-80G", 2), node("l", "L40", 2), node("s", "A100-40G", 2))
+def tight(catalog):
+    return load_cluster(TIGHT, catalog)
 
 
-def affinity(scorer: Scorer, group) -> float:
-    """Prefill capacity ÷ decode capacity (the module docstring's order); a group fitting only one role goes to it."""
-    p, d = scorer.assessment(group, "prefill"), scorer.assessment(group, "decode")
-    if p is None and d is None:
-        return -math.inf
-    if d is None:
-        return math.inf
-    return 0.0 if p is None else p.capacity_rps / d.capacity_rps
+def _roles(plan) -> set[str]:
+    return {r.role for r in plan.replicas}
 
 
-def prefix_states(scorer: Scorer, groups):
-    ordered = sorted(groups, key=lambda g: (-affinity(scorer, g), g))
-    for split in range(len(ordered) + 1):
-        yield canonical([(g, "prefill" if i < split else "decode") for i, g in enumerate(ordered)])
+def test_a_tight_slo_disaggregates_and_a_loose_one_colocates(tight):
+    split = planner.solve(tight, time_limit=20, verify=False)
+    assert _roles(split) == {"prefill", "decode"}, [r.id for r in split.replicas]
+    loose = planner.solve(dataclasses.replace(tight, slo=Slo(2.0, 0.1)), time_limit=20, verify=False)
+    assert _roles(loose) == {"colocated"}
+    assert loose.summary.goodput_rps > split.summary.goodput_rps  # the tight SLO costs rate
 
 
-GROUPS = [("h/0",), ("a/0",), ("l/0",), ("s/0", "s/1"), ("l/1",), ("a/1",), ("h/1",)]
+def test_every_replica_says_why_it_has_its_role(tight):
+    plan = planner.solve(tight, time_limit=20, verify=False)
+    for r in plan.replicas:
+        assert r.reason and r.reason.startswith(f"{r.role}: ")
+    decode = next(r for r in plan.replicas if r.role == "decode")
+    assert "the TPOT SLO 18ms" in decode.reason and "as colocated" in decode.reason
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_small_inputs_get_the_best_split_point(mixed, n) -> None:
-    """Up to 3 groups the scan is exhaustive: the state is the best prefix split by max-flow."""
-    for groups in itertools.combinations(GROUPS, n):
-        scorer = Scorer(mixed, launchable=True, objective="throughput")
-        state = assign_roles(scorer, list(groups))
-        best = max(scorer.score(s).value for s in prefix_states(scorer, groups))
-        assert scorer.score(state).value == pytest.approx(best), groups
+def test_roles_modes_restrict_the_plan(tight):
+    loose = dataclasses.replace(tight, slo=Slo(2.0, 0.1))
+    only = planner.solve(loose, time_limit=20, verify=False, roles="colocated")
+    assert _roles(only) == {"colocated"} and only.solver.roles == "colocated"
+    split = planner.solve(loose, time_limit=20, verify=False, roles="disaggregated")
+    assert _roles(split) == {"prefill", "decode"} and split.solver.roles == "disaggregated"
+    with pytest.raises(InfeasibleError, match="as a replica in any allowed role within the SLO"):
+        planner.solve(tight, time_limit=20, verify=False, roles="colocated")  # no colocated engine meets it
 
 
-def test_prefill_goes_to_the_groups_of_highest_affinity(mixed) -> None:
-    scorer = Scorer(mixed, launchable=True, objective="throughput")
-    state = assign_roles(scorer, GROUPS)
-    assert sorted(g for g, *_ in state) == sorted(tuple(sorted(g)) for g in GROUPS), "every group once"
-    assert state in set(prefix_states(scorer, GROUPS)), "the prefill groups are a prefix of the affinity order"
-    assert {r for _, r, _ in state} == {"prefill", "decode"}
-    assert scorer.score(state).value > 0
+def test_the_deprecated_colocated_flag_means_mixed(run_cli, tmp_path):
+    out = tmp_path / "plan.yaml"
+    result = run_cli("solve", TIGHT, "--colocated", "--no-verify", "--time-limit", "20", "-q", "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "--colocated is deprecated; it means --roles mixed" in result.stderr
+    assert read_plan(out).solver.roles == "mixed"
 
 
-def test_larger_inputs_are_at_least_as_good_as_every_coarse_split(mixed) -> None:
-    """7 groups: the coarse grid has step ⌊√7⌋ = 2; the answer beats every grid point."""
-    scorer = Scorer(mixed, launchable=True, objective="throughput")
-    state = assign_roles(scorer, GROUPS)
-    states = list(prefix_states(scorer, GROUPS))
-    assert all(scorer.score(state).value >= scorer.score(s).value * (1 - 1e-9) for s in states[::2])
+def test_mixed_step_lies_between_its_parts(tiny_cluster):
+    layout = Layout((Stage(("a100-0/0", "a100-0/1"), 0, 32),))
+    decode = decode_step_time(tiny_cluster, layout, 64, 1152)
+    for chunk in (16, 256, 2048):
+        prefill, _ = prefill_batch_time(tiny_cluster, layout, [chunk])
+        mixed = mixed_step_time(tiny_cluster, layout, 64, 1152, chunk, chunk * chunk)
+        assert max(prefill, decode) <= mixed <= prefill + decode
+    assert mixed_step_time(tiny_cluster, layout, 64, 1152, 0, 0) == decode
 
 
-def test_a_floor_below_the_best_changes_nothing(mixed) -> None:
-    scorer = Scorer(mixed, launchable=True, objective="throughput")
-    state = assign_roles(scorer, GROUPS)
-    value = scorer.score(state).value
-    assert assign_roles(Scorer(mixed, launchable=True, objective="throughput"), GROUPS, floor=0.9 * value) == state
+def test_simulated_colocated_steps_stretch_with_prefill_load(tight):
+    """The simulator's colocated engine carries prefill chunks in its decode steps: more prompt traffic,
+    longer steps, higher TPOT (the interference the planner scores)."""
+    loose = dataclasses.replace(tight, slo=Slo(2.0, 0.1))
+    plan = planner.solve(loose, time_limit=20, verify=False, roles="colocated")
+    light = planner.simulate(plan, loose, rate=0.2 * plan.summary.throughput_rps, duration=60)
+    heavy = planner.simulate(plan, loose, rate=0.8 * plan.summary.throughput_rps, duration=60)
+    assert heavy.tpot_s["p50"] > 1.3 * light.tpot_s["p50"]
+    assert heavy.slo_attainment >= 0.9 and light.slo_attainment >= 0.9
 
 
-def test_a_group_that_fits_only_prefill_is_never_decode() -> None:
-    """A 12 ms TPOT SLO that one L40 cannot meet in decode: its affinity is infinite, so it is a prefill replica."""
-    c = cluster(node("h", "H100-SXM", 2), node("l", "L40", 1), tpot="12ms")
-    scorer = Scorer(c, launchable=True, objective="throughput")
-    groups = [("h/0", "h/1"), ("l/0",)]
-    if scorer.assessment(("l/0",), "decode") is not None or scorer.assessment(("l/0",), "prefill") is None:
-        pytest.skip("the cost model moved: L40 meets a 12 ms TPOT or no longer prefills")
-    assert affinity(scorer, ("l/0",)) == math.inf
-    state = {g: r for g, r, _ in assign_roles(scorer, groups)}
-    assert state[("l/0",)] == "prefill"
+NO_INTRA_ZONE_LINK = """
+model: llama-3.1-8b
+workload: {prompt_tokens: 128, output_tokens: 16}
+nodes:
+  - {name: n0, gpu: A100-80G, count: 1, nic: 10Gbps, zone: x}
+  - {name: n1, gpu: A100-80G, count: 1, nic: 10Gbps, zone: x}
+  - {name: n2, gpu: A100-80G, count: 1, nic: 10Gbps}
+network: {cross_zone: 10Gbps}
+"""
+
+
+def test_a_colocated_pipeline_over_a_missing_link_is_no_replica(write_yaml, catalog):
+    """n0 and n1 share zone x, which has no link of its own (only cross_zone): a pipeline between them
+    takes forever. Found by hypothesis: its capacity came out NaN and the flow LP was unbounded."""
+    from planner.costs.chunked import colocated_perf
+
+    cluster = load_cluster(write_yaml(NO_INTRA_ZONE_LINK), catalog)
+    split = Layout((Stage(("n0/0",), 0, 16), Stage(("n1/0",), 16, 32)))
+    assert colocated_perf(cluster, split, None) is None
+    across = Layout((Stage(("n0/0",), 0, 16), Stage(("n2/0",), 16, 32)))
+    assert colocated_perf(cluster, across, None) is not None  # a cross-zone hop is a link
+    plan = planner.solve(cluster, time_limit=2, verify=False)
+    assert plan.summary.throughput_rps > 0

@@ -62,7 +62,7 @@ def test_assessments_are_cached_by_group_whatever_its_gpu_order(twins) -> None:
 def test_a_group_of_the_same_shape_reuses_the_layout_with_its_own_gpus(twins, role) -> None:
     """Node b is a copy of node a: b's group gets a's layout renamed to b's GPUs, which is what assessing b fresh
     finds (GPU for GPU, stage for stage)."""
-    scorer = Scorer(twins, launchable=True, objective="throughput", colocated=True)
+    scorer = Scorer(twins, launchable=True, objective="throughput", roles="mixed")
     first = scorer.assessment(("a/0", "a/1"), role)
     second = scorer.assessment(("b/1", "b/0"), role)
     assert first is not None and second is not None

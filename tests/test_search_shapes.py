@@ -34,7 +34,7 @@ from planner.reference.synthetic import FAILURE_SHAPES, write_cluster
 def solved(name, tmp_path, catalog):
     cluster = load_cluster(write_cluster(FAILURE_SHAPES[name], tmp_path / f"{name}.yaml"), catalog)
     optimum = exact_optimum(cluster, time_limit=120)
-    plan = solve(cluster, seed=0, time_limit=30)
+    plan = solve(cluster, seed=0, time_limit=30, roles="disaggregated")  # the oracle's plan space
     assert plan.solver.converged
     assert plan.summary.throughput_rps == pytest.approx(optimum.throughput_rps, rel=1e-9)
     return plan, optimum
@@ -69,5 +69,5 @@ def test_layout_variants_keep_plans_byte_identical(tmp_path, catalog):
 
     cluster = load_cluster(write_cluster(FAILURE_SHAPES["slow-link"], tmp_path / "slow-link.yaml"), catalog)
     for name in ("a.yaml", "b.yaml"):
-        write_plan(solve(cluster, seed=3, time_limit=30), tmp_path / name)
+        write_plan(solve(cluster, seed=3, time_limit=30, roles="disaggregated"), tmp_path / name)
     assert (tmp_path / "a.yaml").read_bytes() == (tmp_path / "b.yaml").read_bytes()

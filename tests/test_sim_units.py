@@ -15,7 +15,7 @@ from planner.sim.arrivals import poisson, replay
 from planner.sim.entities import BatchServer, Link, PrefillServer, Request
 from planner.sim.events import ARRIVE, FINISH, SAMPLE, START, Event, run
 from planner.sim.metrics import Slo, summarise
-from planner.sim.policies import WATERMARK, admit, preempt_for_step, prefill_batch
+from planner.sim.policies import WATERMARK, plan_step, preempt_for_step, prefill_batch
 
 # ----------------------------------------------------------------------------- events
 
@@ -159,6 +159,12 @@ def prefill_server(kv: float = 10_000, max_seqs: int = 4, max_tokens: int = 1000
     return PrefillServer(0, "p", None, max_seqs, max_tokens, 100_000, kv)  # type: ignore[arg-type]
 
 
+def admit(server: BatchServer) -> tuple[list[Request], list[Request]]:
+    """(requests starting prefill, requests joining with their KV) of one step (policies.plan_step)."""
+    ready, started, _ = plan_step(server)
+    return started, ready
+
+
 def test_prefill_batches_fcfs_within_seqs_tokens_and_kv() -> None:
     server = prefill_server()
     server.queue.extend(request(i, prompt=300) for i in range(6))
@@ -214,8 +220,9 @@ def test_admission_respects_max_seqs_with_the_running_ones_and_the_token_budget(
     server = batch_server(max_seqs=3, max_tokens=500)
     server.join(request(0, prompt=10, output=50, generated=1))
     server.waiting.extend(request(i, prompt=300) for i in range(1, 5))
-    to_prefill, _ = admit(server)
-    assert [r.id for r in to_prefill] == [1], "a second 300-token prompt would pass the 500-token budget"
+    _, started, chunks = plan_step(server)
+    assert [r.id for r in started] == [1, 2], "one running + two started = max_num_seqs"
+    assert [(r.id, n) for r, n in chunks] == [(1, 300), (2, 199)], "500 tokens − 1 decode: the second in a chunk"
     server = batch_server(max_seqs=3, max_tokens=10_000)
     server.join(request(0, prompt=10, output=50, generated=1))
     server.waiting.extend(request(i, prompt=300) for i in range(1, 5))

@@ -117,32 +117,34 @@ class PrefillPerf:
     kv_tokens: float
 
 
-def kv_need(cluster: Cluster, role: str) -> tuple[int, float]:
+def kv_need(cluster: Cluster, role: str, max_batched_tokens: int | None = None) -> tuple[int, float]:
     """(max_num_batched_tokens, KV tokens) a replica of the role must hold to run at all: prefill, the
-    batch being computed plus the one waiting to be shipped; decode, one long request (p99.9 prompt
-    and output) and one sequence of mean context with the KV headroom. Layout searches size stages by it."""
+    batch being computed plus the one waiting to be shipped (batches of `max_batched_tokens`, default 8192,
+    never less than a long prompt); decode, one long request (p99.9 prompt and output) and one sequence of
+    mean context with the KV headroom. Layout searches size stages by it."""
     workload = cluster.workload
     if role == "prefill":
-        batched = max(DEFAULT_BATCHED_TOKENS, math.ceil(workload.prompt.upper))
+        batched = max(max_batched_tokens or DEFAULT_BATCHED_TOKENS, math.ceil(workload.prompt.upper))
         return batched, 2.0 * batched
     mean_context = workload.prompt.mean + workload.decode_tokens / 2
     return DEFAULT_BATCHED_TOKENS, max(workload.prompt.upper + workload.output.upper, mean_context / DECODE_KV_HEADROOM)
 
 
-def prefill_batch_seqs(cluster: Cluster) -> int:
+def prefill_batch_seqs(cluster: Cluster, max_batched_tokens: int | None = None) -> int:
     """Prompts in one full prefill batch: as many mean prompts as max_num_batched_tokens holds."""
-    batched, _ = kv_need(cluster, "prefill")
+    batched, _ = kv_need(cluster, "prefill", max_batched_tokens)
     return max(1, min(MAX_NUM_SEQS, math.floor(batched / cluster.workload.prompt.mean)))
 
 
-def prefill_perf(cluster: Cluster, layout: Layout) -> PrefillPerf | None:
-    """Prefill capacity of a replica, or None when it cannot hold the model and one batch's KV."""
+def prefill_perf(cluster: Cluster, layout: Layout, max_batched_tokens: int | None = None) -> PrefillPerf | None:
+    """Prefill capacity of a replica batching up to `max_batched_tokens` prompt tokens (default 8192; never
+    less than a long prompt), or None when it cannot hold the model and one batch's KV."""
     prompt = cluster.workload.prompt
-    batched, need = kv_need(cluster, "prefill")
+    batched, need = kv_need(cluster, "prefill", max_batched_tokens)
     kv_tokens = kv_capacity_tokens(cluster, layout, batched)
     if kv_tokens < need:
         return None
-    n_seqs = prefill_batch_seqs(cluster)
+    n_seqs = prefill_batch_seqs(cluster, max_batched_tokens)
     hardware = [stage_hardware(cluster, stage) for stage in layout.stages]
     last = layout.pp - 1
 

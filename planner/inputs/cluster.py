@@ -24,7 +24,7 @@ from planner.inputs.catalog import (
     gpu_profile,
     model_from_hf_config,
 )
-from planner.inputs.problem import Cluster, Network, Node, NodeLink
+from planner.inputs.problem import Cluster, Network, Node, NodeLink, Slo
 from planner.inputs.workload import CLASSES, MAX_TOKENS, Lengths, Workload
 from planner.types import Dtype, Objective, Strict
 from planner.units import BANDWIDTH, json_pattern
@@ -50,7 +50,7 @@ class NodeSpec(Strict):
 
 class LinkSpec(Strict):
     bandwidth: Bandwidth
-    latency: Seconds = DEFAULT_LATENCY
+    latency: Seconds = Field(DEFAULT_LATENCY, validate_default=True)  # a default is parsed like a value
 
 
 class PairLinkSpec(LinkSpec):
@@ -102,11 +102,24 @@ class DistributionSpec(Strict):
         return Lengths(self.distribution, self.mean, cv=self.cv if self.distribution == "lognormal" else 0.0)
 
 
+class SloSpec(Strict):
+    ttft: Seconds | None = Field(None, description="time to first token (KV transfer included), e.g. 2s")
+    tpot: Seconds | None = Field(None, description="time per output token, e.g. 100ms")
+    attainment: float = Field(0.9, gt=0, le=1, description="share of requests that must meet both SLOs")
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if self.ttft is None and self.tpot is None:
+            raise ValueError("an SLO needs ttft, tpot or both (e.g. {ttft: 2s, tpot: 100ms})")
+        return self
+
+
 class WorkloadSpec(Strict):
     prompt_tokens: int | DistributionSpec | None = Field(None, description="mean prompt length or a distribution")
     output_tokens: int | DistributionSpec | None = Field(None, description="mean output length or a distribution")
     trace: str | None = Field(None, description="CSV (TIMESTAMP,ContextTokens,GeneratedTokens), relative to this file")
     trace_class: Literal["HPLD", "HPHD", "LPHD", "LPLD"] | None = Field(None, description="keep one class of the trace")
+    slo: SloSpec | None = Field(None, description="service-level objectives: plans promise goodput under them")
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -125,19 +138,13 @@ class WorkloadSpec(Strict):
         return self
 
 
-class SloSpec(Strict):
-    ttft: Seconds | None = Field(None, description="time to first token, e.g. 2s")
-    tpot: Seconds | None = Field(None, description="time per output token, e.g. 100ms")
-
-
 class ClusterSpec(Strict):
     """A cluster file: the GPUs you have, how they are connected, and what you want to serve."""
 
     model: str = Field(description="a name in profiles/models.yaml or a path to a Hugging Face config.json")
     dtype: Dtype = "float16"
     workload: WorkloadSpec
-    slo: SloSpec = SloSpec()
-    objective: Objective = "throughput"
+    objective: Objective | None = Field(None, description="default: goodput with workload.slo, else throughput")
     gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.98)
     nodes: list[NodeSpec] = Field(min_length=1)
     network: NetworkSpec = NetworkSpec()
@@ -206,7 +213,14 @@ def _resolve_model(name: str, path: Path, catalog: Catalog) -> ModelProfile:
 def load_cluster(path: Path, catalog: Catalog) -> Cluster:
     """Read and validate cluster.yaml, resolve catalogue names, and check the cluster is usable."""
     text = read_text(path, what="cluster file")  # read once: parsed, and hashed for the plan's cluster.sha256
-    spec = validate(ClusterSpec, parse_yaml(text, path, what="cluster file"), path)
+    data = parse_yaml(text, path, what="cluster file")
+    if isinstance(data, dict) and "slo" in data:
+        raise InputError(
+            f"{path}: slo: SLOs are part of the workload now: move `slo:` under `workload:` "
+            "(workload.slo: {ttft, tpot, attainment}, attainment defaulting to 0.9).",
+            hint="e.g. workload: {prompt_tokens: 1024, output_tokens: 256, slo: {ttft: 2s, tpot: 100ms}}",
+        )
+    spec = validate(ClusterSpec, data, path)
     nodes = [_resolve_node(node, i, catalog, path) for i, node in enumerate(spec.nodes)]
     model = _resolve_model(spec.model, path, catalog)
     if spec.workload.trace is not None:
@@ -232,8 +246,7 @@ def load_cluster(path: Path, catalog: Catalog) -> Cluster:
         model=model,
         dtype=spec.dtype,
         workload=workload,
-        slo_ttft=spec.slo.ttft,
-        slo_tpot=spec.slo.tpot,
+        slo=Slo(slo.ttft, slo.tpot, slo.attainment) if (slo := spec.workload.slo) is not None else None,
         objective=spec.objective,
         memory_utilization=spec.gpu_memory_utilization,
         nodes=tuple(nodes),

@@ -13,10 +13,12 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from scipy.special import ndtri
 
 from planner.errors import InputError
 from planner.yamlio import read_text
@@ -152,16 +154,35 @@ class Lengths:
         cv = 1.0 if self.kind == "exponential" else self.cv
         return self.mean**2 * (1 + cv**2)
 
-    @property
+    @cached_property
     def upper(self) -> int:
-        """A high quantile (p99.9) used to size max_model_len."""
+        """A high quantile (p99.9) used to size max_model_len (computed once: the cost model asks often)."""
         if self.kind == "fixed":
             return round(self.mean)
         if self.kind == "uniform":
             return round(self.high)
         if self.kind == "empirical":
-            return int(np.quantile(np.asarray(self.values), 0.999))
+            return int(np.quantile(self._array, 0.999))
         return round(self.sample(np.random.default_rng(0), 20_000).max())
+
+    @cached_property
+    def _array(self) -> np.ndarray:
+        return np.asarray(self.values)
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile of the length (exact for fixed, uniform, exponential, lognormal and empirical)."""
+        match self.kind:
+            case "fixed":
+                return self.mean
+            case "uniform":
+                return self.low + q * (self.high - self.low)
+            case "exponential":
+                return -self.mean * float(np.log1p(-q))
+            case "lognormal":
+                sigma = float(np.sqrt(np.log1p(self.cv**2)))
+                return float(np.exp(np.log(self.mean) - sigma**2 / 2 + sigma * ndtri(q)))
+            case _:
+                return float(np.quantile(self._array, q))
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n integer lengths ≥ 1."""

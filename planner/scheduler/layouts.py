@@ -9,10 +9,10 @@ memory (weights, activations, KV working set). That is the *default* layout of a
 also moves layers between stages and reorders them (planner.scheduler.variants) when the KV transfers
 a split causes — every stage sends its own layers' KV from its own node — cost more than capacity.
 
-Both roles take the highest-capacity layout (ties: the lower latency) among those meeting the SLO:
-TTFT for prefill (checked here), TPOT for decode (decode_perf sizes the batch for it). The paper's
-"lowest-latency prefill layout" costs throughput when prefill is the bottleneck; a TTFT SLO is the
-way to ask for latency.
+Every role takes the highest-capacity layout (ties: the lower latency); with an SLO, the one with the
+highest capacity *within* it (planner.costs.slo: queueing under Poisson load, TTFT with KV transfer,
+TPOT with the batch cap), then the highest saturated capacity. The paper's "lowest-latency prefill
+layout" costs throughput when prefill is the bottleneck; a TTFT SLO is the way to ask for latency.
 """
 
 from __future__ import annotations
@@ -193,8 +193,7 @@ def best_assessment(cluster: Cluster, gpus: Sequence[str], role: Role, launchabl
     options = [
         a for layout in candidate_layouts(cluster, gpus, role, launchable) if (a := assess(cluster, role, layout))
     ]
-    if role == "prefill" and cluster.slo_ttft is not None:
-        options = [a for a in options if a.latency_s <= cluster.slo_ttft]
-    if not options:
-        return None
-    return max(options, key=lambda a: (a.capacity_rps, -a.latency_s, -a.layout.tp))
+    if cluster.slo is not None:  # serve within the SLO first
+        options = [a for a in options if (a.goodput_rps or 0.0) > 0.0]
+        return max(options, key=lambda a: (a.goodput_rps, a.capacity_rps, -a.latency_s, -a.layout.tp), default=None)
+    return max(options, key=lambda a: (a.capacity_rps, -a.latency_s, -a.layout.tp), default=None)

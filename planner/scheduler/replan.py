@@ -22,7 +22,7 @@ from planner.scheduler.scoring import Scorer, State, canonical
 from planner.scheduler.search import Progress, SearchResult, replica_bytes, search
 from planner.scheduler.stability import Engine, anchor_of, key_of, moved_gpus
 from planner.scheduler.variants import variant_of_key
-from planner.types import Connector, Objective
+from planner.types import Connector, Objective, RolesMode
 
 FREE_SHARE = 0.4  # of the time limit, for the unconstrained solve
 
@@ -45,8 +45,8 @@ def baseline_state(cluster: Cluster, running: Sequence[Engine], scorer: Scorer) 
     for block in make_blocks(cluster, replica_bytes(cluster)):
         free = tuple(g for g in block if g not in placed)
         if free:
-            roles = [(a.capacity_rps, role) for role in ("decode", "prefill") if (a := scorer.assessment(free, role))]
-            kept.append((free, max(roles)[1] if roles else "decode", ()))
+            roles = [(a.capacity_rps, role) for role in scorer.roles if (a := scorer.assessment(free, role))]
+            kept.append((free, max(roles)[1] if roles else scorer.roles[-1], ()))
     return canonical(kept)
 
 
@@ -60,19 +60,19 @@ def replan(
     objective: Objective | None = None,
     max_moved_gpus: int | None = None,
     max_loss: float = 0.05,
-    colocated: bool = False,
+    roles: RolesMode = "disaggregated",
     progress: Progress | None = None,
 ) -> SearchResult:
     """See the module docstring; the result records how many GPUs moved in facts.moved_gpus."""
-    objective = objective or cluster.objective
-    scorer = Scorer(cluster, launchable=connector != "none", objective=objective, colocated=colocated)
+    objective = objective or cluster.default_objective
+    scorer = Scorer(cluster, launchable=connector != "none", objective=objective, roles=roles)
     start = baseline_state(cluster, running, scorer)
     anchor = tuple(running)
     common = {
         "seed": seed,
         "connector": connector,
         "objective": objective,
-        "colocated": colocated,
+        "roles": roles,
         "progress": progress,
     }
     if max_moved_gpus is not None:

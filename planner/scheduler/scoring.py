@@ -2,8 +2,9 @@
 
 A state is a tuple of (GPU group, role, layout variant) items: the variant is () for the group's
 default layout (its highest capacity) or fixes another one (planner.scheduler.variants). Its score
-is the max-flow value (throughput objective) or max-flow per $/h of the GPUs in replicas (cost
-objective). Per-group assessments are cached by what the cost model reads (the group's shape: GPU
+is the max-flow value (throughput objective), that per $/h of the GPUs in replicas (cost), or the
+same two on the replicas' capacities within the SLO (goodput, goodput_per_usd: planner.costs.slo).
+Per-group assessments are cached by what the cost model reads (the group's shape: GPU
 types, counts, links; the role; the variant), route traffic by the two layouts, and scores by state,
 so a move re-evaluates only the groups it changed; the max-flow itself is re-solved with scipy's
 Dinic (same value as Edmonds–Karp, faster in the inner loop) over the network of
@@ -25,7 +26,7 @@ from planner.scheduler.maxflow import FlowResult
 from planner.scheduler.network import replica_flow
 from planner.scheduler.stability import Engine, anchor_of, key_of, moved_gpus, unchanged
 from planner.scheduler.variants import layout_moves, layout_of_variant, variant_of
-from planner.types import Role
+from planner.types import Role, RolesMode
 
 TIE_BREAK_GPUS = 64  # up to this many GPUs, equal values are ranked by the replicas' total capacity
 Group = tuple[str, ...]
@@ -34,10 +35,19 @@ Item = tuple[Group, Role, LayoutChoice]
 State = tuple[Item, ...]
 
 
+GOODPUT_OBJECTIVES = ("goodput", "goodput_per_usd")
+PER_USD_OBJECTIVES = ("cost", "goodput_per_usd")
+ROLES: dict[RolesMode, tuple[Role, ...]] = {
+    "disaggregated": ("prefill", "decode"),
+    "colocated": ("colocated",),
+    "mixed": ("prefill", "decode", "colocated"),
+}
+
+
 @dataclass(frozen=True)
 class Score:
     value: float  # what the search maximises
-    throughput_rps: float
+    throughput_rps: float  # the flow value the objective reads: within the SLO for goodput objectives
     flow: FlowResult
     tie_break: float = 0.0  # Σ capacity of the state's replicas, when the scorer breaks ties (else 0)
 
@@ -64,14 +74,15 @@ class Scorer:
         route_limit: int = 16,
         anchor: Sequence[Engine] | None = None,
         max_moved: int | None = None,
-        colocated: bool = False,
+        roles: RolesMode = "disaggregated",
     ) -> None:
         self.cluster = cluster
         self.launchable = launchable
         self.objective = objective
+        self.goodput = objective in GOODPUT_OBJECTIVES
         self.route_limit = route_limit
         self.max_moved = max_moved
-        self.roles: tuple[Role, ...] = ("prefill", "decode", "colocated") if colocated else ("prefill", "decode")
+        self.roles: tuple[Role, ...] = ROLES[roles]
         # small clusters climb across plateaus (refine._better); large ones would wander on them
         self.tie_break = len(cluster.gpus) <= TIE_BREAK_GPUS
         self._anchor = anchor_of(anchor or (), cluster.gpu_by_id)
@@ -88,7 +99,9 @@ class Scorer:
 
     def assessment(self, group: Group, role: Role, variant: LayoutChoice = ()) -> Assessment | None:
         """The group's replica in the role with the variant's layout (() : the default layout), or
-        None when that layout is not admissible or does not fit."""
+        None when that layout is not admissible or does not fit, or the role is not allowed."""
+        if role not in self.roles:
+            return None
         key = (group, role, variant)  # groups usually come sorted (canonical states): try that first
         if key not in self._assessments:
             key = (tuple(sorted(group)), role, variant)
@@ -120,8 +133,8 @@ class Scorer:
         shape = (role, group_shape(self.cluster, ordered), variant[0], variant[2])
         if shape not in self._shapes:
             found = assess(self.cluster, role, layout)
-            if found is not None and role == "prefill" and self.cluster.slo_ttft is not None:
-                found = found if found.latency_s <= self.cluster.slo_ttft else None
+            if found is not None and self.cluster.slo is not None and not (found.goodput_rps or 0.0) > 0.0:
+                found = None  # as best_assessment: with an SLO, only layouts that serve within it
             self._shapes[shape] = (found, list(layout.gpus))
         return _renamed(*self._shapes[shape], list(layout.gpus))
 
@@ -163,15 +176,15 @@ class Scorer:
         relaxing (then it is kept as the score). When min(Σ prefill, Σ decode) + Σ colocated capacity
         is already ≤ `floor`, that is returned instead (no flow).
 
-        Only for the throughput objective without a moved-GPU cap; otherwise +inf (no pruning)."""
-        if self.objective != "throughput" or self.max_moved is not None:
+        Only for the throughput and goodput objectives without a moved-GPU cap; otherwise +inf (no pruning)."""
+        if self.objective in PER_USD_OBJECTIVES or self.max_moved is not None:
             return float("inf")
         key = canonical(state)
         if key in self._scores:
             return self._scores[key].value
         if key not in self._bounds:
             live = self.live(key)
-            if (capacity := _capacity_bound(live)) <= floor:
+            if (capacity := _capacity_bound(live, self.goodput)) <= floor:
                 return capacity  # already no better than `floor`: no flow needed
             flow = self._flow(live, details=False, relaxed=True)
             if flow.upper_bound:
@@ -209,7 +222,7 @@ class Scorer:
         live = self.live(state)
         flow = self._flow(live, details=False)
         value = throughput = flow.value
-        if self.objective != "throughput":
+        if self.objective in PER_USD_OBJECTIVES:
             used = [a for a in live if flow.replica_flow.get(a.id, 0.0) > 0]
             value = flow.value / max(self.cluster.price_per_hour(g for a in used for g in a.layout.gpus), 1e-9)
         if self.max_moved is not None and self.moved_gpus(state) > self.max_moved:
@@ -217,7 +230,7 @@ class Scorer:
         return Score(value, throughput, flow, self._tie_break(live))
 
     def _tie_break(self, live: Sequence[Assessment]) -> float:
-        return sum(a.capacity_rps for a in live) if self.tie_break else 0.0
+        return sum(a.rate(self.goodput) for a in live) if self.tie_break else 0.0
 
     def _flow(self, live: list[Assessment], *, details: bool, relaxed: bool = False) -> FlowResult:
         return replica_flow(
@@ -229,6 +242,7 @@ class Scorer:
             details=details,
             route_limit=self.route_limit,
             relaxed=relaxed,
+            goodput=self.goodput,
         )
 
     def assessments(self, state: Sequence[tuple]) -> list[Assessment]:
@@ -243,6 +257,24 @@ class Scorer:
                 deployed.append(a)
         return deployed
 
+    def ranked_states(self, limit: int, *, disaggregated: bool = False) -> list[State]:
+        """The `limit` best-scoring states seen so far that deploy different replicas (best first): the
+        candidates a verifier re-ranks; `disaggregated`: only states without colocated replicas. Only
+        states already scored, so this costs no flow beyond their routes."""
+        ranked = sorted(self._scores.items(), key=lambda item: (-item[1].value, len(item[0]), item[0]))
+        seen: set[frozenset[str]] = set()
+        out: list[State] = []
+        for state, score in ranked:
+            if len(out) >= limit or score.value <= 0:
+                break
+            if disaggregated and any(item[1] == "colocated" for item in state):
+                continue
+            deployed = frozenset(a.id for a in self.assessments(state))
+            if deployed and deployed not in seen:
+                seen.add(deployed)
+                out.append(state)
+        return out
+
 
 def _renamed(found: Assessment | None, names: list[str], gpus: list[str]) -> Assessment | None:
     """A cached assessment of another group of the same shape (its GPUs `names`, position by position),
@@ -256,8 +288,8 @@ def _renamed(found: Assessment | None, names: list[str], gpus: list[str]) -> Ass
     return replace(found, layout=Layout(stages))
 
 
-def _capacity_bound(live: Sequence[Assessment]) -> float:
+def _capacity_bound(live: Sequence[Assessment], goodput: bool) -> float:
     sums = {"prefill": 0.0, "decode": 0.0, "colocated": 0.0}
     for a in live:
-        sums[a.role] += a.capacity_rps
+        sums[a.role] += a.rate(goodput)
     return min(sums["prefill"], sums["decode"]) + sums["colocated"]

@@ -9,7 +9,9 @@
 5. Phase 3 (refine.py): bottleneck-guided moves from the best few of those states, then
    perturb-and-climb rounds (iterated local search), until done or the time limit.
 The result's flow is solved again with Edmonds–Karp over all routes (network.replica_flow), so the
-plan's throughput is exactly what `evaluate(plan)` recomputes.
+plan's throughput is exactly what `evaluate(plan)` recomputes. With an SLO, the same again on the
+replicas' capacities within it (the plan's goodput). The result also carries the next best few
+states the search scored (`alternatives`), for a verifier to re-rank by simulation (planner.reference.verify).
 
 Deterministic: the only randomness is a numpy Generator seeded by `seed`; time only decides when
 to stop, and a converged search (the plan records `converged`) does not depend on it.
@@ -32,9 +34,9 @@ from planner.scheduler.network import plan_flow
 from planner.scheduler.partition import candidate_k, flatten, kernighan_lin_refine, make_blocks, spectral_groups
 from planner.scheduler.refine import refine
 from planner.scheduler.roles import assign_roles
-from planner.scheduler.scoring import Scorer, State
+from planner.scheduler.scoring import GOODPUT_OBJECTIVES, Scorer, State
 from planner.scheduler.stability import Engine
-from planner.types import Connector, Objective
+from planner.types import Connector, Objective, RolesMode
 
 Progress = Callable[[float, float], None]  # (fraction of the time budget used, best throughput so far)
 KV_HEADROOM = 0.25  # a replica needs its weights plus about this fraction again for KV cache
@@ -53,7 +55,7 @@ class SearchFacts:
     k_tried: tuple[int, ...]
     iterations: int
     converged: bool  # refinement stopped because no move improved (not the time limit)
-    colocated: bool
+    roles: RolesMode
     time_limit_s: float
     moved_gpus: int | None  # GPUs of the running plan that changed replica or role (re-planning only)
 
@@ -65,9 +67,14 @@ class SearchResult:
     replicas: tuple[Assessment, ...]
     flow: FlowResult
     facts: SearchFacts
+    goodput_flow: FlowResult | None = None  # on capacities within the SLO (None without an SLO)
+    alternatives: tuple[tuple[Assessment, ...], ...] = ()  # the next best states' replicas, best first
 
     @property
     def throughput_rps(self) -> float:
+        """The flow value the objective maximises: within the SLO for goodput objectives."""
+        if self.facts.objective in GOODPUT_OBJECTIVES and self.goodput_flow is not None:
+            return self.goodput_flow.value
         return self.flow.value
 
 
@@ -110,10 +117,11 @@ def _moved_within_limit(
     """GPUs of the anchor the found replicas move (None without an anchor); InfeasibleError when the
     search found nothing that serves, or only plans moving more than `max_moved` GPUs."""
     if not replicas or scorer.score(state).throughput_rps <= 0:
+        split = scorer.roles == ("prefill", "decode")
         raise InfeasibleError(
             f"{cluster.source}: no plan serves {cluster.model.name}: no group of these GPUs holds the model "
-            "as both a prefill and a decode replica"
-            + (" within the SLO" if cluster.slo_ttft or cluster.slo_tpot else "")
+            + ("as both a prefill and a decode replica" if split else "as a replica in any allowed role")
+            + (" within the SLO" if cluster.slo is not None else "")
             + ".",
             hint="add GPUs, relax the SLO, or use a smaller model",
         )
@@ -127,16 +135,25 @@ def _moved_within_limit(
 
 
 def deployed_flow(
-    cluster: Cluster, replicas: list[Assessment], *, launchable: bool, keep_idle: bool
-) -> tuple[list[Assessment], FlowResult]:
-    """The plan's flow over every route (Edmonds–Karp); replicas it leaves without requests are dropped
-    (the search's sparser network used them, the full one routes around them) unless `keep_idle`
-    (re-planning keeps running replicas). Dropping a replica without flow never lowers the value."""
-    flow = plan_flow(cluster, replicas, launchable=launchable)
-    while not keep_idle and (idle := [a for a in replicas if flow.replica_flow.get(a.id, 0.0) <= 0]):
+    cluster: Cluster, replicas: list[Assessment], *, launchable: bool, keep_idle: bool, goodput: bool = False
+) -> tuple[list[Assessment], FlowResult, FlowResult | None]:
+    """The plan's flows over every route (Edmonds–Karp): saturated, and within the SLO when the cluster
+    has one. Replicas that the flow the objective reads (within the SLO when `goodput`) leaves without
+    requests are dropped (the search's sparser network used them, the full one routes around them) unless
+    `keep_idle` (re-planning keeps running replicas). Dropping a replica without flow never lowers that value."""
+
+    def flows(replicas: list[Assessment]) -> tuple[FlowResult, FlowResult | None]:
+        within = plan_flow(cluster, replicas, launchable=launchable, goodput=True) if cluster.slo else None
+        return plan_flow(cluster, replicas, launchable=launchable), within
+
+    flow, within = flows(replicas)
+    while not keep_idle:
+        read = within if goodput and within is not None else flow
+        if not (idle := [a for a in replicas if read.replica_flow.get(a.id, 0.0) <= 0]):
+            break
         replicas = [a for a in replicas if a not in idle]
-        flow = plan_flow(cluster, replicas, launchable=launchable)
-    return replicas, flow
+        flow, within = flows(replicas)
+    return replicas, flow, within
 
 
 def search(
@@ -149,24 +166,24 @@ def search(
     start: State | None = None,
     anchor: Sequence[Engine] | None = None,
     max_moved: int | None = None,
-    colocated: bool = False,
+    roles: RolesMode = "disaggregated",
+    alternatives: int = 0,
     progress: Progress | None = None,
 ) -> SearchResult:
     """The best replicas found for `cluster` within `time_limit` seconds.
 
     `start` replaces phases 1–2 with a known state (re-planning close to a running plan);
     `max_moved` caps how many GPUs of the `anchor` state (the running plan) may change replica or role.
-    `colocated` also lets a group serve both phases (one vLLM engine, no KV transfer) when that
-    beats splitting it; by default every replica is disaggregated, as in HexGen-2.
-    Raises InfeasibleError when no group of GPUs can hold the model in either role.
+    `roles`: "disaggregated" (prefill + decode, HexGen-2), "colocated" (one engine does both phases, no KV
+    transfer) or "mixed" (each group whichever pays); `alternatives`: also return this many next best
+    states the search scored. InfeasibleError when no group of GPUs holds the model in an allowed role.
     """
     check_model_fits(cluster)
-    began = time.monotonic()
-    deadline = began + SEARCH_SHARE * time_limit
-    objective = objective or cluster.objective
+    deadline = (began := time.monotonic()) + SEARCH_SHARE * time_limit
+    objective = objective or cluster.default_objective
     launchable = connector != "none"
     scorer = Scorer(
-        cluster, launchable=launchable, objective=objective, anchor=anchor, max_moved=max_moved, colocated=colocated
+        cluster, launchable=launchable, objective=objective, anchor=anchor, max_moved=max_moved, roles=roles
     )
     rng = np.random.default_rng(seed)
 
@@ -183,17 +200,33 @@ def search(
     result = refine(scorer, starts, rng, deadline=deadline, on_step=report)
     replicas = scorer.assessments(result.state)
     moved = _moved_within_limit(cluster, scorer, result.state, replicas, anchor, max_moved)
-    facts = SearchFacts(
-        seed=seed,
-        objective=objective,
-        connector=connector,
-        k_tried=tuple(tried),
-        iterations=result.iterations,
-        converged=result.converged and every_k,
-        colocated=colocated,
-        time_limit_s=time_limit,
-        moved_gpus=moved,
+    steps, converged = result.iterations, result.converged and every_k
+    facts = SearchFacts(seed, objective, connector, tuple(tried), steps, converged, roles, time_limit, moved)
+    replicas, flow, goodput_flow = deployed_flow(
+        cluster, replicas, launchable=launchable, keep_idle=anchor is not None, goodput=objective in GOODPUT_OBJECTIVES
     )
-    replicas, flow = deployed_flow(cluster, replicas, launchable=launchable, keep_idle=anchor is not None)
-    report(flow.value)
-    return SearchResult(tuple(replicas), flow, facts)
+    found = SearchResult(tuple(replicas), flow, facts, goodput_flow, _alternatives(scorer, replicas, alternatives))
+    report(found.throughput_rps)
+    return found
+
+
+def _alternatives(scorer: Scorer, chosen: list[Assessment], count: int) -> tuple[tuple[Assessment, ...], ...]:
+    """The next best `count` states the search scored, as their deployed replicas (never the chosen ones);
+    with mixed roles also the best disaggregated state it scored, when that is not among them: the model
+    may rank colocated replicas first where the simulator prefers the split (HexGen-2's plan space)."""
+    if count <= 0:
+        return ()
+    found: list[tuple[Assessment, ...]] = []
+
+    def add(states: list[State], limit: int) -> None:
+        for replicas in (tuple(scorer.assessments(state)) for state in states):
+            ids = {a.id for a in replicas}
+            new = ids != {a.id for a in chosen} and all(ids != {a.id for a in other} for other in found)
+            if new and limit > 0:
+                found.append(replicas)
+                limit -= 1
+
+    add(scorer.ranked_states(count + 1), count)
+    if len(scorer.roles) > 1 and "colocated" in scorer.roles:
+        add(scorer.ranked_states(2, disaggregated=True), 1)
+    return tuple(found)
