@@ -1,7 +1,7 @@
 """The code's shape, checked: packages import only packages above them, no import cycle, small modules.
 
 Package order (docs/architecture.md): the top-level modules (errors, units, yamlio, types) are above
-every package, then inputs → costs → scheduler → plans → sim → reference → cli. A module may import
+every package, then inputs → costs → scheduler → plans → sim → reference → provision → cli. A module may import
 top-level modules, its own package and packages above it. planner/__init__.py is the public facade:
 it may import anything (lazily), and any module may read `planner.__version__` from it. The launcher
 imports from the planner only the schema and rules it shares with it.
@@ -16,7 +16,7 @@ import networkx as nx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("inputs", "costs", "scheduler", "plans", "sim", "reference", "cli")
+PACKAGES = ("inputs", "costs", "scheduler", "plans", "sim", "reference", "provision", "cli")
 TOP_LEVEL = ("errors", "units", "yamlio", "types")
 LAUNCHER_MAY_IMPORT = (
     "planner.errors",

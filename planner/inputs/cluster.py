@@ -127,13 +127,18 @@ class SloSpec(Strict):
     tpot: Seconds | None = Field(None, description="time per output token, e.g. 100ms")
 
 
-class ClusterSpec(Strict):
-    """A cluster file: the GPUs you have, how they are connected, and what you want to serve."""
+class ServingSpec(Strict):
+    """What to serve and how well: the part of a cluster file that is not hardware (OFFERS.yaml shares it)."""
 
     model: str = Field(description="a name in profiles/models.yaml or a path to a Hugging Face config.json")
     dtype: Dtype = "float16"
     workload: WorkloadSpec
     slo: SloSpec = SloSpec()
+
+
+class ClusterSpec(ServingSpec):
+    """A cluster file: the GPUs you have, how they are connected, and what you want to serve."""
+
     objective: Objective = "throughput"
     gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.98)
     nodes: list[NodeSpec] = Field(min_length=1)
@@ -196,7 +201,15 @@ def _network_links(spec: ClusterSpec, nodes: list[Node]) -> dict[tuple[str, str]
 
 def load_cluster(path: Path, catalog: Catalog) -> Cluster:
     """Read and validate cluster.yaml, resolve catalogue names, and check the cluster is usable."""
-    spec = validate(ClusterSpec, load_yaml(path, what="cluster file"), path)
+    data = load_yaml(path, what="cluster file")
+    return cluster_from_data(data, path, hashlib.sha256(path.read_bytes()).hexdigest(), catalog)
+
+
+def cluster_from_data(data: object, path: Path, sha256: str, catalog: Catalog) -> Cluster:
+    """The Cluster of a parsed cluster file whose text hashes to `sha256`, as if read from `path`
+    (relative paths inside resolve against its folder). `hexplan provision` builds clusters this way
+    before it writes the one it chose, so the plan it writes is the one `solve` would make of that file."""
+    spec = validate(ClusterSpec, data, path)
     nodes = [_resolve_node(node, i, catalog, path) for i, node in enumerate(spec.nodes)]
     model_path = (path.parent / spec.model) if spec.model.endswith(".json") else None
     if model_path is not None:
@@ -225,7 +238,7 @@ def load_cluster(path: Path, catalog: Catalog) -> Cluster:
             )
     cluster = Cluster(
         source=path,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        sha256=sha256,
         model=model,
         dtype=spec.dtype,
         workload=workload,
