@@ -15,7 +15,7 @@ from planner.cli.app import ProfilesOption, app, catalog_from, console, console_
 from planner.cli.solve import ConnectorChoice
 from planner.errors import InputError, UnitError
 from planner.provision.offers import load_offers
-from planner.provision.output import write_outputs
+from planner.provision.output import output_paths, write_outputs
 from planner.provision.results import Candidate, Provisioned
 from planner.provision.search import Request, rank_key
 from planner.provision.search import provision as run_provision
@@ -75,7 +75,7 @@ def provision(
         def progress(what: str, done: int, total: int) -> None:
             bar.update(task, description=what, completed=done, total=total)
 
-        result = run_provision(offers, catalog, output / "cluster.yaml", request, progress)
+        result = run_provision(offers, catalog, output_paths(output)[0], request, progress)
     cluster_path, plan_path = write_outputs(result.chosen, output)
     if not quiet:
         console.print(mixes_table(result, request, offers_file))
@@ -88,7 +88,7 @@ def _rows(result: Provisioned, request: Request) -> list[tuple[Candidate, str]]:
     shown = list(result.candidates)
     if result.single_type is not None and result.single_type.mix not in {c.mix for c in shown}:
         shown.append(result.single_type)
-    ranked = [c for _, c in sorted(enumerate(shown), key=rank_key(request))]
+    ranked = [c for _, c in sorted(enumerate(shown), key=rank_key(request, shown))]
     rows = []
     for c in ranked:
         notes = ["chosen"] if c.mix == result.chosen.mix else []

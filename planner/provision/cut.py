@@ -15,8 +15,8 @@ Constraints
   G ≤ Σ_{r_u = decode} c_u x_u + Σ_{r_u = colocated} c_u x_u   decode capacity: rate matching,
                                                           so G = colocated + min(prefill, decode)
   Σ_v b_ov = 1,  m_o = Σ_v v·b_ov                  ∀o
-  budget:  cost ≤ B            objective: max G, then (G fixed) min cost
-  target:  G ≥ T               objective: min cost, then (cost fixed) max G
+  budget:  cost ≤ B            objective: max G, then min cost with G ≥ (1 − 10⁻³)·G*
+  target:  G ≥ T               objective: min cost, then max G with cost ≤ cost*
   excluding a proposed mix m̂: exactly (target)      Σ_o b_{o,m̂_o} ≤ |O| − 1
                                or its supersets (budget)  Σ_o Σ_{v ≥ m̂_o} b_ov ≤ |O| − 1
 
@@ -39,7 +39,8 @@ from planner.provision.mixes import Mix
 from planner.provision.offers import Offers
 
 GAP = 1e-7  # relative MIP gap: these programs are small enough to solve to (near) optimality
-TOLERANCE = 1e-6  # relative slack when the first objective is fixed for the second
+EQUAL_GOODPUT = 1e-3  # goodputs this close (relative) count as equal: the cost model is not more precise
+EQUAL_COST = 1e-9  # prices are exact
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ class Program:
         if z is None:
             return None
         best = float(first @ z)
-        slack = TOLERANCE * max(1.0, abs(best))
+        slack = (EQUAL_GOODPUT if target is None else EQUAL_COST) * max(1.0, abs(best))
         pin = (first, best - slack, np.inf) if target is None else (first, -np.inf, best + slack)
         z = self.solve(-sign * second, [*limits, pin])
         return None if z is None else self._mix(z)
@@ -174,7 +175,16 @@ class Program:
         mix = tuple(round(z[self.m0 + o]) for o in range(self.n_offers))
         replicas = tuple((kind, round(z[u])) for u, kind in enumerate(self.kinds) if round(z[u]) > 0)
         cost = sum(offer.node_price * nodes for offer, nodes in zip(self.offers.offers, mix))
-        return CutMix(mix, float(z[self.g]), cost, replicas)
+        return CutMix(mix, cut_goodput(replicas), cost, replicas)
+
+
+def cut_goodput(replicas: Sequence[tuple[ReplicaKind, int]]) -> float:
+    """G = colocated + min(prefill, decode) of these replicas, recomputed exactly from the integer solution
+    (the solver's continuous G carries its feasibility tolerance)."""
+    capacity = {"prefill": 0.0, "decode": 0.0, "colocated": 0.0}
+    for kind, count in replicas:
+        capacity[kind.role] += kind.capacity_rps * count
+    return capacity["colocated"] + min(capacity["prefill"], capacity["decode"])
 
 
 def proposals(

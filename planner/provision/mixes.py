@@ -39,26 +39,26 @@ def describe(offers: Offers, mix: Mix) -> str:
     return " + ".join(parts) or "nothing"
 
 
-def cluster_data(offers: Offers, mix: Mix, where: Path) -> dict:
-    """The cluster file of `mix` (as parsed YAML), for writing at `where`."""
+def cluster_data(offers: Offers, mix: Mix) -> dict:
+    """The cluster file of `mix`, as parsed YAML."""
     nodes = []
     for offer, count in zip(offers.offers, mix):
         prefix = node_prefix(offers.offers, offer)
         nodes += [{"name": f"{prefix}-{k}"} | dict(offer.node) for k in range(count)]
-    return offers.serving_for(where) | {"nodes": nodes}
+    return offers.serving_for() | {"nodes": nodes}
 
 
-def cluster_text(offers: Offers, mix: Mix, where: Path) -> str:
+def cluster_text(offers: Offers, mix: Mix) -> str:
     header = (
         f"# Written by `hexplan provision {offers.source.as_posix()}`: {describe(offers, mix)}, "
         f"${mix_cost(offers, mix):.4g}/h.\n"
         "# Prices are the offers file's; model, workload, SLO and network are copied from it.\n"
     )
-    return header + dump_yaml(cluster_data(offers, mix, where))
+    return header + dump_yaml(cluster_data(offers, mix))
 
 
 def mix_cluster(offers: Offers, mix: Mix, where: Path, catalog: Catalog) -> tuple[Cluster, str]:
     """(the Cluster `load_cluster(where)` would return once the text is written there, the text)."""
-    text = cluster_text(offers, mix, where)
+    text = cluster_text(offers, mix)
     sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return cluster_from_data(cluster_data(offers, mix, where), where, sha, catalog), text
+    return cluster_from_data(cluster_data(offers, mix), where, sha, catalog), text

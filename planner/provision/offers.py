@@ -8,13 +8,12 @@ An offer rents whole nodes: `max_gpus` is a multiple of `gpus_per_node`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from planner.errors import InputError
 from planner.inputs.catalog import Bandwidth, Catalog, GpuProfile, Price
@@ -56,13 +55,14 @@ class OffersSpec(ServingSpec):
     offers: list[OfferSpec] = Field(min_length=1, max_length=MAX_OFFERS)
     network: NetworkSpec = Field(description="the link between any two rented nodes (network.default)")
 
-    @model_validator(mode="after")
-    def _network(self) -> Self:
-        if self.network.default is None:
+    @field_validator("network")
+    @classmethod
+    def _network(cls, network: NetworkSpec) -> NetworkSpec:
+        if network.default is None:
             raise ValueError("network.default is required: the link between any two rented nodes")
-        if self.network.links:
-            raise ValueError("network.links names nodes, and rented nodes have no names yet; use network.default")
-        return self
+        if network.links:
+            raise ValueError("links name nodes, and rented nodes have no names yet; use network.default")
+        return network
 
 
 @dataclass(frozen=True)
@@ -95,23 +95,20 @@ class Offers:
     model_name: str
     weights_bytes: float
 
-    def serving_for(self, where: Path) -> dict:
-        """The serving fields for a cluster file at `where`: relative paths re-pointed from this file's folder."""
-        data = {key: value for key, value in self.serving.items()}
+    def serving_for(self) -> dict:
+        """The serving fields for a cluster file written anywhere: relative paths (a config.json model, a
+        trace) made absolute, since the output folder may not exist while candidates are planned."""
+        data = dict(self.serving)
         if str(data["model"]).endswith(".json"):
-            data["model"] = _rebase(str(data["model"]), self.source.parent, where.parent)
+            data["model"] = _absolute(str(data["model"]), self.source.parent)
         workload = data["workload"]
         if isinstance(workload, Mapping) and "trace" in workload:
-            data["workload"] = dict(workload) | {
-                "trace": _rebase(str(workload["trace"]), self.source.parent, where.parent)
-            }
+            data["workload"] = dict(workload) | {"trace": _absolute(str(workload["trace"]), self.source.parent)}
         return data
 
 
-def _rebase(path: str, old: Path, new: Path) -> str:
-    if Path(path).is_absolute():
-        return path
-    return Path(os.path.relpath(old / path, new)).as_posix()
+def _absolute(path: str, folder: Path) -> str:
+    return (folder / path).resolve().as_posix()
 
 
 def _resolve_offer(spec: OfferSpec, raw: Mapping, i: int, default_nic: object, catalog: Catalog, path: Path) -> Offer:
@@ -147,7 +144,7 @@ def load_offers(path: Path, catalog: Catalog) -> Offers:
     for offer in offers:
         if spec.dtype not in offer.gpu.peak_flops:
             raise InputError(
-                f"{path}: offers[{offer.index}].gpu: {offer.gpu.key} has no {spec.dtype} support (dtype).",
+                f"{path}: offers[{offer.index}].gpu: {offer.gpu.key} has no {spec.dtype} support (the file's dtype).",
                 hint="use dtype: float16 or remove that offer",
             )
     serving = {key: data[key] for key in ("model", "dtype", "workload", "slo", "network") if key in data}

@@ -22,7 +22,7 @@ from pathlib import Path
 import planner
 from planner.errors import InfeasibleError
 from planner.inputs.catalog import Catalog
-from planner.provision.cut import CutMix, Program, proposals
+from planner.provision.cut import EQUAL_GOODPUT, CutMix, Program, proposals
 from planner.provision.kinds import MAX_SPAN, ReplicaKind, replica_kinds
 from planner.provision.mixes import describe, mix_cluster
 from planner.provision.offers import Offers
@@ -30,7 +30,7 @@ from planner.provision.results import Candidate, Provisioned
 from planner.types import Connector, Role
 
 Progress = Callable[[str, int, int], None]  # (what is being done, steps done, steps in all)
-ANY_GOODPUT = 1e-9  # requests/s: "serves at all"
+ANY_GOODPUT = 1e-3  # requests/s: "serves at all" (well above the integer program's feasibility tolerance)
 
 
 @dataclass(frozen=True)
@@ -113,11 +113,18 @@ def _single_type_proposals(offers: Offers, kinds: Sequence[ReplicaKind], request
     return found, programs
 
 
-def rank_key(request: Request) -> Callable[[tuple[int, Candidate]], tuple]:
-    """Sort key of (cut order, candidate): budget — more goodput, then cheaper; target — reaching it, then
-    cheaper, then more goodput; ties to the earlier in the cut's order."""
+def rank_key(request: Request, candidates: Sequence[Candidate]) -> Callable[[tuple[int, Candidate]], tuple]:
+    """Sort key of (cut order, candidate), best first. Budget: goodput within 0.1 % of the best counts as
+    the best (the cost model is not more precise), then cheaper, then more goodput. Target: reaching it,
+    then cheaper, then more goodput. Ties go to the earlier in the cut's order."""
     if request.target is None:
-        return lambda item: (-round(item[1].goodput_rps, 9), item[1].cost_per_hour, item[0])
+        best = max((c.goodput_rps for c in candidates), default=0.0)
+        return lambda item: (
+            item[1].goodput_rps < best * (1 - EQUAL_GOODPUT),
+            item[1].cost_per_hour if item[1].goodput_rps >= best * (1 - EQUAL_GOODPUT) else -item[1].goodput_rps,
+            -item[1].goodput_rps,
+            item[0],
+        )
     target = request.target
     return lambda item: (
         item[1].goodput_rps < target,
@@ -150,7 +157,7 @@ def provision(
         report(f"planning {describe(offers, proposal.mix)}", i, len(order))
         planned[proposal.mix] = _plan(offers, proposal, where, request, catalog)
     report("done", len(order), len(order))
-    ranked = sorted(enumerate(planned[p.mix] for p in order), key=rank_key(request))
+    ranked = sorted(enumerate(planned[p.mix] for p in order), key=rank_key(request, list(planned.values())))
     chosen = ranked[0][1]
     if chosen.plan is None:
         raise InfeasibleError(
