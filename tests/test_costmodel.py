@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from planner.costs.allreduce import ring_seconds
 from planner.costs.kvtransfer import kv_bytes_per_request, kv_transfer_time
 from planner.costs.layout import Layout, Stage
 from planner.costs.memory import check_model_fits, kv_bytes_per_token_layer, kv_capacity_tokens
 from planner.costs.replica import (
-    allreduce_time,
     decode_perf,
     decode_step_time,
     hop_time,
@@ -199,10 +199,10 @@ def test_tensor_parallelism_speeds_up_prefill():
     assert pipeline_prefill_time(cluster, lay["TP=2"], 8) < pipeline_prefill_time(cluster, lay["1 GPU"], 8)
 
 
-def test_allreduce():
-    assert allreduce_time(1e9, 1, 1e9, 1e-6) == 0.0
-    assert allreduce_time(1e9, 4, 1e9, 0.0) == pytest.approx(2 * 3 / 4)
-    assert allreduce_time(0.0, 8, 1e9, 2e-6) == pytest.approx(14 * 2e-6)
+def test_ring_allreduce_of_uncalibrated_links():
+    assert ring_seconds(1e9, 1, 1e9, 1e-6) == 0.0
+    assert ring_seconds(1e9, 4, 1e9, 0.0) == pytest.approx(2 * 3 / 4)
+    assert ring_seconds(0.0, 8, 1e9, 2e-6) == pytest.approx(14 * 2e-6)
 
 
 def test_hop_without_a_link_is_infinite():

@@ -46,12 +46,10 @@ def self_contained_node(plan: Plan) -> str:
     """A node whose replicas lie entirely on it, so removing it strands no GPU of another node."""
     nodes = sorted({g.split("/")[0] for r in plan.replicas for g in r.gpus})
     for node in nodes:
-        if all(
-            {g.split("/")[0] for g in r.gpus} == {node}
-            for r in plan.replicas
-            if node in {g.split("/")[0] for g in r.gpus}
-        ):
-            return node
+        touching = [r for r in plan.replicas if node in {g.split("/")[0] for g in r.gpus}]
+        left_roles = {r.role for r in plan.replicas if r not in touching}
+        if all({g.split("/")[0] for g in r.gpus} == {node} for r in touching) and left_roles >= {"prefill", "decode"}:
+            return node  # removing it strands nobody and leaves a servable plan
     raise AssertionError("every node shares a replica with another node")
 
 
@@ -132,8 +130,11 @@ def test_replan_after_losing_half_of_a_pipeline(hand_replica, hand_plan, run_cli
         *(hand_replica(cluster, "decode", [f"{n}/{i}" for i in range(4)]) for n in ("a6000-0", "a6000-1")),
     )
     write_plan(old, tmp_path / "old.yaml")
+    # --max-loss 100: stay with the fewest moves whatever the throughput (the measured PCIe all-reduce makes
+    # moving the A6000 decode replicas worth more than the default 5 %; what is tested is not giving up at 0)
     plan = replan(
-        run_cli, tmp_path / "old.yaml", without_node(EXAMPLES / "paper-hetero-2.yaml", "l40-0", tmp_path), tmp_path
-    )
+        run_cli, tmp_path / "old.yaml", without_node(EXAMPLES / "paper-hetero-2.yaml", "l40-0", tmp_path), tmp_path,
+        "--max-loss", "100",
+    )  # fmt: skip
     _, stranded = split_replicas(old, "l40-0")
     assert plan.solver.moved_gpus <= stranded  # = 4: the two A6000 decode replicas can stay as they are

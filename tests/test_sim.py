@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from planner.costs.layout import Layout, Stage
+from planner.costs.replica import decode_step_time, prefill_batch_time
 from planner.inputs.catalog import Catalog
 from planner.inputs.cluster import load_cluster
 from planner.inputs.problem import Cluster
@@ -92,7 +93,7 @@ TOY = {
 }
 H, N, D, F, V, L, B = 256, 4, 64, 512, 1000, 2, 2  # the toy's shape; B = bytes per fp16 value
 BW = 100e9  # toy GPU memory bandwidth, efficiency 1, compute effectively infinite → memory-bound
-NET_BW, NET_LAT = 1e9, 1e-3  # 8 Gbit/s between the two nodes
+NET_BW, NET_LAT = 1e8, 1e-3  # 0.8 Gbit/s between the two nodes: two KV transfers overlap
 PROMPT, OUTPUT = 100, 10
 
 
@@ -108,25 +109,22 @@ def toy_cluster(tmp_path_factory, catalog: Catalog) -> Cluster:
         f"model: config.json\nworkload: {{prompt_tokens: {PROMPT}, output_tokens: {OUTPUT}}}\nnodes:\n"
         f"  - {{name: n0, gpu: {gpu}, count: 1, nic: 100Gbps, price: $1/h}}\n"
         f"  - {{name: n1, gpu: {gpu}, count: 1, nic: 100Gbps, price: $1/h}}\n"
-        "network:\n  default: {bandwidth: 8Gbps, latency: 1ms}\n"
+        "network:\n  default: {bandwidth: 800Mbps, latency: 1ms}\n"
     )
     return load_cluster(folder / "cluster.yaml", catalog)
 
 
-def _bytes_prefill(prompts: list[int]) -> float:
-    """Roofline bytes of one prefill batch: weights once, per token hidden in/out + KV written, LM head."""
-    params = 2 * H * N * D + 2 * H * N * D + 3 * H * F
-    return L * (params * B + sum(prompts) * (2 * H * B + 2 * N * D * B)) + V * H * B
+ONE_GPU = Layout((Stage(("n0/0",), 0, L),))
 
 
-def _bytes_decode(batch: int, context: float) -> float:
-    params = 2 * H * N * D + 2 * H * N * D + 3 * H * F
-    return L * (params * B + batch * context * 2 * N * D * B) + V * H * B
+def _prefill_seconds(cluster: Cluster, prompts: list[int]) -> float:
+    """The cost model's time of one prefill batch on one toy GPU (the simulator must charge exactly this)."""
+    return prefill_batch_time(cluster, ONE_GPU, prompts)[1]
 
 
-def _decode_seconds(batch: int) -> float:
+def _decode_seconds(cluster: Cluster, batch: int) -> float:
     """All decode steps of `batch` equal requests: contexts prompt+1 … prompt+output−1."""
-    return sum(_bytes_decode(batch, PROMPT + 1 + k) for k in range(OUTPUT - 1)) / BW
+    return sum(decode_step_time(cluster, ONE_GPU, batch, PROMPT + 1 + k) for k in range(OUTPUT - 1))
 
 
 def _plan(cluster: Cluster, colocated: bool):
@@ -149,24 +147,26 @@ def _run(cluster: Cluster, colocated: bool, times: list[float]):
 
 def test_single_colocated_replica_latency_is_analytic(toy_cluster):
     result = _run(toy_cluster, True, [0.0, 10.0, 20.0])  # far apart: no queueing
-    ttft = _bytes_prefill([PROMPT]) / BW
+    ttft = _prefill_seconds(toy_cluster, [PROMPT])
     for r in result.requests:
         assert r.first_token - r.arrival == pytest.approx(ttft, rel=1e-9)
-        assert r.finish - r.arrival == pytest.approx(ttft + _decode_seconds(1), rel=1e-9)
+        assert r.finish - r.arrival == pytest.approx(ttft + _decode_seconds(toy_cluster, 1), rel=1e-9)
 
 
 def test_disaggregated_latency_adds_kv_transfer(toy_cluster):
     result = _run(toy_cluster, False, [0.0, 10.0])
     kv = PROMPT * L * 2 * N * D * B / NET_BW + NET_LAT
     for r in result.requests:
-        assert r.finish - r.arrival == pytest.approx(_bytes_prefill([PROMPT]) / BW + kv + _decode_seconds(1), rel=1e-9)
+        assert r.finish - r.arrival == pytest.approx(
+            _prefill_seconds(toy_cluster, [PROMPT]) + kv + _decode_seconds(toy_cluster, 1), rel=1e-9
+        )
 
 
 def test_concurrent_transfers_share_the_link(toy_cluster):
     """Two simultaneous arrivals: prefilled back to back (t1, t2 = 2·t1), so their transfers overlap."""
     result = _run(toy_cluster, False, [0.0, 0.0])
     alone = PROMPT * L * 2 * N * D * B / NET_BW  # one transfer with the link to itself
-    t1 = _bytes_prefill([PROMPT]) / BW
+    t1 = _prefill_seconds(toy_cluster, [PROMPT])
     t2 = 2 * t1
     assert [r.first_token for r in result.requests] == pytest.approx([t1, t2], rel=1e-9)
     # alone on [t1, t2), then half the bandwidth each; the link stays busy from t1 until 2·alone of bytes are done

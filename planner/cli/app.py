@@ -31,6 +31,12 @@ ProfilesOption = Annotated[
     list[Path] | None,
     typer.Option("--profiles", help="extra catalogue directory (*.yaml with gpus/links/models); repeatable"),
 ]
+CalibrationOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--calibration", help="calibration file (README: calibration files) on top of profiles/calibrations; repeatable"
+    ),
+]
 ClusterArgument = Annotated[Path, typer.Argument(help="cluster file (see README: cluster.yaml)")]
 PlanArgument = Annotated[Path, typer.Argument(help="plan file written by `hexplan solve`")]
 ClusterOption = Annotated[
@@ -38,12 +44,12 @@ ClusterOption = Annotated[
 ]
 
 
-def catalog_from(profiles: list[Path] | None) -> Catalog:
-    return load_catalog(profiles or ())
+def catalog_from(profiles: list[Path] | None, calibrations: list[Path] | None = None) -> Catalog:
+    return load_catalog(profiles or (), calibrations or ())
 
 
-def load(cluster_file: Path, profiles: list[Path] | None) -> Cluster:
-    return load_cluster(cluster_file, catalog_from(profiles))
+def load(cluster_file: Path, profiles: list[Path] | None, calibrations: list[Path] | None = None) -> Cluster:
+    return load_cluster(cluster_file, catalog_from(profiles, calibrations))
 
 
 def resolve_plan_cluster(plan_file: Path, recorded: str, given: Path | None) -> Path:
@@ -60,14 +66,14 @@ def resolve_plan_cluster(plan_file: Path, recorded: str, given: Path | None) -> 
 
 
 def evaluate_plan_file(
-    plan_file: Path, given: Path | None, profiles: list[Path] | None
+    plan_file: Path, given: Path | None, profiles: list[Path] | None, calibrations: list[Path] | None = None
 ) -> tuple[Plan, Plan, Cluster, Path]:
     """(recorded plan, honestly evaluated plan, cluster, cluster file): what every plan-reading command needs.
 
     A plan that cannot run on the cluster raises PlanError naming both files."""
     recorded = read_plan(plan_file)
     cluster_file = resolve_plan_cluster(plan_file, recorded.cluster.file, given)
-    cluster = load(cluster_file, profiles)
+    cluster = load(cluster_file, profiles, calibrations)
     try:
         honest = evaluate(recorded, cluster)
     except PlanError as exc:  # the message names the replica and field inside the plan

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from planner.cli.app import (
+    CalibrationOption,
     PlanArgument,
     ProfilesOption,
     app,
@@ -27,7 +28,7 @@ from planner.cli.app import (
 )
 from planner.errors import InputError, PlanError
 from planner.inputs.problem import Cluster
-from planner.plans.checks import check_plan
+from planner.plans.checks import calibration_changes, check_plan
 from planner.plans.diff import Change, MetricDelta, PlanDiff, RouteDiff, diff_plans, diff_to_dict
 from planner.plans.gates import GateResult, Gates, check_gates, gates_to_dict
 from planner.plans.schema import Plan, read_plan
@@ -327,6 +328,7 @@ def check(
     ] = None,
     fmt: FormatOption = Format.table,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Is PLAN still valid for the cluster, and are its recorded figures what evaluation gives now?
 
@@ -335,19 +337,22 @@ def check(
     """
     plan = read_plan(plan_file)
     path = resolve_plan_cluster(plan_file, plan.cluster.file, cluster)
-    loaded = load(path, profiles)
+    loaded = load(path, profiles, calibration)
     try:
         honest, diff = check_plan(plan, loaded)
     except PlanError as exc:
         raise PlanError(f"{plan_file} is not valid for {path}: {exc.message}", hint=exc.hint) from None
     ev = Evaluated(plan_file, path, plan, honest, loaded)
-    state = "fresh" if diff.empty else "stale"
+    calibrations = calibration_changes(plan, honest)
+    fresh = diff.empty and not calibrations
+    state = "fresh" if fresh else "stale"
     title = f"{plan_file} as recorded → evaluated on {path} now"
-    notes = (ev.sha_note,) if ev.sha_note else ()
+    notes = ((ev.sha_note,) if ev.sha_note else ()) + tuple(f"calibration changed: {c}" for c in calibrations)
     emit(
         fmt,
         Report("check", state, title, ("recorded", "now"), diff, (), notes, {"plan": ev.describe(), "state": state}),
     )
     if fmt is Format.table:
-        console.print(f"[green]fresh[/]: {plan_file} matches {path}" if diff.empty else f"[red]stale[/]: {plan_file}")
-    fail_if(not diff.empty, [f"stale: {plan_file}'s recorded figures differ from evaluating it on {path}"])
+        console.print(f"[green]fresh[/]: {plan_file} matches {path}" if fresh else f"[red]stale[/]: {plan_file}")
+    reasons = [f"stale: {plan_file}'s recorded figures differ from evaluating it on {path}"] if not diff.empty else []
+    fail_if(not fresh, reasons + [f"stale: calibration changed: {c}" for c in calibrations])

@@ -9,21 +9,26 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from planner.cli.app import ClusterArgument, ProfilesOption, app, catalog_from, console, load
+from planner.cli.app import CalibrationOption, ClusterArgument, ProfilesOption, app, catalog_from, console, load
 from planner.cli.render import cluster_tables
 from planner.costs.memory import check_model_fits
+from planner.costs.usage import uncalibrated_gpu_types
 from planner.inputs.cluster import ClusterSpec
 from planner.plans.schema import Plan
 from planner.units import format_bandwidth
 
 
 @app.command()
-def validate(cluster_file: ClusterArgument, profiles: ProfilesOption = None) -> None:
-    """Check a cluster file and print what it describes (GPUs by type, memory, $/h, bandwidth)."""
-    cluster = load(cluster_file, profiles)
+def validate(
+    cluster_file: ClusterArgument, profiles: ProfilesOption = None, calibration: CalibrationOption = None
+) -> None:
+    """Check a cluster file and print what it describes (GPUs by type, memory, $/h, bandwidth, calibration)."""
+    cluster = load(cluster_file, profiles, calibration)
     check_model_fits(cluster)
     for table in cluster_tables(cluster):
         console.print(table)
+    for described in uncalibrated_gpu_types(cluster):
+        console.print(f"[yellow]uncalibrated[/]: {described}: its step times are not measured", soft_wrap=True)
     console.print(f"[green]ok[/]: {cluster_file} is valid")
 
 

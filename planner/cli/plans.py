@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from planner.cli.app import ClusterOption, PlanArgument, ProfilesOption, app, console, evaluate_plan_file
+from planner.cli.app import (
+    CalibrationOption,
+    ClusterOption,
+    PlanArgument,
+    ProfilesOption,
+    app,
+    console,
+    evaluate_plan_file,
+)
 from planner.cli.render import replicas_table, routes_table, summary_table
 from planner.plans.schema import plan_to_yaml, read_plan, round_floats, write_plan
 
@@ -28,9 +36,10 @@ def evaluate_command(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="write the re-evaluated plan here")] = None,
     as_yaml: Annotated[bool, typer.Option("--yaml", help="print the re-evaluated plan as YAML")] = False,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Recompute every figure of a plan from its layouts (the file's claimed numbers are ignored)."""
-    plan, honest, _, cluster_path = evaluate_plan_file(plan_file, cluster, profiles)
+    plan, honest, _, cluster_path = evaluate_plan_file(plan_file, cluster, profiles, calibration)
     if output is not None:
         write_plan(honest, output)
     if as_yaml:

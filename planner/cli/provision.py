@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from planner.cli.app import ProfilesOption, app, catalog_from, console, console_err
+from planner.cli.app import CalibrationOption, ProfilesOption, app, catalog_from, console, console_err
 from planner.cli.solve import ConnectorChoice
 from planner.errors import InputError, UnitError
 from planner.provision.offers import load_offers
@@ -51,14 +51,15 @@ def provision(
     colocated: Annotated[bool, typer.Option("--colocated", help="also consider colocated replicas")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Choose which GPUs to rent from OFFERS.yaml; write OUTDIR/cluster.yaml and its plan OUTDIR/plan.yaml.
 
     The plan is the one `hexplan solve OUTDIR/cluster.yaml` writes with the same --seed, --time-limit,
-    --connector and --colocated (when its search converges)."""
+    --connector, --colocated, --profiles and --calibration (when its search converges)."""
     options = {"candidates": candidates, "seed": seed, "time_limit": time_limit, "connector": connector.value}
     request = _request(budget, target_rps, options | {"colocated": colocated})
-    catalog = catalog_from(profiles)
+    catalog = catalog_from(profiles, calibration)
     offers = load_offers(offers_file, catalog)
     began = time.monotonic()
     with Progress(

@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 
 from rich.table import Table
 
+from planner.costs.usage import CalibrationUse, describe
 from planner.inputs.problem import Cluster
 from planner.plans.schema import Plan
 from planner.units import format_bandwidth
@@ -55,9 +56,18 @@ def metric_table(title: str, rows: list[tuple[str, str]]) -> Table:
     return table
 
 
+def uncalibrated_text(plan: Plan) -> str:
+    """GPU types and links whose figures are not their own measurements ('' when all are calibrated)."""
+    return ", ".join(
+        describe(CalibrationUse(c.kind, c.key, c.id, c.sha256, c.status, c.borrowed_from))
+        for c in plan.cost_calibrations
+        if c.status != "calibrated"
+    )
+
+
 def summary_table(plan: Plan, title: str = "plan summary") -> Table:
     s = plan.summary
-    return metric_table(
+    table = metric_table(
         title,
         [
             ("throughput", f"{s.throughput_rps:.3f} req/s"),
@@ -69,6 +79,9 @@ def summary_table(plan: Plan, title: str = "plan summary") -> Table:
             ("bottleneck", s.bottleneck),
         ],
     )
+    if uncalibrated := uncalibrated_text(plan):
+        table.add_row("uncalibrated", uncalibrated)
+    return table
 
 
 def replicas_table(plan: Plan) -> Table:

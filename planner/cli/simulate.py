@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from planner.cli.app import (
+    CalibrationOption,
     ClusterArgument,
     ClusterOption,
     PlanArgument,
@@ -85,6 +86,7 @@ def simulate_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
     sweep: Annotated[bool, typer.Option("--sweep", help="bisect the highest rate with ≥ 90% SLO attainment")] = False,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Simulate a plan serving Poisson or trace-replayed requests; print latency, throughput and utilisation."""
     for value, option in (
@@ -97,7 +99,7 @@ def simulate_command(
         raise InputError("--rate and --trace: give one request source, not both.")
     if sweep and trace is not None:
         raise InputError("--sweep bisects a Poisson rate; it cannot be combined with --trace.")
-    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles)
+    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles, calibration)
     base = default_slo(the_cluster)
     slo = Slo(parse_duration_option("--ttft", ttft) or base.ttft, parse_duration_option("--tpot", tpot) or base.tpot)
     if sweep:
@@ -138,6 +140,7 @@ def compare_command(
     duration: Annotated[float, typer.Option("--duration", help="simulated seconds per run")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Plan the cluster with hexgen2 and baseline planners; simulate each and compare throughput per dollar."""
     _positive(time_limit, "--time-limit")
@@ -145,7 +148,7 @@ def compare_command(
     names = [n.strip() for n in baselines.split(",") if n.strip()]
     for name in names:
         baseline(name)  # fail fast on a typo, before any planning
-    cluster = load(cluster_file, profiles)
+    cluster = load(cluster_file, profiles, calibration)
     rows = compare_plans(cluster, plan_all(cluster, names, seed, time_limit), duration=duration, seed=seed)
     if as_json:
         print(json.dumps(rows, sort_keys=True, indent=2, ensure_ascii=False))

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 import planner
 from planner.cli.app import (
+    CalibrationOption,
     ClusterArgument,
     ProfilesOption,
     app,
@@ -67,9 +68,10 @@ def solve(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or tables")] = False,
     profiles: ProfilesOption = None,
+    calibration: CalibrationOption = None,
 ) -> None:
     """Plan prefill and decode replicas, their layouts and KV routes for a cluster file."""
-    cluster = load(cluster_file, profiles)
+    cluster = load(cluster_file, profiles, calibration)
     overrides = {
         "slo_ttft": parse_duration_option("--slo-ttft", slo_ttft),
         "slo_tpot": parse_duration_option("--slo-tpot", slo_tpot),

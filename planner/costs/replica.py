@@ -1,16 +1,16 @@
-"""Roofline time model of one replica (TP × PP): prefill and decode capacity, batch and step times.
+"""Time model of one replica (TP × PP): prefill and decode capacity, batch and step times.
 
-Notation (per layer): h hidden, n heads, n_kv KV heads, d head dim, f FFN width, b bytes per
-parameter, P = 2hnd + 2h·n_kv·d + (3|2)hf parameters.
+Each stage's step time is planner.costs.stepmodel's (model form v2: GEMMs with token-dependent compute
+efficiency, per-layer elementwise cost, separate attention terms, measured all-reduce from
+planner.costs.allreduce, LM head on the last stage, the per-iteration overhead t0(TP) once per step)
+with the GPU's calibrated factors (planner.inputs.calibrations; priors when uncalibrated).
 
-- prefill FLOPs for a batch of prompts s_i: 2·P·Σs_i + 2·n·d·Σs_i² (causal attention);
-- decode FLOPs per token at context c: 2·P + 4·c·n·d; bytes: P·b + c·2·n_kv·d·b (KV read);
-- a stage of t GPUs takes max(FLOPs / (t·peak·eff_c), bytes / (t·bw·eff_m)) per layer, plus two ring
-  all-reduces of tokens·h·b bytes (α-β model: 2(t−1)·α + 2(t−1)/t · size / link_bw);
+- prefill of prompts s_i: Σs_i tokens through the GEMMs, Σs_i² for causal attention;
+- decode: `batch` sequences at mean context c, reading batch·c tokens of KV cache per layer;
 - a PP hop moves tokens·h·b bytes over the link between the two stages' nodes;
 - a pipeline's throughput is set by its slowest stage, its latency by the sum of stages.
 
-Efficiencies are ≤ 1, so every time is ≥ the physical roofline (tests check this).
+Efficiencies are ≤ 1 and overheads ≥ 0, so every time is ≥ the physical roofline (tests check this).
 All functions are pure; times in seconds, sizes in bytes, rates in requests/s. Memory is in
 planner.costs.memory, KV transfers between replicas in planner.costs.kvtransfer.
 """
@@ -21,9 +21,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
+from weakref import WeakKeyDictionary
 
+from planner.costs.allreduce import allreduce_seconds
 from planner.costs.layout import Layout, Stage
-from planner.costs.memory import kv_bytes_per_token_layer, kv_capacity_tokens, kv_replication
+from planner.costs.memory import kv_capacity_tokens, kv_replication
+from planner.costs.stepmodel import Factors, decode_work, gpu_factors, prefill_work, seconds
+from planner.inputs.catalog import LinkProfile
 from planner.inputs.problem import Cluster, GpuSlot
 
 MAX_NUM_SEQS = 512
@@ -39,33 +43,31 @@ class StageHardware:
 
     slot: GpuSlot
     tp: int
-    allreduce_bandwidth: float
-    allreduce_latency: float
+    link: LinkProfile  # the intra-node link the TP group all-reduces over
+    factors: Factors
 
 
 def stage_hardware(cluster: Cluster, stage: Stage) -> StageHardware:
     slot = cluster.gpu_by_id[stage.gpus[0]]
     node = cluster.node_by_name[slot.node]
-    return StageHardware(slot, stage.tp, node.intra_link.bandwidth, node.intra_link.latency)
+    return StageHardware(slot, stage.tp, node.intra_link, gpu_factors(slot.gpu, cluster.dtype, stage.tp))
 
 
-# ----------------------------------------------------------------------------- primitives
+_MEMO: WeakKeyDictionary[Cluster, dict[tuple, float]] = WeakKeyDictionary()
 
 
-def allreduce_time(size: float, tp: int, bandwidth: float, latency: float) -> float:
-    """Ring all-reduce of `size` bytes over tp GPUs (α-β model); zero for tp = 1."""
-    if tp <= 1:
-        return 0.0
-    steps = 2 * (tp - 1)
-    return steps * latency + steps / tp * size / bandwidth
+def _stage_memo(cluster: Cluster) -> dict[tuple, float]:
+    """Stage times of this cluster by (GPU, link, TP, layers, work): many layouts share the same stages, and
+    the search asks again and again (ids are stable while the cluster, which holds the records, lives)."""
+    memo = _MEMO.get(cluster)
+    if memo is None:
+        memo = _MEMO[cluster] = {}
+    return memo
 
 
-def roofline(flops: float, nbytes: float, hw: StageHardware, dtype: str) -> float:
-    """Time of a kernel sequence bounded by compute or memory, whichever is slower."""
-    gpu = hw.slot.gpu
-    compute = flops / (hw.tp * gpu.flops(dtype) * gpu.compute_efficiency)
-    memory = nbytes / (hw.tp * gpu.memory_bandwidth * gpu.memory_efficiency)
-    return max(compute, memory)
+def tp_allreduce_time(cluster: Cluster, hw: StageHardware, tokens: float) -> float:
+    """One layer's TP all-reduce of the activations of `tokens` tokens (two per layer in the step)."""
+    return allreduce_seconds(hw.link, hw.tp, tokens * cluster.model.hidden * cluster.dtype_bytes)
 
 
 def hop_time(cluster: Cluster, a: Stage, b: Stage, tokens: float) -> float:
@@ -91,21 +93,19 @@ def prefill_stage_time(cluster: Cluster, stage: Stage, hw: StageHardware, n_seqs
 def prefill_tokens_stage_time(
     cluster: Cluster, stage: Stage, hw: StageHardware, n_seqs: float, tokens: float, squares: float, last: bool
 ) -> float:
-    """One stage's time to prefill n_seqs prompts of `tokens` tokens in all, Σ(prompt²) = `squares`."""
-    model, b = cluster.model, cluster.dtype_bytes
-    flops = stage.layers * (2 * model.params_per_layer * tokens + 2 * model.heads * model.head_dim * squares)
-    nbytes = stage.layers * (
-        model.params_per_layer * b + tokens * (2 * model.hidden * b + kv_bytes_per_token_layer(cluster))
-    )
-    if last:  # LM head for each prompt's last position
-        flops += 2 * n_seqs * model.vocab * model.hidden
-        nbytes += model.vocab * model.hidden * b
-    comm = (
-        stage.layers
-        * 2
-        * allreduce_time(tokens * model.hidden * b, hw.tp, hw.allreduce_bandwidth, hw.allreduce_latency)
-    )
-    return roofline(flops, nbytes, hw, cluster.dtype) + comm
+    """One stage's time to prefill n_seqs prompts of `tokens` tokens in all, Σ(prompt²) = `squares`.
+
+    The last stage computes the LM head for each prompt's last position and pays the step overhead."""
+    memo = _stage_memo(cluster)
+    key = ("p", id(hw.slot.gpu), id(hw.link), hw.tp, stage.layers, n_seqs, tokens, squares, last)
+    hit = memo.get(key)
+    if hit is None:
+        work = prefill_work(
+            cluster.model, hw.tp, cluster.dtype_bytes, stage.layers, n_seqs, tokens, squares,
+            allreduce_s=2 * tp_allreduce_time(cluster, hw, tokens), lm_head=last, steps=1.0 if last else 0.0,
+        )  # fmt: skip
+        hit = memo[key] = seconds(hw.factors, work)
+    return hit
 
 
 @dataclass(frozen=True)
@@ -163,17 +163,16 @@ def decode_stage_time(
     cluster: Cluster, stage: Stage, hw: StageHardware, batch: float, context: float, last: bool
 ) -> float:
     """One stage's time for one decode step of `batch` sequences at mean context `context`."""
-    model, b = cluster.model, cluster.dtype_bytes
-    kv_layer = kv_bytes_per_token_layer(cluster) * kv_replication(cluster, hw.tp)
-    flops = stage.layers * batch * (2 * model.params_per_layer + 4 * context * model.heads * model.head_dim)
-    nbytes = stage.layers * (model.params_per_layer * b + batch * context * kv_layer)
-    if last:
-        flops += 2 * batch * model.vocab * model.hidden
-        nbytes += model.vocab * model.hidden * b
-    comm = (
-        stage.layers * 2 * allreduce_time(batch * model.hidden * b, hw.tp, hw.allreduce_bandwidth, hw.allreduce_latency)
-    )
-    return roofline(flops, nbytes, hw, cluster.dtype) + comm
+    memo = _stage_memo(cluster)
+    key = ("d", id(hw.slot.gpu), id(hw.link), hw.tp, stage.layers, batch, context, last)
+    hit = memo.get(key)
+    if hit is None:
+        work = decode_work(
+            cluster.model, hw.tp, cluster.dtype_bytes, stage.layers, batch, context, kv_replication(cluster, hw.tp),
+            allreduce_s=2 * tp_allreduce_time(cluster, hw, batch), lm_head=last, steps=1.0 if last else 0.0,
+        )  # fmt: skip
+        hit = memo[key] = seconds(hw.factors, work)
+    return hit
 
 
 def decode_step_time(cluster: Cluster, layout: Layout, batch: float, context: float) -> float:

@@ -10,13 +10,21 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
 
 from planner.errors import InputError
+from planner.inputs.calibrations import (
+    AllreduceCalibration,
+    Calibrations,
+    GpuCalibration,
+    gpu_calibration_for,
+    link_calibration_for,
+    load_calibrations,
+)
 from planner.types import Strict
 from planner.units import (
     BANDWIDTH,
@@ -34,6 +42,7 @@ from planner.units import (
 from planner.yamlio import load_yaml, read_text, validate
 
 DEFAULT_PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+DEFAULT_CALIBRATIONS_DIR = DEFAULT_PROFILES_DIR / "calibrations"
 
 
 def _unit_string(pattern: str, example: str) -> WithJsonSchema:
@@ -123,6 +132,7 @@ class GpuProfile:
     price_per_hour: float
     compute_efficiency: float
     memory_efficiency: float
+    calibration: GpuCalibration | None = None  # None: uncalibrated, the cost model's priors apply
 
     def flops(self, dtype: str) -> float:
         """Peak FLOP/s for dtype; GPUs without BF16 (T4, V100) run float16 figures only."""
@@ -140,6 +150,7 @@ class LinkProfile:
     kind: str
     bandwidth: float
     latency: float
+    allreduce: AllreduceCalibration | None = None  # None: the ring formula with the link's figures
 
 
 @dataclass(frozen=True)
@@ -185,6 +196,7 @@ class Catalog:
     links: Mapping[str, LinkProfile]
     models: Mapping[str, ModelProfile]
     aliases: Mapping[str, str] = field(default_factory=dict)
+    calibrations: Calibrations = field(default_factory=Calibrations)
 
     def gpu(self, name: str) -> GpuProfile:
         key = self.aliases.get(name.lower(), name)
@@ -241,8 +253,13 @@ def model_profile(name: str, entry: ModelEntry) -> ModelProfile:
     )
 
 
-def load_catalog(extra_dirs: Iterable[Path] = ()) -> Catalog:
-    """Load profiles/*.yaml, then every *.yaml of each extra dir; later entries override earlier ones by key."""
+def load_catalog(extra_dirs: Iterable[Path] = (), calibration_files: Iterable[Path] = ()) -> Catalog:
+    """Load profiles/*.yaml, then every *.yaml of each extra dir; later entries override earlier ones by key.
+
+    Calibrations (planner.inputs.calibrations) come from profiles/calibrations/, each extra dir's
+    calibrations/ and `calibration_files`, and are attached to the GPU and link records they describe.
+    """
+    extra_dirs = list(extra_dirs)
     gpus: dict[str, GpuProfile] = {}
     links: dict[str, LinkProfile] = {}
     models: dict[str, ModelProfile] = {}
@@ -264,7 +281,25 @@ def load_catalog(extra_dirs: Iterable[Path] = ()) -> Catalog:
     for key, gpu in gpus.items():
         if gpu.intra_node_link not in links:
             raise InputError(f"catalogue: gpus.{key}.intra_node_link: {_unknown('link', gpu.intra_node_link, links)}")
-    return Catalog(gpus=gpus, links=links, models=models, aliases=aliases)
+    plain = Catalog(gpus=gpus, links=links, models=models, aliases=aliases)
+    return with_calibrations(plain, extra_dirs, calibration_files)
+
+
+def with_calibrations(catalog: Catalog, extra_dirs: Iterable[Path], files: Iterable[Path]) -> Catalog:
+    """The catalogue with every GPU and link carrying its calibration (own, fallback or none)."""
+
+    def resolve(kind: str, name: str) -> str:
+        return catalog.gpu(name).key if kind == "gpu" else catalog.link(name).key
+
+    found = load_calibrations(DEFAULT_CALIBRATIONS_DIR, extra_dirs, files, resolve)
+    gpus = {key: replace(g, calibration=gpu_calibration_for(key, found)) for key, g in catalog.gpus.items()}
+    links = {
+        key: replace(
+            link, allreduce=link_calibration_for(key, link.bandwidth, found, lambda k: catalog.links[k].bandwidth)
+        )
+        for key, link in catalog.links.items()
+    }
+    return replace(catalog, gpus=gpus, links=links, calibrations=found)
 
 
 def model_from_hf_config(path: Path) -> ModelProfile:

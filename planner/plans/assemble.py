@@ -15,8 +15,10 @@ from planner import __version__
 from planner.costs.kvtransfer import kv_bytes_per_request, kv_transfer_time
 from planner.costs.layout import Layout, Stage
 from planner.costs.replica import prefill_perf
+from planner.costs.usage import calibrations_used
 from planner.inputs.problem import Cluster
 from planner.plans.schema import (
+    CalibrationRef,
     ClusterRef,
     EnginePlan,
     Plan,
@@ -125,6 +127,9 @@ def assemble(
         summary=summarise(cluster, assessments, flow),
         replicas=[replica_plan(cluster, a) for a in assessments],
         routes=routes,
+        cost_calibrations=[
+            CalibrationRef(**asdict(u)) for u in calibrations_used(cluster, (a.layout for a in assessments))
+        ],
     )
 
 

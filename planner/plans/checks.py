@@ -75,6 +75,24 @@ def check_gpu_types(plan: Plan, cluster: Cluster) -> None:
                     )
 
 
+def calibration_changes(recorded: Plan, honest: Plan) -> list[str]:
+    """What changed between the calibrations a plan recorded and those its evaluation uses now."""
+    old = {(c.kind, c.key): c for c in recorded.cost_calibrations}
+    new = {(c.kind, c.key): c for c in honest.cost_calibrations}
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        before, now = old.get(key), new.get(key)
+        label = f"{key[0]} calibration of {key[1]}"
+        if before is None or now is None:
+            changes.append(f"{label}: {'not recorded in the plan' if before is None else 'no longer used'}")
+        elif (before.id, before.sha256, before.status) != (now.id, now.sha256, now.status):
+            changes.append(
+                f"{label}: {before.id or before.status} (sha256 {before.sha256[:12] or '-'}) → "
+                f"{now.id or now.status} (sha256 {now.sha256[:12] or '-'})"
+            )
+    return changes
+
+
 def check_plan(plan: Plan, cluster: Cluster) -> tuple[Plan, PlanDiff]:
     """The plan re-evaluated on `cluster`, and how the recorded plan differs from it (empty: fresh).
 

@@ -86,6 +86,17 @@ class ClusterRef(Strict):
     sha256: str
 
 
+class CalibrationRef(Strict):
+    """A calibration the plan's figures came from (README: calibration files); `hexplan check` compares them."""
+
+    kind: Literal["gpu", "allreduce"]
+    key: str = Field(description="GPU type (kind gpu) or intra-node link (kind allreduce)")
+    id: str = Field(description="the calibration's id; empty when uncalibrated")
+    sha256: str = Field(description="sha256 of the calibration file; empty when uncalibrated")
+    status: Literal["calibrated", "fallback", "uncalibrated"]
+    borrowed_from: str = Field("", description="fallback: the GPU type or link whose calibration is used")
+
+
 class Plan(Strict):
     schema_version: Literal[1] = SCHEMA_VERSION
     model: str
@@ -96,6 +107,7 @@ class Plan(Strict):
     summary: Summary
     replicas: list[ReplicaPlan]
     routes: list[RoutePlan]
+    cost_calibrations: list[CalibrationRef] = Field(default=[], description="cost-model calibrations the figures use")
 
 
 class DraftReplica(Strict):
@@ -124,6 +136,7 @@ class DraftPlan(Strict):
     solver: SolverInfo | None = None
     replicas: list[DraftReplica] = Field(min_length=1)
     routes: list[RoutePlan] = Field(default=[])
+    cost_calibrations: list[CalibrationRef] | None = None
 
 
 def round_floats(value: object) -> object:

@@ -1,9 +1,10 @@
 """A fluid upper bound on any plan's throughput (LP relaxation), for tests and benchmarks.
 
 Relax everything discrete: every GPU may split its time between prefill and decode, batches
-are unbounded, and networks are free. Per GPU of type t (roofline, efficiencies included):
-  prefill: p_t = peak_t·eff_c / FLOPs per prompt       (weights and attention FLOPs)
-  decode:  d_t = min(peak_t·eff_c / FLOPs per token, bw_t·eff_m / KV bytes read per token) / tokens
+are unbounded, and networks are free. Per GPU of type t (roofline with the cost model's efficiencies
+η_c, η_attn, η_kv of planner.costs.stepmodel; every overhead dropped):
+  prefill: p_t = 1 / (GEMM FLOPs per prompt / (peak_t·η_c) + attention FLOPs / (peak_t·η_attn))
+  decode:  d_t = min(peak_t·η_c / FLOPs per token, bw_t·η_kv / KV bytes read per token) / tokens
 Then   max T  s.t.  T ≤ Σ_t x_t·p_t,  T ≤ Σ_t (n_t − x_t)·d_t,  0 ≤ x_t ≤ n_t,
 solved with scipy's HiGHS (`linprog`). No plan the cost model scores can beat it: a real plan
 also pays weight reads, communication, memory limits and integrality.
@@ -17,6 +18,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 from planner.costs.memory import kv_bytes_per_token_layer
+from planner.costs.stepmodel import gpu_factors
 from planner.inputs.problem import Cluster
 
 
@@ -24,17 +26,19 @@ def per_gpu_rates(cluster: Cluster, gpu_key: str) -> tuple[float, float]:
     """(prefill, decode) requests/s one GPU of this type could sustain with nothing but its roofline."""
     model, workload = cluster.model, cluster.workload
     gpu = next(slot.gpu for slot in cluster.gpus if slot.gpu.key == gpu_key)
-    compute = gpu.flops(cluster.dtype) * gpu.compute_efficiency
-    bandwidth = gpu.memory_bandwidth * gpu.memory_efficiency
+    f = gpu_factors(gpu, cluster.dtype, 1)
+    compute = f.peak_flops * f.eta_compute
+    bandwidth = f.bandwidth * f.eta_kv
     layer_params = model.layers * model.params_per_layer
-    prompt_flops = 2 * layer_params * workload.prompt.mean + 2 * model.layers * model.heads * model.head_dim * (
-        workload.prompt.second_moment
+    attention_flops = 2 * model.layers * model.heads * model.head_dim * workload.prompt.second_moment
+    prompt_seconds = 2 * layer_params * workload.prompt.mean / compute + attention_flops / (
+        f.peak_flops * f.eta_attention
     )
     context = workload.prompt.mean + workload.decode_tokens / 2
     token_flops = 2 * layer_params + 4 * model.layers * context * model.heads * model.head_dim
     token_bytes = context * model.layers * kv_bytes_per_token_layer(cluster)
     tokens_per_s = min(compute / token_flops, bandwidth / token_bytes)
-    return compute / prompt_flops, tokens_per_s / workload.decode_tokens
+    return 1.0 / prompt_seconds, tokens_per_s / workload.decode_tokens
 
 
 def fluid_upper_bound(cluster: Cluster) -> float:
