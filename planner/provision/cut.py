@@ -28,7 +28,10 @@ integers), so HiGHS solves it in milliseconds; the same input gives the same pro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,9 +41,30 @@ from planner.provision.kinds import ReplicaKind
 from planner.provision.mixes import Mix
 from planner.provision.offers import Offers
 
-GAP = 1e-7  # relative MIP gap: these programs are small enough to solve to (near) optimality
+HIGHS_OPTIONS = {"mip_rel_gap": 1e-7}  # these programs are small enough to solve to (near) optimality
 EQUAL_GOODPUT = 1e-3  # goodputs this close (relative) count as equal: the cost model is not more precise
 EQUAL_COST = 1e-9  # prices are exact
+
+
+@contextmanager
+def _quiet_c_stdout() -> Iterator[None]:
+    """Silence file descriptor 1 around a HiGHS call: HiGHS 1.12 (scipy 1.17) prints a debugging line to the
+    C stdout when it repairs a presolved MIP's solution (ERGO-Code/HiGHS#2783), which would land in the
+    middle of `hexplan provision`'s table. Python's own sys.stdout is flushed first and left alone."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no real stdout (e.g. closed): nothing to protect
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 @dataclass(frozen=True)
@@ -147,8 +171,9 @@ class Program:
         integral = np.ones(self.size)
         integral[self.g] = 0
         self.solved += 1
-        options = {"mip_rel_gap": GAP}
-        found = milp(objective, constraints=constraint, integrality=integral, bounds=self._bounds(), options=options)
+        bounds = self._bounds()
+        with _quiet_c_stdout():
+            found = milp(objective, constraints=constraint, integrality=integral, bounds=bounds, options=HIGHS_OPTIONS)
         return found.x if found.success and found.x is not None else None
 
     def best(self, *, budget: float | None = None, target: float | None = None) -> CutMix | None:
