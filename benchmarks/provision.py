@@ -2,7 +2,7 @@
 A100-80G, L40 and RTX A6000 does it rent, and what does it reach at 70 % of that budget against 8×H100
 at 100 %?
 
-Usage: .venv/bin/python benchmarks/provision.py [--time-limit S] [--candidates N] [--markdown]
+Usage: .venv/bin/python benchmarks/provision.py [--time-limit S] [--candidates N] [--colocated] [--markdown]
 Two price lists: "paper" = H100 at the paper's $3.69/GPU-h (8×H100 = $29.52/h) with the other GPUs at the
 catalogue's RunPod column (the paper's own per-GPU table is not available, so this mixes two sources,
 as the paper-*.yaml examples do); "runpod" = one consistent list, every GPU at the RunPod column
@@ -67,7 +67,7 @@ def run(path: Path, budget: float, args: argparse.Namespace) -> tuple[Candidate,
     began = time.monotonic()
     with tempfile.TemporaryDirectory() as out:
         result = planner.provision_offers(
-            path, out, budget=budget, time_limit=args.time_limit, candidates=args.candidates
+            path, out, budget=budget, time_limit=args.time_limit, candidates=args.candidates, colocated=args.colocated
         )
     return result.chosen, time.monotonic() - began, result.solves
 
@@ -76,9 +76,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time-limit", type=float, default=10.0, help="seconds per full solve")
     parser.add_argument("--candidates", type=int, default=4, help="mixes of the first cut planned in full")
+    parser.add_argument("--colocated", action="store_true", help="also allow colocated replicas (solve --colocated)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table (for RESULTS.md)")
     args = parser.parse_args()
-    columns = ("prices", "SLO", "setting", "$/h", "mix", "goodput req/s", "× 8×H100", "$/M tokens", "bottleneck", "s")
+    columns = ("prices", "SLO", "setting", "$/h", "mix", "cut req/s", "goodput req/s", "× 8×H100", "$/M tokens")
+    columns += ("bottleneck", "s (solves)")
     rows = []
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,7 +97,8 @@ def main() -> None:
                 for setting, c, seconds, solves in runs:
                     ratio = c.goodput_rps / h100.goodput_rps if h100.goodput_rps > 0 else float("nan")
                     rows.append(
-                        (list_name, slo_name, setting, f"{c.cost_per_hour:.2f}", c.label, f"{c.goodput_rps:.2f}",
+                        (list_name, slo_name, setting, f"{c.cost_per_hour:.2f}", c.label,
+                         f"{c.proposal.goodput_rps:.2f}", f"{c.goodput_rps:.2f}",
                          f"{ratio:.2f}", f"{c.usd_per_million_tokens:.3f}", c.bottleneck, f"{seconds:.1f} ({solves})")
                     )  # fmt: skip
     if args.markdown:
@@ -110,7 +113,7 @@ def main() -> None:
         for row in rows:
             table.add_row(*row)
         Console(width=220).print(table)
-    print(f"load average (1 min) before: {load:.2f}, after: {os.getloadavg()[0]:.2f}; s = wall seconds (full solves)")
+    print(f"load average (1 min) before: {load:.2f}, after: {os.getloadavg()[0]:.2f}; s = wall seconds of the call")
 
 
 if __name__ == "__main__":
