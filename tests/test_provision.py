@@ -190,3 +190,9 @@ def test_a_single_type_gives_the_best_homogeneous_cluster(write_yaml, tmp_path, 
     goodput, cost = homogeneous_oracle(write_yaml, budget)
     assert chosen.goodput_rps == pytest.approx(goodput, rel=1e-3)
     assert chosen.cost_per_hour == pytest.approx(cost)
+
+
+def test_plan_goodput_is_the_plans_goodput_or_its_throughput(tiny_cluster) -> None:
+    plan = planner.solve(tiny_cluster, seed=0, time_limit=10)
+    expected = getattr(plan.summary, "goodput_rps", None)
+    assert plan_goodput(plan) == (plan.summary.throughput_rps if expected is None else expected)

@@ -150,3 +150,23 @@ def test_a_lower_price_never_raises_the_cuts_cost_at_a_fixed_target(catalog, see
     after = Program(replace(offers, offers=tuple(records)), kinds).best(target=target)
     assert before is not None and after is not None
     assert after.cost_per_hour <= before.cost_per_hour + 1e-9
+
+
+def test_replica_kinds_of_a_70b_model(catalog, tmp_path) -> None:
+    """Llama-2-70B (140 GB of weights) on 80 GB GPUs: no single-GPU replica; decode never spans nodes (a KV
+    connector needs decode PP = 1 and TP stays inside a node); every size is one the offer can form."""
+    from planner.provision.kinds import replica_kinds
+    from planner.provision.offers import load_offers
+
+    path = tmp_path / "offers.yaml"
+    path.write_text(
+        "model: llama-2-70b\nworkload: {prompt_tokens: 1024, output_tokens: 256}\n"
+        "network: {default: {bandwidth: 100Gbps, latency: 10us}}\n"
+        "offers:\n  - {gpu: A100-80G, price: $2/h, gpus_per_node: 4, max_gpus: 12}\n"
+    )
+    offers = load_offers(path, catalog)
+    kinds = replica_kinds(offers, ("prefill", "decode"), True, catalog)
+    assert {k.gpus for k in kinds} <= set(replica_sizes(4, 3)) and min(k.gpus for k in kinds) >= 2
+    assert all(k.gpus <= 4 for k in kinds if k.role == "decode")
+    assert {(k.gpus, k.role) for k in kinds} >= {(4, "prefill"), (4, "decode"), (8, "prefill"), (12, "prefill")}
+    assert all(k.capacity_rps > 0 and k.tp * k.pp == k.gpus for k in kinds)
