@@ -196,3 +196,14 @@ def test_plan_goodput_is_the_plans_goodput_or_its_throughput(tiny_cluster) -> No
     plan = planner.solve(tiny_cluster, seed=0, time_limit=10)
     expected = getattr(plan.summary, "goodput_rps", None)
     assert plan_goodput(plan) == (plan.summary.throughput_rps if expected is None else expected)
+
+
+def test_colocated_replicas_count_in_the_cut_and_the_plan_matches_solve(run_cli, offers_file, tmp_path) -> None:
+    out = tmp_path / "out"
+    result = run_cli("provision", offers_file, "--target-rps", "30", "--colocated", "-o", out, "-q")
+    assert result.exit_code == 0, result.output
+    again = tmp_path / "again.yaml"
+    assert run_cli("solve", out / "cluster.yaml", "--colocated", "--time-limit", "10", "-q", "-o", again).exit_code == 0
+    assert (out / "plan.yaml").read_bytes() == again.read_bytes()
+    plan = planner.read_plan(out / "plan.yaml")
+    assert plan.solver.colocated and plan_goodput(plan) >= 30
