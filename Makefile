@@ -22,6 +22,7 @@ demo: $(STAMP)
 	@mkdir -p out
 	$(BIN)/hexplan validate $(DEMO_CLUSTER)
 	$(BIN)/hexplan solve $(DEMO_CLUSTER) -o out/plan.yaml
+	$(BIN)/hexplan draw out/plan.yaml -o out/plan.svg
 	$(BIN)/hexplan simulate out/plan.yaml --duration 300
 
 test: $(STAMP)
@@ -33,7 +34,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check planner launcher tests benchmarks
 
 # Contract with real vLLM (not part of `make test`; ~5 min and ~6 GB the first time, no GPU needed): solve every
-# example, dry-run it for each KV connector, and feed every engine argv to vLLM's own parser (tests/vllm_contract.py).
+# example, dry-run it for each KV connector, export it to Kubernetes and to `vllm bench serve`, and feed every
+# engine argv (dry runs and manifests) and every bench command to vLLM's own parsers (tests/vllm_contract.py).
 # A plan the launcher refuses still yields its JSON; the contract script then reports its problems as failures.
 VLLM_VENV := .venv-vllm
 VLLM_STAMP := $(VLLM_VENV)/.installed
@@ -42,7 +44,7 @@ CONTRACT := out/vllm-contract
 $(VLLM_STAMP):
 	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VLLM_VENV)/bin/python -m pip install --quiet 'vllm==0.32.0'
+	$(VLLM_VENV)/bin/python -m pip install --quiet 'vllm==0.33.0'
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $(VLLM_STAMP)
 
@@ -56,8 +58,12 @@ test-vllm: $(STAMP) $(VLLM_STAMP)
 				--state-dir $(CONTRACT)/state 2> /dev/null > $(CONTRACT)/$$name.$$connector.json \
 				|| true; \
 		done; \
+		$(BIN)/hexplan export $(CONTRACT)/$$name.plan.yaml --to k8s -o $(CONTRACT)/$$name.k8s.yaml > /dev/null \
+			2>&1 || true; \
+		$(BIN)/hexplan export $(CONTRACT)/$$name.plan.yaml --to vllm-bench -o $(CONTRACT)/$$name.bench.sh > /dev/null; \
 	done
-	VLLM_TARGET_DEVICE=cpu $(VLLM_VENV)/bin/python tests/vllm_contract.py $(CONTRACT)/*.json
+	VLLM_TARGET_DEVICE=cpu $(VLLM_VENV)/bin/python tests/vllm_contract.py $(CONTRACT)/*.json \
+		$(CONTRACT)/*.k8s.yaml $(CONTRACT)/*.bench.sh
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/costmodel_fidelity.py
@@ -67,6 +73,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sim_speed.py
 	$(BIN)/python benchmarks/fidelity.py
 	$(BIN)/python benchmarks/paper.py
+	$(BIN)/python benchmarks/router_failover.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) out .pytest_cache .ruff_cache

@@ -11,12 +11,39 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from launcher.engine import EngineOptions, ReplicaLaunch
+from launcher import state as st
 from launcher.nodes import NODE_LABEL
-from launcher.ray_backend import router_argv
-from launcher.router import policy_from, router_config
-from launcher.state import engine_actor_name, placement_group_name, router_actor_name
+from launcher.router_config import RouterSettings, plan_config, router_argv
+from launcher.vllm_args import EngineOptions, ReplicaLaunch
 from planner.plans.schema import Plan
+
+
+def replica_document(launch: ReplicaLaunch, deployment: str) -> dict[str, Any]:
+    """One replica as the dry run shows it: its placement group and, per node, the actor, bundle, env, argv."""
+    processes = [
+        {
+            "actor": st.engine_actor_name(deployment, p.replica_id, p.node_rank),
+            "node": p.node,
+            "node_rank": p.node_rank,
+            "gpu_type": p.gpu_type,
+            "gpus": list(p.gpus),
+            "bundle": {"GPU": len(p.gpus)},
+            "label_selector": {NODE_LABEL: p.node},
+            "env": dict(p.env),
+            "argv": list(p.argv),
+        }
+        for p in launch.processes
+    ]
+    replica = launch.replica
+    return {
+        "id": replica.id,
+        "role": replica.role,
+        "tp": replica.tp,
+        "pp": replica.pp,
+        "url": launch.url,
+        "placement_group": st.placement_group_name(deployment, replica.id),
+        "processes": processes,
+    }
 
 
 def dry_run_document(
@@ -24,43 +51,18 @@ def dry_run_document(
     plan_file: Path,
     launches: Sequence[ReplicaLaunch],
     options: EngineOptions,
-    deployment: str,
-    router: tuple[Path, str, int],
-    seed: int,
+    state_dir: Path,
+    router: tuple[str, int],
+    settings: RouterSettings,
     problems: Sequence[str],
 ) -> dict[str, Any]:
-    config_path, host, port = router
-    replicas = []
-    for launch in launches:
-        processes = [
-            {
-                "actor": engine_actor_name(deployment, p.replica_id, p.node_rank),
-                "node": p.node,
-                "node_rank": p.node_rank,
-                "gpu_type": p.gpu_type,
-                "gpus": list(p.gpus),
-                "bundle": {"GPU": len(p.gpus)},
-                "label_selector": {NODE_LABEL: p.node},
-                "env": dict(p.env),
-                "argv": list(p.argv),
-            }
-            for p in launch.processes
-        ]
-        replica = launch.replica
-        replicas.append(
-            {
-                "id": replica.id,
-                "role": replica.role,
-                "tp": replica.tp,
-                "pp": replica.pp,
-                "url": launch.url,
-                "placement_group": placement_group_name(deployment, replica.id),
-                "processes": processes,
-            }
-        )
+    """Everything a launch would start, as data; secrets appear as placeholders."""
+    host, port = router
+    deployment = st.deployment_name(state_dir)
+    replicas = [replica_document(launch, deployment) for launch in launches]
     shares = []
     if not problems:
-        policy = policy_from(router_config(plan, launches, seed))
+        policy = plan_config(plan, {lau.replica.id: lau.url for lau in launches}, settings).policy()
         shares = [
             {"first": first, "decode": decode, "share": round(share, 6)}
             for (first, decode), share in sorted(policy.weights().items(), key=lambda kv: (kv[0][0], kv[0][1] or ""))
@@ -72,14 +74,21 @@ def dry_run_document(
         "connector": options.connector,
         "replicas": replicas,
         "router": {
-            "actor": router_actor_name(deployment),
+            "actor": st.router_actor_name(deployment),
             "url": f"http://{host}:{port}",
             "node": "the node running hexlaunch",
-            "argv": router_argv(config_path, host, port),
+            "argv": router_argv(st.router_config_path(state_dir), host, port),
+            "settings": settings.model_dump(mode="json", exclude={"api_key_file", "engine_key_file"}),
             "traffic_shares": shares,
         },
         "problems": list(problems),
     }
+
+
+def bundle_text(process: dict[str, Any]) -> str:
+    """The placement bundle in words (the JSON keeps Ray's own dicts)."""
+    labels = ", ".join(f"{key}={value}" for key, value in sorted(process["label_selector"].items()))
+    return f"placement bundle of {process['bundle']['GPU']} GPUs on the Ray node labelled {labels}"
 
 
 def render_text(doc: dict[str, Any]) -> str:
@@ -88,6 +97,8 @@ def render_text(doc: dict[str, Any]) -> str:
         f"# hexlaunch dry run of {doc['plan']}: model {doc['model']} (vllm loads {doc['engine_model']}), "
         f"connector {doc['connector']}",
         f"# {len(doc['replicas'])} replicas, {processes} engine processes, 1 router; nothing was started.",
+        "# Hosts below are the plan's node names: at launch each becomes the IP address of the Ray node labelled",
+        f"# {NODE_LABEL}=<name> (in --host, --master-addr, VLLM_HOST_IP, the side-channel host and the URLs).",
     ]
     for replica in doc["replicas"]:
         lines += [
@@ -98,7 +109,7 @@ def render_text(doc: dict[str, Any]) -> str:
         for p in replica["processes"]:
             lines.append(
                 f"  actor {p['actor']}: node {p['node']} ({p['gpu_type']}), rank {p['node_rank']}, "
-                f"GPUs {' '.join(p['gpus'])}, bundle {p['bundle']} on {p['label_selector']}"
+                f"GPUs {' '.join(p['gpus'])}, {bundle_text(p)}"
             )
             lines.append("    env  " + " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(p["env"].items())))
             lines.append("    argv " + shlex.join(p["argv"]))

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from launcher.engine import ReplicaLaunch, gpu_index
 from launcher.errors import LaunchError, listed
+from launcher.vllm_args import ReplicaLaunch, gpu_index
 
 NODE_LABEL = "hexgen2.io/node"
 GPU_LABEL = "hexgen2.io/gpu"

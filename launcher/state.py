@@ -1,12 +1,15 @@
 """Where a running deployment is written down, so `hexlaunch status/logs/stop` find it from any shell.
 
 One deployment per state directory (`--state-dir`, default `$HEXLAUNCH_STATE_DIR` or
-`~/.hexgen2/launch`): `state.json` records the Ray address and namespace, the names of the detached
-Ray actors that own each engine process and the router, the placement groups holding their GPUs, each
-replica's URL, and the pid of a local Ray head the launcher started itself (if any). The actors are
-the processes' real owners (they live in Ray namespace `hexgen2`, named `<deployment>/<replica>/<rank>`);
+`~/.hexgen2/launch`), created 0700: `state.json` records the Ray address and namespace, the names of
+the detached Ray actors that own each engine process and the router, the placement groups holding
+their GPUs, each replica's URL and ports, the engine options (for `apply`), and a local Ray head the
+launcher started itself (pid + kernel start time, so `stop` never signals a recycled pid). The actors
+are the processes' real owners (they live in Ray namespace `hexgen2`, named `<deployment>/<replica>/<rank>`);
 the file is only the index that lets a later command reach them. It is written after every step of a
-launch, so a launch that fails half-way can still be stopped.
+launch, so a launch that fails half-way can still be stopped. Beside it: `plan.yaml` (the plan now
+running), `router.json`, the 0600 secrets `engine.secret` (the deployment secret) and `api.key`, and
+`logs/` (each process's log and pid record).
 """
 
 from __future__ import annotations
@@ -25,6 +28,25 @@ NAMESPACE = "hexgen2"
 STATE_FILE = "state.json"
 
 
+class PortsState(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api: int
+    side_channel: int
+    side_channels: int
+    master: int
+
+
+class ProcessState(BaseModel):
+    """A process the launcher started outside Ray's actors (the local Ray head): what proves it is ours."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pid: int
+    start_time: int
+    argv0: str
+
+
 class ReplicaState(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -33,6 +55,7 @@ class ReplicaState(BaseModel):
     url: str
     nodes: list[str]
     gpus: list[str]
+    ports: PortsState
     actors: list[str] = []
     placement_group: str | None = None
 
@@ -44,7 +67,8 @@ class DeploymentState(BaseModel):
     address: str
     namespace: str = NAMESPACE
     plan_file: str
-    local_ray_pid: int | None = None
+    local_ray: ProcessState | None = None
+    engine: dict[str, object] = {}  # the EngineOptions the engines were started with (apply reuses them)
     replicas: list[ReplicaState] = []
     router_url: str | None = None
     router_actor: str | None = None
@@ -76,6 +100,26 @@ def state_path(state_dir: Path) -> Path:
     return state_dir / STATE_FILE
 
 
+def running_plan_path(state_dir: Path) -> Path:
+    return state_dir / "plan.yaml"
+
+
+def router_config_path(state_dir: Path) -> Path:
+    return state_dir / "router.json"
+
+
+def engine_secret_path(state_dir: Path) -> Path:
+    return state_dir / "engine.secret"
+
+
+def api_key_path(state_dir: Path) -> Path:
+    return state_dir / "api.key"
+
+
+def log_dir(state_dir: Path) -> Path:
+    return state_dir.resolve() / "logs"
+
+
 def save(state_dir: Path, state: DeploymentState) -> None:
     write_atomic(state_path(state_dir), state.model_dump_json(indent=2) + "\n")
 
@@ -103,4 +147,6 @@ def load(state_dir: Path) -> DeploymentState:
 
 
 def clear(state_dir: Path) -> None:
-    state_path(state_dir).unlink(missing_ok=True)
+    """Forget the deployment: its state, plan, router config and secrets (logs stay for a post-mortem)."""
+    for path in (running_plan_path, router_config_path, engine_secret_path, api_key_path, state_path):
+        path(state_dir).unlink(missing_ok=True)

@@ -77,14 +77,14 @@ def solve(
     time used, best throughput so far)` is called as the search improves. Same inputs and seed, same
     plan (whenever the search converges before the time limit: `plan.solver.converged`).
     """
-    from planner.plans.assemble import plan_from_search, running_state
+    from planner.plans.assemble import plan_from_search, running_engines
     from planner.scheduler.replan import replan
     from planner.scheduler.search import search
 
     common = {"seed": seed, "time_limit": time_limit, "connector": connector, "objective": objective}
     common |= {"colocated": colocated, "progress": progress}
     if baseline is not None:
-        result = replan(cluster, running_state(baseline), max_moved_gpus=max_moved_gpus, max_loss=max_loss, **common)
+        result = replan(cluster, running_engines(baseline), max_moved_gpus=max_moved_gpus, max_loss=max_loss, **common)
     elif max_moved_gpus is not None:
         raise ValueError("solve(): max_moved_gpus needs a baseline plan (the one whose GPUs should stay put)")
     else:

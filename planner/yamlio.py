@@ -129,6 +129,14 @@ def _field_names(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str
     return sorted({f.alias or name for m in models for name, f in m.model_fields.items()})
 
 
+def user_message(err: Mapping) -> str:
+    """pydantic's message without its internals: a nested section that is not a mapping reads "Input should
+    be a valid dictionary or instance of WorkloadSpec" in pydantic; users never see our class names."""
+    if err["type"] == "model_type":  # the same words as for a plain dict field
+        return "Input should be a valid dictionary"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def format_validation_error(path: Path, exc: ValidationError, model: type[BaseModel] | None = None) -> str:
     """One line per problem: 'file: nodes[2].count: Input should be greater than 0 (got 0)'."""
     lines = []
@@ -136,7 +144,7 @@ def format_validation_error(path: Path, exc: ValidationError, model: type[BaseMo
         loc = ""
         for part in err["loc"]:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = user_message(err)
         got = err.get("input")
         quiet = isinstance(got, Mapping | list) or err["type"] in ("missing", "extra_forbidden")
         shown = "" if quiet else f" (got {got!r})"
@@ -155,8 +163,9 @@ def validate(model: type[Model], data: object, path: Path, *, context: dict | No
         raise InputError(format_validation_error(path, exc, model)) from None
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str | bytes) -> None:
     """Write via a temporary file in the same directory and rename, so a failure never leaves half a file.
+    Text is written as UTF-8; bytes (an image) as they are.
 
     Raises InputError when the path cannot be written (a directory, no permission, no space)."""
     try:
@@ -165,8 +174,8 @@ def write_atomic(path: Path, text: str) -> None:
     except OSError as exc:
         raise InputError(f"{path}: cannot write here: {exc.strerror}.") from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8") if isinstance(text, str) else text)
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from launcher import state as st
 from launcher.cli import main
-from launcher.engine import EngineOptions, build_launches
-from launcher.ray_backend import free_port
+from launcher.ray_cluster import free_port
+from launcher.vllm_args import EngineOptions, build_launches
 from planner.inputs.cluster import load_cluster
 from planner.plans.schema import Plan, write_plan
 
@@ -152,6 +152,7 @@ def recorded(plan: Plan, state_dir: Path, address: str) -> st.DeploymentState:
                 url="http://127.0.0.1:1",
                 nodes=["a100-0"],
                 gpus=replica.gpus,
+                ports=st.PortsState(api=1, side_channel=5600, side_channels=1, master=29500),
                 actors=[st.engine_actor_name(deployment, replica.id, 0)],
             )
         ],
@@ -249,3 +250,63 @@ def test_without_ray_installed_every_ray_command_says_how_to_get_it(
         assert error.startswith("this command needs Ray, which is not installed here"), error
         assert error.rstrip().endswith("To fix: pip install 'hexgen2[launch]'"), error
     assert st.state_path(tmp_path / "running").exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("model_path", "--trust-remote-code", "the model path '--trust-remote-code' starts with '-'"),
+        ("model_path", "meta-llama/x\nINJECTED", "the model path 'meta-llama/x\\nINJECTED' holds a control character"),
+        ("model", "-m", "the model name '-m' starts with '-'"),
+    ],
+)
+def test_plan_strings_that_would_become_flags_are_refused(
+    plan: Plan, tmp_path: Path, field: str, value: str, expected: str
+) -> None:
+    path = tmp_path / "hostile.yaml"
+    write_plan(plan.model_copy(update={field: value}), path)
+    for extra in (["--dry-run"], []):
+        code, out, err = run(path, *extra, "--state-dir", tmp_path / "s")
+        one_paragraph_error(code, err, f"{path}: refusing values that would reach the engines' argv or env:", expected)
+        assert out == "" and not (tmp_path / "s").exists()
+
+
+def test_env_pass_through_and_its_refusals(plan_file: Path, tmp_path: Path) -> None:
+    code, out, err = run(
+        plan_file, "--dry-run", "--format", "json", "--state-dir", tmp_path, "--env", "UCX_TLS=rc,cuda"
+    )
+    assert code == 0, err
+    envs = [p["env"] for r in json.loads(out)["replicas"] for p in r["processes"]]
+    assert all(e["UCX_TLS"] == "rc,cuda" and e["VLLM_API_KEY"].startswith("<deployment secret") for e in envs)
+    for bad, expected in (
+        ("NOEQUALS", "--env 'NOEQUALS': expected KEY=VALUE"),
+        ("CUDA_VISIBLE_DEVICES=0", "--env CUDA_VISIBLE_DEVICES: the launcher sets this variable itself"),
+        ("1BAD=x", "--env '1BAD': not a variable name"),
+    ):
+        code, _, err = run(plan_file, "--dry-run", "--state-dir", tmp_path, "--env", bad)
+        one_paragraph_error(code, err, expected)
+
+
+def test_attention_backend_is_pinned_on_every_engine_unless_auto(plan_file: Path, tmp_path: Path) -> None:
+    for flag, expected in (([], "FLASH_ATTN"), (["--attention-backend", "FLASHINFER"], "FLASHINFER")):
+        code, out, _ = run(plan_file, "--dry-run", "--format", "json", "--state-dir", tmp_path, *flag)
+        argvs = [p["argv"] for r in json.loads(out)["replicas"] for p in r["processes"]]
+        assert code == 0 and all(a[a.index("--attention-backend") + 1] == expected for a in argvs)
+    code, out, _ = run(
+        plan_file, "--dry-run", "--format", "json", "--state-dir", tmp_path, "--attention-backend", "auto"
+    )
+    assert code == 0 and all(
+        "--attention-backend" not in p["argv"] for r in json.loads(out)["replicas"] for p in r["processes"]
+    )
+    code, _, err = run(plan_file, "--dry-run", "--state-dir", tmp_path, "--attention-backend", "flash; rm")
+    one_paragraph_error(code, err, "--attention-backend 'flash; rm': expected a vLLM name like FLASH_ATTN.")
+
+
+def test_stop_never_signals_a_recorded_pid_it_cannot_prove_it_started(plan: Plan, tmp_path: Path) -> None:
+    state = recorded(plan, tmp_path, f"127.0.0.1:{free_port()}")
+    me = st.ProcessState(pid=os.getpid(), start_time=1, argv0="python")  # pid alive, start time wrong
+    st.save(tmp_path, state.model_copy(update={"replicas": [], "local_ray": me}))
+    code, _, err = run("stop", "--state-dir", tmp_path)
+    assert code == 0, err
+    assert f"local Ray head (pid {os.getpid()}): no longer running (not signalled)" in err
+    assert not st.state_path(tmp_path).exists()

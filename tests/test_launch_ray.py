@@ -37,8 +37,10 @@ def hexlaunch(*args: object, timeout: float = 180) -> subprocess.CompletedProces
 
 
 def free_ports(count: int) -> int:
-    """The first of `count` consecutive free ports."""
-    for base in range(20_000, 60_000, 97):
+    """The first of `count` consecutive free ports, scanning from a per-process offset (other test runs on the
+    machine scan too: starting at the same port, two runs would race for the same range)."""
+    offset = (os.getpid() * 7919) % 20_000
+    for base in [*range(20_000 + offset, 60_000, 97), *range(20_000, 20_000 + offset, 97)]:
         sockets = []
         try:
             for port in range(base, base + count):

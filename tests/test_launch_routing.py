@@ -54,6 +54,17 @@ def test_saturated_prefill_is_skipped_until_it_drains() -> None:
     assert chosen.choose({"p1": 2, "p2": 2, "c1": 2})[0] in {"p1", "p2", "c1"}  # all saturated: engines queue
 
 
+def test_unavailable_replicas_are_skipped_and_the_rest_keep_their_proportions() -> None:
+    chosen = policy()
+    counts = Counter(chosen.choose({}, unavailable={"d2", "c1"}) for _ in range(400))
+    assert set(counts) == {("p1", "d1"), ("p2", "d2")}  # p2 routes only to d2: its picks still go there
+    assert counts[("p1", "d1")] == pytest.approx(400 * 4 / 6, abs=2)  # p1 : p2 = 4 : 2 without c1
+    firsts = Counter(chosen.choose({}, unavailable={"p1"})[0] for _ in range(400))
+    assert set(firsts) == {"p2", "c1"} and firsts["p2"] == pytest.approx(200, abs=2)
+    # nothing left: every replica is eligible again (the caller's try then fails fast and says why)
+    assert chosen.choose({}, unavailable={"p1", "p2", "c1"})[0] in {"p1", "p2", "c1"}
+
+
 def test_smooth_weighted_round_robin_interleaves() -> None:
     rr = SmoothWeighted({"a": 5, "b": 1, "c": 1}, np.random.default_rng(0))
     picks = [rr.pick() for _ in range(7)]

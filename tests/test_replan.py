@@ -138,3 +138,29 @@ def test_replan_after_losing_half_of_a_pipeline(hand_replica, hand_plan, run_cli
     )  # fmt: skip
     _, stranded = split_replicas(old, "l40-0")
     assert plan.solver.moved_gpus <= stranded  # = 4: the two A6000 decode replicas can stay as they are
+
+
+def test_a_replica_kept_with_another_layout_counts_as_moved(
+    tiny_cluster, hand_replica, hand_plan, run_cli, tmp_path, catalog
+):
+    """Same GPUs, same role, another layout: vLLM takes TP, PP and the layer split at start-up, so the engine
+    restarts and its GPUs move — for `solve --max-moved-gpus` as for `hexplan diff` (scheduler.stability).
+    The running prefill replica is a PP=2 pipeline over two A100s with 5|27 layers, a split the scheduler
+    never picks for two equal GPUs; everything else is as the scheduler would keep it."""
+    from planner.plans.diff import diff_plans
+
+    old = hand_plan(
+        tiny_cluster,
+        hand_replica(tiny_cluster, "prefill", ["a100-0/0"], ["a100-0/1"], split=(5,)),
+        *(hand_replica(tiny_cluster, "decode", [f"a100-0/{i}"]) for i in (2, 3)),
+        *(hand_replica(tiny_cluster, "prefill", [f"l40-0/{i}"]) for i in range(4)),
+    )
+    write_plan(old, tmp_path / "old.yaml")
+    refused = run_cli("solve", EXAMPLES / "tiny.yaml", "--baseline", tmp_path / "old.yaml", "--max-moved-gpus", "0",
+                      "--time-limit", "3", "-q", "-o", tmp_path / "never.yaml")  # fmt: skip
+    assert refused.exit_code == 2 and "moves 2 GPUs of the running plan; the limit is 0" in refused.stderr
+    assert not (tmp_path / "never.yaml").exists()
+    plan = replan(run_cli, tmp_path / "old.yaml", EXAMPLES / "tiny.yaml", tmp_path, "--max-moved-gpus", "2")
+    moved = diff_plans(old, plan, {g.id for g in tiny_cluster.gpus}).moved
+    assert plan.solver.moved_gpus == len(moved) >= 2
+    assert {"a100-0/0", "a100-0/1"} <= {m.gpu for m in moved}

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+import planner
 from planner.errors import InputError, PlanError, UnitError
 from planner.inputs.catalog import Catalog, load_catalog
 from planner.inputs.cluster import load_cluster
@@ -24,6 +25,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"hexplan (hexgen2) {planner.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="print the version and exit")
+    ] = False,
+) -> None:
+    """Plan disaggregated (prefill/decode) LLM serving on heterogeneous GPUs."""
+
+
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 console_err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
 

@@ -37,6 +37,7 @@ from planner.sim.sweeps import (
     simulate_rate,
     simulate_replay,
 )
+from planner.yamlio import write_atomic
 
 
 def _positive(value: float | None, option: str) -> None:
@@ -139,6 +140,9 @@ def compare_command(
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
     duration: Annotated[float, typer.Option("--duration", help="simulated seconds per run")] = 300.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="also write a PNG of goodput and $ per 1M output tokens (matplotlib)")
+    ] = None,
     profiles: ProfilesOption = None,
     calibration: CalibrationOption = None,
 ) -> None:
@@ -149,7 +153,13 @@ def compare_command(
     for name in names:
         baseline(name)  # fail fast on a typo, before any planning
     cluster = load(cluster_file, profiles, calibration)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise InputError(f"--plot {plot}: expected a file ending in .png.")
     rows = compare_plans(cluster, plan_all(cluster, names, seed, time_limit), duration=duration, seed=seed)
+    if plot is not None:
+        from planner.outputs.plots import compare_plot
+
+        write_atomic(plot, compare_plot(rows, f"{cluster_file}: plans compared by simulation"))
     if as_json:
         print(json.dumps(rows, sort_keys=True, indent=2, ensure_ascii=False))
         return

@@ -120,9 +120,17 @@ def _report(plan: Plan, cluster_file: Path, output: Path | None, seconds: float)
     out.print(summary_table(plan, title=f"plan for {cluster_file}"))
     out.print(replicas_table(plan))
     out.print(routes_table(plan))
-    s = plan.solver
-    moved = f", {s.moved_gpus} GPUs moved from {s.baseline}" if s.baseline else ""
-    state = "converged" if s.converged else "stopped at the time limit"
-    out.print(f"solved in {seconds:.2f} s ({s.iterations} refinement steps, {state}, K tried {s.k_tried}{moved})")
+    out.print(f"solved in {seconds:.2f} s ({solver_facts(plan)})")
     if output is not None:
         out.print(f"wrote {output}")
+
+
+def solver_facts(plan: Plan) -> str:
+    """How the search went, in words: steps, why it stopped, replica counts tried, GPUs moved."""
+    s = plan.solver
+    facts = [f"{s.iterations} refinement steps", "converged" if s.converged else "stopped at the time limit"]
+    if s.k_tried:  # empty when re-planning: the search starts from the running plan's replicas
+        facts.append(f"replica counts tried: {', '.join(str(k) for k in s.k_tried)}")
+    if s.baseline:
+        facts.append(f"{s.moved_gpus} GPUs moved from {s.baseline}")
+    return ", ".join(facts)

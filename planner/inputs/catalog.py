@@ -11,6 +11,7 @@ import difflib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -41,8 +42,23 @@ from planner.units import (
 )
 from planner.yamlio import load_yaml, read_text, validate
 
-DEFAULT_PROFILES_DIR = Path(__file__).resolve().parents[2] / "profiles"
+
+def shipped_profiles_dir() -> Path:
+    """The catalogue that came with hexgen2: the package data `hexgen2_profiles` (setup.cfg maps profiles/ to
+    it, so a wheel carries it, calibrations/ included), else profiles/ of the source tree this module sits in."""
+    try:
+        found = resources.files("hexgen2_profiles")
+    except ModuleNotFoundError:  # running from a source tree that was never installed
+        found = None
+    if isinstance(found, Path) and (found / "gpus.yaml").is_file():
+        return found
+    return Path(__file__).resolve().parents[2] / "profiles"
+
+
+DEFAULT_PROFILES_DIR = shipped_profiles_dir()
 DEFAULT_CALIBRATIONS_DIR = DEFAULT_PROFILES_DIR / "calibrations"
+KvLayout = Literal["full", "sliding_window", "hybrid"]
+HYBRID_MODEL_TYPES = ("gemma2", "gemma3", "gemma3_text", "cohere2")  # sliding and full layers alternate
 
 
 def _unit_string(pattern: str, example: str) -> WithJsonSchema:
@@ -104,6 +120,7 @@ class ModelEntry(Strict):
     gated_mlp: bool
     tie_embeddings: bool = False
     max_position_embeddings: int = Field(gt=0)
+    kv_layout: KvLayout = Field("full", description="full attention everywhere, sliding-window, or a hybrid of both")
     activation: str = "silu"
     bias: bool = False  # biases are < 0.1% of parameters; recorded, not costed
     qkv_bias: bool = False
@@ -169,6 +186,7 @@ class ModelProfile:
     tie_embeddings: bool
     max_position_embeddings: int
     hf_id: str = ""
+    kv_layout: KvLayout = "full"  # what KV connectors must move: vLLM 0.33's NIXL cannot with PP unless "full"
 
     @property
     def params_per_layer(self) -> int:
@@ -250,6 +268,7 @@ def model_profile(name: str, entry: ModelEntry) -> ModelProfile:
         tie_embeddings=entry.tie_embeddings,
         max_position_embeddings=entry.max_position_embeddings,
         hf_id=entry.hf_id,
+        kv_layout=entry.kv_layout,
     )
 
 
@@ -339,10 +358,24 @@ def model_from_hf_config(path: Path) -> ModelProfile:
         )
     return ModelProfile(
         name=str(config.get("_name_or_path") or path.parent.name),
-        hf_id=str(path.parent),  # vLLM loads the directory that holds config.json
+        # vLLM loads the directory that holds config.json; absolute, so the plan says the same thing
+        # whichever directory `hexplan solve` ran in (the cluster file names it relative to itself).
+        hf_id=str(path.parent.resolve()),
         kv_heads=int(kv_heads),
         head_dim=int(head_dim),
         gated_mlp=not is_opt,
         tie_embeddings=bool(config.get("tie_word_embeddings", is_opt)),
+        kv_layout=kv_layout_of(config),
         **values,
     )
+
+
+def kv_layout_of(config: dict) -> KvLayout:
+    """The KV layout a Hugging Face config.json implies: per-layer `layer_types` that differ, or Gemma-2/3
+    style alternation, are hybrid; a `sliding_window` in use on every layer is sliding-window."""
+    layer_types = config.get("layer_types")
+    if isinstance(layer_types, list) and len(set(map(str, layer_types))) > 1:
+        return "hybrid"
+    if config.get("sliding_window") and config.get("use_sliding_window", True) is not False:
+        return "hybrid" if config.get("model_type") in HYBRID_MODEL_TYPES else "sliding_window"
+    return "full"

@@ -8,9 +8,12 @@ Both come from here so they always describe the same requests.
 from __future__ import annotations
 
 import csv
+import json
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -32,6 +35,14 @@ class Trace:
     prompt: np.ndarray
     output: np.ndarray
 
+    @classmethod
+    def of(cls, times: list[float], prompts: list[int], outputs: list[int]) -> Trace:
+        """Requests in arrival order (stable for equal times), times counted from the first arrival (s)."""
+        arrival = np.asarray(times, dtype=float)
+        order = np.argsort(arrival, kind="stable")
+        arrival = arrival[order] - arrival[order][0]
+        return cls(arrival, np.asarray(prompts, dtype=np.int64)[order], np.asarray(outputs, dtype=np.int64)[order])
+
     def select(self, workload_class: str) -> Trace:
         """Keep only requests of one class (e.g. 'HPLD'), arrival times unchanged."""
         heavy_p = self.prompt > HEAVY_PROMPT
@@ -51,8 +62,11 @@ def _parse_timestamp(text: str) -> float:
 
 
 def read_trace(path: Path) -> Trace:
-    """Read a CSV with the Azure LLM inference trace's columns TIMESTAMP, ContextTokens, GeneratedTokens."""
+    """Read a request trace: a CSV with the Azure LLM inference traces' columns TIMESTAMP, ContextTokens,
+    GeneratedTokens (the 2023 and the 2024 release), or Mooncake JSONL (`trace_format` tells them apart)."""
     text = read_text(path, what="trace CSV")
+    if trace_format(path, text) == "mooncake":
+        return read_mooncake(path, text)
     rows = csv.reader(text.splitlines())
     header = next(rows, None)
     if header is None or [h.strip() for h in header[:3]] != list(TRACE_COLUMNS):
@@ -74,10 +88,7 @@ def read_trace(path: Path) -> Trace:
             raise InputError(f"{path}: line {line_no}: token counts must be positive, got {','.join(row)!r}.")
     if not times:
         raise InputError(f"{path}: the trace has no requests.")
-    arrival = np.asarray(times, dtype=float)
-    order = np.argsort(arrival, kind="stable")
-    arrival = arrival[order] - arrival[order][0]
-    return Trace(arrival, np.asarray(prompts, dtype=np.int64)[order], np.asarray(outputs, dtype=np.int64)[order])
+    return Trace.of(times, prompts, outputs)
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,8 @@ class Workload:
 
     prompt: Lengths
     output: Lengths
+    trace: Path | None = None  # the trace the lengths come from (its arrival times: exports replay them)
+    trace_class: str | None = None
 
     @property
     def decode_tokens(self) -> float:
@@ -151,4 +164,44 @@ class Workload:
         return cls(
             prompt=Lengths("empirical", float(trace.prompt.mean()), values=tuple(int(v) for v in trace.prompt)),
             output=Lengths("empirical", float(trace.output.mean()), values=tuple(int(v) for v in trace.output)),
+            trace=path,
+            trace_class=workload_class,
         )
+
+
+MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length")
+
+
+def trace_format(path: Path, text: str) -> Literal["azure", "mooncake"]:
+    """Which reader a trace needs, decided here only: JSON Lines (a `.jsonl` file, or text starting with
+    `{`) is the Mooncake format; anything else is read as the Azure CSV (whose reader names what is wrong)."""
+    return "mooncake" if path.suffix.lower() == ".jsonl" or text.lstrip().startswith("{") else "azure"
+
+
+def read_mooncake(path: Path, text: str) -> Trace:
+    """Mooncake's trace format (kvcache-ai/Mooncake, FAST'25): one JSON object per line with `timestamp`
+    (milliseconds from the start), `input_length` and `output_length` (tokens); `hash_ids` (prefix-cache
+    block ids) and any other field are ignored, as the cost model has no prefix cache."""
+    times, prompts, outputs = [], [], []
+    for line_no, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}: line {line_no}"
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: not a JSON object ({exc.msg}).") from None
+        if not isinstance(entry, dict) or any(key not in entry for key in MOONCAKE_FIELDS):
+            raise InputError(f"{where}: expected a JSON object with {', '.join(MOONCAKE_FIELDS)}, got {line!r:.120}.")
+        stamp, prompt, output = (entry[key] for key in MOONCAKE_FIELDS)
+        if isinstance(stamp, bool) or not isinstance(stamp, int | float) or not math.isfinite(stamp) or stamp < 0:
+            raise InputError(f"{where}: timestamp must be milliseconds ≥ 0, got {stamp!r:.60}.")
+        for name, value in (("input_length", prompt), ("output_length", output)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InputError(f"{where}: {name} must be a positive integer (tokens), got {value!r:.60}.")
+        times.append(stamp / 1000)
+        prompts.append(prompt)
+        outputs.append(output)
+    if not times:
+        raise InputError(f"{path}: the trace has no requests.")
+    return Trace.of(times, prompts, outputs)

@@ -3,7 +3,7 @@
 Why one place: the search's result and a hand-edited plan (re-evaluated by planner.plans.checks)
 become plan.yaml through the same code, so every figure a plan shows comes from the cost model and
 the max-flow, never from what a file claimed. Also the way back: a plan's replicas as layouts and as
-the scheduler's State (for re-planning).
+the engines re-planning anchors to.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ from planner.plans.schema import (
 from planner.scheduler.assess import Assessment, route_capacity
 from planner.scheduler.maxflow import FlowResult
 from planner.scheduler.network import plan_flow
-from planner.scheduler.scoring import State, canonical
 from planner.scheduler.search import SearchFacts, SearchResult
+from planner.scheduler.stability import LayoutKey, layout_key
+from planner.types import Role
 
 
 def solver_info(facts: SearchFacts, *, baseline: str | None = None) -> SolverInfo:
@@ -138,6 +139,7 @@ def layout_of(replica: ReplicaPlan) -> Layout:
     return Layout(tuple(Stage(tuple(s.gpus), s.layers[0], s.layers[1]) for s in replica.stages))
 
 
-def running_state(plan: Plan) -> State:
-    """A plan's replicas as the scheduler's State (GPU groups with roles): how re-planning sees it."""
-    return canonical([(tuple(r.gpus), r.role) for r in plan.replicas])
+def running_engines(plan: Plan) -> list[tuple[tuple[str, ...], Role, LayoutKey]]:
+    """A plan's engines as re-planning anchors them: (GPU group, role, layout key), so that a replica
+    kept on the same GPUs but with another TP, PP or layer split counts as moved (scheduler.stability)."""
+    return [(tuple(r.gpus), r.role, layout_key((s.gpus, *s.layers) for s in r.stages)) for r in plan.replicas]

@@ -16,7 +16,13 @@ from planner.plans.assemble import assemble, layout_of
 from planner.plans.diff import PlanDiff, diff_plans
 from planner.plans.schema import DraftPlan, Plan, SolverInfo
 from planner.scheduler.assess import assess
-from planner.scheduler.launchability import gpu_types_problem, has_connector, layout_problems, shared_gpus
+from planner.scheduler.launchability import (
+    gpu_types_problem,
+    has_connector,
+    layout_problems,
+    pipeline_batch_problem,
+    shared_gpus,
+)
 from planner.types import Connector, Role
 
 HAND_WRITTEN = "hand-written"  # solver name of a draft that names none
@@ -52,6 +58,9 @@ def evaluate(plan: Plan | DraftPlan, cluster: Cluster) -> Plan:
         check_layout(cluster, replica.role, layout, where, solver.connector)
         if sorted(replica.gpus) != sorted(layout.gpus):
             raise PlanError(f"{where}: gpus does not list the same GPUs as its stages.")
+        engine = replica.engine
+        if engine is not None and (problem := pipeline_batch_problem(len(layout.stages), engine.max_num_seqs)):
+            raise PlanError(f"{where}.engine: {problem}")
         assessment = assess(cluster, replica.role, layout)
         if assessment is None:
             raise PlanError(f"{where}: the model and its KV working set do not fit in these GPUs' memory.")

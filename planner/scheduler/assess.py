@@ -14,7 +14,7 @@ from planner.costs.kvtransfer import kv_transfer_capacity
 from planner.costs.layout import Layout
 from planner.costs.replica import DEFAULT_BATCHED_TOKENS, decode_perf, prefill_perf
 from planner.inputs.problem import Cluster
-from planner.scheduler.launchability import tp_compatible
+from planner.scheduler.launchability import pair_allowed
 from planner.types import Role, replica_id
 
 
@@ -61,7 +61,10 @@ def assess(cluster: Cluster, role: Role, layout: Layout) -> Assessment | None:
         p = prefill_perf(cluster, layout)
         if p is None:
             return None
-        engine = EngineLimits(p.batch_seqs, p.max_num_batched_tokens, max_model_len(cluster), util)
+        # The capacity assumes a full pipeline: PP micro-batches of batch_seqs in flight. vLLM caps the running
+        # sequences of all of them at max_num_seqs, so it must admit PP × batch_seqs (launchability rule).
+        seqs = p.batch_seqs * layout.pp
+        engine = EngineLimits(seqs, p.max_num_batched_tokens, max_model_len(cluster), util)
         return Assessment(role, layout, p.capacity_rps, p.latency_s, engine)
     d = decode_perf(cluster, layout, cluster.slo_tpot)
     if d is None:
@@ -83,7 +86,7 @@ def assess(cluster: Cluster, role: Role, layout: Layout) -> Assessment | None:
 
 def route_capacity(cluster: Cluster, prefill: Assessment, decode: Assessment, launchable: bool) -> float:
     """Requests/s of KV caches the links between two replicas carry on their own; 0 when the
-    connector cannot join them (TP sizes that do not divide)."""
-    if launchable and not tp_compatible(prefill.layout.tp, decode.layout.tp):
+    connector cannot join them (launchability.pair_allowed: TP sizes, KV-head replication)."""
+    if launchable and not pair_allowed(prefill.layout.tp, decode.layout.tp, cluster.model.kv_heads):
         return 0.0
     return kv_transfer_capacity(cluster, prefill.layout, decode.layout)

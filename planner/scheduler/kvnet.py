@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from planner.costs.kvtransfer import kv_bytes_per_request
 from planner.inputs.problem import Cluster
 from planner.scheduler.assess import Assessment
-from planner.scheduler.launchability import tp_compatible
+from planner.scheduler.launchability import pair_allowed
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def kv_network(
         for b, tps_b in receiving:
             if (tps_a, tps_b) not in compatible:
                 compatible[(tps_a, tps_b)] = not launchable or all(
-                    tp_compatible(tp, tq) for tp in tps_a for tq in tps_b
+                    pair_allowed(tp, tq, cluster.model.kv_heads) for tp in tps_a for tq in tps_b
                 )
             if a == b or (min(a, b), max(a, b)) not in cluster.links or not compatible[(tps_a, tps_b)]:
                 for p in by_node[a][0]:

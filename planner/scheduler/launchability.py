@@ -1,18 +1,23 @@
 """Which replicas vLLM and the KV connectors can run: every launch rule, written once.
 
 The layout search (planner.scheduler.layouts) only enumerates layouts these rules admit, plan checks
-(planner.plans.checks) reject plans that break them, and the launcher (launcher.engine) refuses to
+(planner.plans.checks) reject plans that break them, and the launcher (launcher.vllm_args) refuses to
 start such plans. So the functions here take plain data — GPU ids "node/index", layer ranges, TP and
 PP sizes, role, connector, and optionally the model's head counts — never a cluster or a plan.
 
-The rules (vLLM 0.32, multiprocessing backend):
+The rules (vLLM 0.32 and 0.33, multiprocessing backend):
 - a TP group (a stage) sits on one node; every stage has the same TP size, which divides the attention
   heads and divides, or is a multiple of, the KV heads;
 - stages hold consecutive layer ranges [0, a), [a, b), … covering the model;
 - a replica spanning nodes runs one engine process per node, so each node's stages are consecutive and
   every node holds the same number of GPUs;
 - with a KV connector (anything but "none"): decode replicas have PP = 1, and a prefill and a decode
-  replica exchange KV only when their TP sizes divide one another.
+  replica exchange KV only when their TP sizes divide one another;
+- vLLM 0.33's P/D rules, read from its NixlConnector (applied to every connector, as the safe side):
+  a prefill with more TP ranks than its decode peer may not replicate KV heads (TP > KV heads), a
+  pipeline-parallel replica needs a model whose KV cache is full attention throughout (no sliding-window
+  or hybrid layers), and a pipeline-parallel replica admits at least PP sequences (`max_num_seqs ≥ pp`),
+  one per micro-batch in flight. Each function below cites the vLLM source it encodes.
 A plan solved with connector "none" is a cost-model exercise, not meant to launch: the planner then
 applies only the first two rules (`launch=False`).
 
@@ -45,6 +50,9 @@ class ModelShape(Protocol):
 
     @property
     def layers(self) -> int: ...
+
+    @property
+    def kv_layout(self) -> str: ...  # "full" | "sliding_window" | "hybrid"
 
 
 @dataclass(frozen=True)
@@ -91,8 +99,49 @@ def equal_per_node(counts: Iterable[int]) -> bool:
 
 
 def decode_pp_allowed(role: Role, pp: int, kv_connector: bool) -> bool:
-    """KV connectors hand a decode replica its cache in one piece: decode PP = 1 (when one is used)."""
+    """KV connectors hand a decode replica its cache in one piece: decode PP = 1 (when one is used).
+
+    vLLM 0.33: vllm/distributed/kv_transfer/kv_connector/v1/nixl/base_worker.py,
+    NixlBaseConnectorWorker.__init__ raises for kv_role "kv_consumer" with pipeline_parallel_size > 1
+    ("completions counted per consumer rank"); a prefill (kv_producer) with PP > 1 is accepted.
+    """
     return not kv_connector or role != "decode" or pp == 1
+
+
+def pair_allowed(tp_prefill: int, tp_decode: int, kv_heads: int) -> bool:
+    """Whether a prefill replica of TP `tp_prefill` can hand its KV to a decode replica of TP `tp_decode`.
+
+    vLLM 0.33: the sizes must divide one another (TransferTopology.tp_ratio asserts it,
+    vllm/distributed/kv_transfer/kv_connector/utils.py), and when the prefill has more ranks than the
+    decode it may not replicate KV heads (TP > KV heads): NixlBaseConnectorWorker.
+    _validate_remote_agent_handshake (nixl/base_worker.py) asserts
+    `not (tp_ratio < 0 and transfer_topo.is_kv_replicated(remote))` for non-MLA, non-Mamba models.
+    """
+    return tp_compatible(tp_prefill, tp_decode) and not (tp_prefill > tp_decode and tp_prefill > kv_heads)
+
+
+def pipeline_kv_allowed(pp: int, kv_layout: str, kv_connector: bool) -> bool:
+    """Whether the connector can move the KV of a replica with `pp` stages for a model of this KV layout.
+
+    vLLM 0.33: NixlBaseConnectorWorker.__init__ (nixl/base_worker.py) raises NotImplementedError for
+    pipeline_parallel_size > 1 when `_is_hma_required` — any layer whose KV spec is not
+    FullAttentionSpec, i.e. sliding-window (Mistral-7B v0.1) or hybrid (Gemma-2) models — in the pull
+    NixlConnector, and for Mamba hybrids in every mode.
+    """
+    return not kv_connector or pp == 1 or kv_layout == "full"
+
+
+def pipeline_batch_problem(pp: int, max_num_seqs: int) -> str | None:
+    """A pipeline keeps PP micro-batches in flight, each of different sequences, so it runs full only
+    when the engine admits at least PP sequences.
+
+    vLLM 0.33: VllmConfig.max_concurrent_batches = pipeline_parallel_size (vllm/config/vllm.py), the
+    depth of EngineCore's batch queue (vllm/v1/engine/core.py), and a running request sits in one batch
+    at a time under the scheduler's max_num_seqs.
+    """
+    if pp <= 1 or max_num_seqs >= pp:
+        return None
+    return f"max_num_seqs={max_num_seqs} < PP={pp}: the pipeline could never hold a micro-batch per stage."
 
 
 def revisits(stage_nodes: Sequence[str]) -> bool:
@@ -155,9 +204,19 @@ def layout_problems(
     elif not equal_per_node(per_node.values()):
         counts = ", ".join(f"{node}: {n}" for node, n in sorted(per_node.items()))
         problems.append(Problem("", f"a replica across nodes needs the same number of GPUs on each node ({counts})."))
-    if not decode_pp_allowed(role, len(stages), has_connector(connector)):
-        name = CONNECTOR_NAME[connector]
-        problems.append(Problem("", f"a decode replica with PP={len(stages)}; {name} KV transfer needs decode PP = 1."))
+    return problems + connector_problems(len(stages), role, connector, model)
+
+
+def connector_problems(pp: int, role: Role, connector: Connector, model: ModelShape | None) -> list[Problem]:
+    """The KV connector's rules on one replica's pipeline depth (decode PP, PP with a non-full KV layout)."""
+    problems, name = [], CONNECTOR_NAME[connector]
+    if not decode_pp_allowed(role, pp, has_connector(connector)):
+        problems.append(Problem("", f"a decode replica with PP={pp}; {name} KV transfer needs decode PP = 1."))
+    layout = model.kv_layout if model is not None else "full"
+    if not pipeline_kv_allowed(pp, layout, has_connector(connector)):
+        problems.append(
+            Problem("", f"PP={pp} with a {layout} KV cache; {name} KV transfer (vLLM 0.33) needs PP = 1 here.")
+        )
     return problems
 
 
@@ -174,12 +233,20 @@ def record_problems(tp: int, pp: int, stage_sizes: Sequence[int], gpu_types: Seq
     return [problem] if problem else []
 
 
-def route_problem(tp_prefill: int, tp_decode: int, connector: Connector) -> str | None:
-    """Why KV cannot move between replicas of these TP sizes with this connector (None: it can)."""
-    if not has_connector(connector) or tp_compatible(tp_prefill, tp_decode):
+def route_problem(tp_prefill: int, tp_decode: int, connector: Connector, kv_heads: int | None = None) -> str | None:
+    """Why KV cannot move between replicas of these TP sizes with this connector (None: it can).
+    Without `kv_heads` (a model the caller does not know) the KV-replication rule is not checked."""
+    if not has_connector(connector):
         return None
     name = CONNECTOR_NAME[connector]
-    return f"TP {tp_prefill} and {tp_decode} do not divide one another ({name} KV transfer needs that)."
+    if not tp_compatible(tp_prefill, tp_decode):
+        return f"TP {tp_prefill} and {tp_decode} do not divide one another ({name} KV transfer needs that)."
+    if kv_heads is not None and not pair_allowed(tp_prefill, tp_decode, kv_heads):
+        return (
+            f"prefill TP {tp_prefill} > decode TP {tp_decode} while the prefill replicates the model's {kv_heads} "
+            f"KV heads ({name} KV transfer, vLLM 0.33, refuses that)."
+        )
+    return None
 
 
 def shared_gpus(replica_gpus: Iterable[Iterable[str]]) -> str | None:

@@ -23,7 +23,7 @@ from planner.costs.memory import activation_bytes_per_gpu, kv_bytes_per_token_la
 from planner.costs.replica import DEFAULT_BATCHED_TOKENS
 from planner.inputs.problem import Cluster
 from planner.scheduler.assess import Assessment, assess
-from planner.scheduler.launchability import decode_pp_allowed, equal_per_node, valid_tp
+from planner.scheduler.launchability import decode_pp_allowed, equal_per_node, pipeline_kv_allowed, valid_tp
 from planner.types import Role
 
 
@@ -111,6 +111,8 @@ def candidate_layouts(cluster: Cluster, gpus: Sequence[str], role: Role, launcha
             continue
         stage_gpus = [tuple(p[i : i + tp]) for _, p in parts for i in range(0, len(p), tp)]
         if not decode_pp_allowed(role, len(stage_gpus), launchable):
+            continue
+        if not pipeline_kv_allowed(len(stage_gpus), cluster.model.kv_layout, launchable):
             continue
         n = len(stage_gpus)
         caps = [_stage_layer_cap(cluster, s, role, i == 0, i == n - 1) for i, s in enumerate(stage_gpus)]

@@ -6,19 +6,21 @@ from the running plan's replicas (those whose GPUs all still exist; the rest of 
 TP-friendly blocks) with a cap on moved GPUs — 0, 2, 4, 8, … — and return the first plan within
 `max_loss` of T*. With `max_moved_gpus` the cap is fixed and that plan is returned.
 
-The running plan comes in as a State, its (GPU group, role) pairs (planner.plans.assemble.running_state).
+The running plan comes in as its engines: (GPU group, role, layout key) triples
+(planner.plans.assemble.running_engines); a kept group whose best layout changed restarts, so it moves.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from planner.errors import InfeasibleError
 from planner.inputs.problem import Cluster
 from planner.scheduler.partition import make_blocks
 from planner.scheduler.scoring import Scorer, State, canonical
 from planner.scheduler.search import Progress, SearchResult, replica_bytes, search
-from planner.scheduler.stability import anchor_of, moved_gpus
+from planner.scheduler.stability import Engine, anchor_of, key_of, moved_gpus
 from planner.types import Connector, Objective
 
 FREE_SHARE = 0.4  # of the time limit, for the unconstrained solve
@@ -44,7 +46,7 @@ def baseline_state(cluster: Cluster, running: State, scorer: Scorer) -> State:
 
 def replan(
     cluster: Cluster,
-    running: State,
+    running: Sequence[Engine],
     *,
     seed: int = 0,
     time_limit: float = 60.0,
@@ -58,8 +60,8 @@ def replan(
     """See the module docstring; the result records how many GPUs moved in facts.moved_gpus."""
     objective = objective or cluster.objective
     scorer = Scorer(cluster, launchable=connector != "none", objective=objective, colocated=colocated)
-    start = baseline_state(cluster, running, scorer)
-    anchor = canonical(running)
+    start = baseline_state(cluster, canonical([(group, role) for group, role, *_ in running]), scorer)
+    anchor = tuple(running)
     common = {
         "seed": seed,
         "connector": connector,
@@ -81,5 +83,6 @@ def replan(
             continue  # nothing runs without moving more GPUs than this budget
         if result.throughput_rps >= (1 - max_loss) * free.throughput_rps:
             return result
-    moved = moved_gpus(anchor_of(anchor, cluster.gpu_by_id), [(a.layout.gpus, a.role) for a in free.replicas])
+    engines = [(a.layout.gpus, a.role, key_of(a.layout)) for a in free.replicas]
+    moved = moved_gpus(anchor_of(anchor, cluster.gpu_by_id), engines)
     return dataclasses.replace(free, facts=dataclasses.replace(free.facts, moved_gpus=len(moved)))

@@ -19,7 +19,7 @@ from planner.scheduler.assess import Assessment, route_capacity
 from planner.scheduler.layouts import best_assessment, group_shape, node_parts
 from planner.scheduler.maxflow import FlowResult
 from planner.scheduler.network import replica_flow
-from planner.scheduler.stability import anchor_of, moved_gpus, unchanged
+from planner.scheduler.stability import Engine, anchor_of, key_of, moved_gpus, unchanged
 from planner.types import Role
 
 Group = tuple[str, ...]
@@ -47,7 +47,7 @@ class Scorer:
         launchable: bool,
         objective: str,
         route_limit: int = 16,
-        anchor: State | None = None,
+        anchor: Sequence[Engine] | None = None,
         max_moved: int | None = None,
         colocated: bool = False,
     ) -> None:
@@ -112,8 +112,13 @@ class Scorer:
         return min(sums["prefill"], sums["decode"]) + sums["colocated"]
 
     def moved_gpus(self, state: Sequence[tuple[Group, Role]]) -> int:
-        """How many GPUs of the anchor state the state moves (planner.scheduler.stability)."""
-        return len(moved_gpus(self._anchor, state))
+        """How many GPUs of the anchor the state moves (planner.scheduler.stability), layouts included."""
+        return len(moved_gpus(self._anchor, [self.engine(group, role) for group, role in state]))
+
+    def engine(self, group: Group, role: Role) -> Engine:
+        """(group, role, layout key) of the engine the group runs in the role (no layout when it cannot)."""
+        a = self.assessment(group, role)
+        return group, role, key_of(a.layout) if a is not None else None
 
     def bottleneck(self, state: State) -> str:
         """What limits the state's plan (the min cut), solved once per state the search moves to."""
@@ -150,7 +155,7 @@ class Scorer:
         deployed = []
         for group, role in canonical(state):
             a = self.assessment(group, role)
-            kept = bool(self._anchor) and unchanged(self._anchor, group, role)
+            kept = bool(self._anchor) and a is not None and unchanged(self._anchor, group, role, key_of(a.layout))
             if a is not None and (flow.replica_flow.get(a.id, 0.0) > 0 or kept):
                 deployed.append(a)
         return deployed

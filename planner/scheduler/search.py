@@ -18,7 +18,7 @@ to stop, and a converged search (the plan records `converged`) does not depend o
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +33,7 @@ from planner.scheduler.partition import candidate_k, flatten, kernighan_lin_refi
 from planner.scheduler.refine import refine
 from planner.scheduler.roles import assign_roles
 from planner.scheduler.scoring import Scorer, State
+from planner.scheduler.stability import Engine
 from planner.types import Connector, Objective
 
 Progress = Callable[[float, float], None]  # (fraction of the time budget used, best throughput so far)
@@ -103,7 +104,7 @@ def _moved_within_limit(
     scorer: Scorer,
     state: State,
     replicas: list[Assessment],
-    anchor: State | None,
+    anchor: Sequence[Engine] | None,
     max_moved: int | None,
 ) -> int | None:
     """GPUs of the anchor the found replicas move (None without an anchor); InfeasibleError when the
@@ -133,7 +134,7 @@ def search(
     connector: Connector = "nixl",
     objective: Objective | None = None,
     start: State | None = None,
-    anchor: State | None = None,
+    anchor: Sequence[Engine] | None = None,
     max_moved: int | None = None,
     colocated: bool = False,
     progress: Progress | None = None,

@@ -1,8 +1,10 @@
 """Decisions inside a replica, kept apart from state and time: prefill batching, admission, preemption.
 
 (Which replicas serve a request is the router's policy, planner.sim.routing.)
-- Prefill batch: FCFS while ≤ max_num_seqs and Σ prompt ≤ max_num_batched_tokens (a lone long
-  prompt still runs) and its KV fits beside the caches still waiting to be shipped.
+- Prefill batch: FCFS while the sequences of this batch and of those still in the pipeline stay
+  ≤ max_num_seqs (vLLM caps all running sequences, whichever micro-batch holds them), Σ prompt ≤
+  max_num_batched_tokens (a lone long prompt still runs) and its KV fits beside the caches still
+  waiting to be shipped.
 - Batch-server admission (vLLM): FCFS while ≤ max_num_seqs and the new KV fits below vLLM's
   watermark (1 % of KV memory kept free for running sequences to grow into); sequences needing
   (re)compute form a prefill iteration, which runs *instead of* a decode step — the interference
@@ -21,7 +23,7 @@ def prefill_batch(server: PrefillServer) -> list[Request]:
     batch: list[Request] = []
     tokens = 0
     queue = server.queue
-    while queue and len(batch) < server.max_seqs:
+    while queue and len(batch) + server.in_batch < server.max_seqs:
         prompt = queue[0].prompt
         if batch and tokens + prompt > server.max_tokens:
             break

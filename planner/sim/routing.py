@@ -12,7 +12,8 @@ Policy:
   largest credit and charges it the eligible total. Over any n requests a replica's share differs from
   its weight share by less than one request, so the observed split follows the plan without sampling
   noise; a saturated replica is skipped until it drains. When every replica is saturated, all are
-  eligible again (the engines queue).
+  eligible again (the engines queue). Replicas the caller marks unavailable (unhealthy, ejected) are
+  skipped the same way, so the others absorb their share in the plan's proportions.
 - decode: the same scheme over the P→D routes *from the chosen prefill*, weighted by their rate_rps,
   so each pair's share of the traffic is the plan's flow on that edge.
 The seed sets the initial credits (a phase offset), so two routers with different seeds do not send
@@ -113,13 +114,23 @@ class RoutingPolicy:
         planned = PlannedRouting.of(plan)
         return cls(planned.limits, planned.routes, planned.colocated_weights, seed)
 
-    def choose(self, outstanding: Mapping[str, int]) -> tuple[str, str | None]:
-        """(prefill or colocated id, decode id or None); `outstanding` counts in-flight requests per id."""
+    def choose(self, outstanding: Mapping[str, int], unavailable: Collection[str] = ()) -> tuple[str, str | None]:
+        """(prefill or colocated id, decode id or None); `outstanding` counts in-flight requests per id.
+
+        `unavailable` (unhealthy, ejected, or already failed for this request) are skipped; when that leaves
+        nothing, every replica is eligible again (the caller's attempt then fails fast and says why).
+        """
         full = {k for k, limit in self._entry_limits if outstanding.get(k, 0) >= limit}
-        eligible = self.first.weights.keys() - full if full else None
+        if unavailable:
+            up = self.first.weights.keys() - set(unavailable)
+            eligible = (up - full or up) if up else None
+        else:
+            eligible = self.first.weights.keys() - full if full else None
         first = self.first.pick(eligible)
         second = self.second.get(first)
-        return first, (second.pick() if second is not None else None)
+        if second is None:
+            return first, None
+        return first, second.pick(second.weights.keys() - set(unavailable) if unavailable else None)
 
     def weights(self) -> dict[tuple[str, str | None], float]:
         """Each pair's planned share of the traffic (sums to 1): what observed counts should approach."""

@@ -1,4 +1,4 @@
-"""launcher.engine: a plan replica → `vllm serve` argv and env, and the reasons a plan cannot be launched."""
+"""launcher.vllm_args: a plan replica → `vllm serve` argv and env, and the reasons a plan cannot be launched."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher.engine import EngineOptions, build_launches, gpu_index, kv_transfer_config, node_of, plan_problems
 from launcher.errors import LaunchError
+from launcher.vllm_args import EngineOptions, build_launches, gpu_index, kv_transfer_config, node_of, plan_problems
 from planner.inputs.catalog import Catalog
 from planner.inputs.cluster import load_cluster
 from planner.plans.schema import Plan, ReplicaPlan, StagePlan
@@ -88,7 +88,8 @@ def test_ports_are_distinct_and_deterministic(plan: Plan) -> None:
     assert first == again
     ports = [lau.port for lau in first]
     assert len(set(ports)) == len(ports) == len(plan.replicas)
-    side = [(lau.side_channel_port, lau.replica.tp * lau.replica.pp) for lau in first]
+    side = [(lau.ports.side_channel, lau.replica.tp * lau.replica.pp) for lau in first]
+    assert all(lau.ports.side_channels == lau.replica.tp * lau.replica.pp for lau in first)
     blocks = [set(range(start, start + width)) for start, width in side]
     assert sum(map(len, blocks)) == len(set().union(*blocks)), "side-channel port blocks overlap"
 
