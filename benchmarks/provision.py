@@ -2,7 +2,8 @@
 A100-80G, L40 and RTX A6000 does it rent, and what does it reach at 70 % of that budget against 8×H100
 at 100 %?
 
-Usage: .venv/bin/python benchmarks/provision.py [--time-limit S] [--candidates N] [--colocated] [--markdown]
+Usage: .venv/bin/python benchmarks/provision.py [--time-limit S] [--candidates N] [--roles R] [--[no-]verify]
+       [--markdown]
 Two price lists: "paper" = H100 at the paper's $3.69/GPU-h (8×H100 = $29.52/h) with the other GPUs at the
 catalogue's RunPod column (the paper's own per-GPU table is not available, so this mixes two sources,
 as the paper-*.yaml examples do); "runpod" = one consistent list, every GPU at the RunPod column
@@ -39,10 +40,9 @@ SHAPES = {  # GPU type → (GPUs per node, max GPUs, interconnect, NIC) per offe
     "L40": [(4, 16, "pcie4", "100Gbps"), (2, 8, "pcie4", "100Gbps")],
     "RTX-A6000": [(4, 24, "pcie4", "40Gbps"), (2, 8, "pcie4", "40Gbps")],
 }
-SLOS = {"no SLO": "", "TTFT 2 s, TPOT 100 ms": "slo: {ttft: 2s, tpot: 100ms}\n"}
+SLOS = {"no SLO": "", "TTFT 2 s, TPOT 100 ms": ", slo: {ttft: 2s, tpot: 100ms}"}
 SERVING = """model: llama-2-70b
 dtype: float16
-workload: {prompt_tokens: 1024, output_tokens: 256}
 network: {default: {bandwidth: 100Gbps, latency: 10us}}
 """
 
@@ -59,7 +59,8 @@ def offers_file(folder: Path, prices: dict[str, float], slo: str, only_h100_serv
                 f"interconnect: {link}, nic: {nic}}}"
             )
     path = folder / f"offers-{len(list(folder.iterdir()))}.yaml"
-    path.write_text(SERVING + slo + "offers:\n" + "\n".join(lines) + "\n")
+    workload = f"workload: {{prompt_tokens: 1024, output_tokens: 256{slo}}}\n"
+    path.write_text(SERVING + workload + "offers:\n" + "\n".join(lines) + "\n")
     return path
 
 
@@ -67,7 +68,13 @@ def run(path: Path, budget: float, args: argparse.Namespace) -> tuple[Candidate,
     began = time.monotonic()
     with tempfile.TemporaryDirectory() as out:
         result = planner.provision_offers(
-            path, out, budget=budget, time_limit=args.time_limit, candidates=args.candidates, colocated=args.colocated
+            path,
+            out,
+            budget=budget,
+            time_limit=args.time_limit,
+            candidates=args.candidates,
+            roles=args.roles,
+            verify=args.verify,
         )
     return result.chosen, time.monotonic() - began, result.solves
 
@@ -76,7 +83,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time-limit", type=float, default=10.0, help="seconds per full solve")
     parser.add_argument("--candidates", type=int, default=4, help="mixes of the first cut planned in full")
-    parser.add_argument("--colocated", action="store_true", help="also allow colocated replicas (solve --colocated)")
+    parser.add_argument("--roles", default="mixed", choices=["mixed", "disaggregated", "colocated"], help="as for solve")
+    parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None, help="as for solve")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table (for RESULTS.md)")
     args = parser.parse_args()
     columns = ("prices", "SLO", "setting", "$/h", "mix", "cut req/s", "goodput req/s", "× 8×H100", "$/M tokens")

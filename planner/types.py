@@ -16,7 +16,10 @@ Role = Literal["prefill", "decode", "colocated"]
 ROLE_PREFIX = {"prefill": "p", "decode": "d", "colocated": "c"}
 Connector = Literal["nixl", "mooncake", "lmcache", "none"]
 Dtype = Literal["float16", "bfloat16", "fp8"]
-Objective = Literal["throughput", "cost"]
+# throughput: saturated requests/s; cost: that per $/h; goodput: requests/s within the SLO; goodput_per_usd: per $/h
+Objective = Literal["throughput", "cost", "goodput", "goodput_per_usd"]
+# which roles a plan's replicas may take: prefill + decode only (HexGen-2), colocated only, or any per group
+RolesMode = Literal["disaggregated", "colocated", "mixed"]
 GpuId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[0-9]+$")]  # node/index
 
 

@@ -93,3 +93,8 @@ PRICE_PATTERN = rf"^\s*\$\s*{_DIGITS}\s*/\s*(?:h|hr|hour)\s*$"
 def format_bandwidth(bytes_per_s: float) -> str:
     """Inverse for display: 1.25e10 → '100Gbps'."""
     return f"{bytes_per_s * 8 / 1e9:g}Gbps"
+
+
+def format_duration(seconds: float) -> str:
+    """'2s', '1.5s' or '100ms': a duration as a person writes it (6 significant digits)."""
+    return f"{seconds:.6g}s" if seconds >= 1 else f"{seconds * 1e3:.6g}ms"

@@ -197,10 +197,24 @@ def _check_plan(plan: Plan, cluster: Cluster, *, rel: float = 1e-6, idle_ok: boo
         out[p.id] += route.rate_rps
         into[d.id] += route.rate_rps
     for r in plan.replicas:  # flow conservation: what a replica sends or receives is at most what it can serve
+        if r.role == "colocated":  # serves requests directly: no route shows its flow
+            continue
         flow = out[r.id] if r.role == "prefill" else into[r.id]
         assert idle_ok or flow > 0, f"{r.id} deployed but carries no requests"
         assert flow <= r.capacity_rps * (1 + rel), f"{r.id}: {flow} req/s through a {r.capacity_rps} req/s replica"
-    assert close(sum(out.values()), plan.summary.throughput_rps), "routes do not add up to the throughput"
+    # The routes carry the goodput flow when the plan has an SLO (what the router follows), else the throughput;
+    # colocated replicas carry the rest, at most their own rate.
+    routed = plan.summary.goodput_rps if plan.slo is not None else plan.summary.throughput_rps
+    assert routed is not None and sum(out.values()) <= routed * (1 + rel) + 1e-9, "routes exceed the plan's rate"
+    colocated = sum(
+        (r.goodput_rps if plan.slo is not None else r.capacity_rps) or 0.0
+        for r in plan.replicas
+        if r.role == "colocated"
+    )
+    if colocated == 0:
+        assert close(sum(out.values()), routed), "routes do not add up to the throughput"
+    else:
+        assert routed <= (sum(out.values()) + colocated) * (1 + rel), "the plan's rate exceeds its replicas'"
     honest = evaluate(plan, cluster)
     assert close(honest.summary.throughput_rps, plan.summary.throughput_rps), "evaluate() disagrees"
     recomputed = {(r.source, r.target): r.rate_rps for r in honest.routes}

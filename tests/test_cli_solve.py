@@ -49,8 +49,11 @@ def test_model_that_fits_nowhere(run_cli, write_yaml):
 
 def test_no_split_into_prefill_and_decode(run_cli, write_yaml):
     path = write_yaml(NO_SPLIT)
-    result = run_cli("solve", path, "--time-limit", "5")
+    result = run_cli("solve", path, "--time-limit", "5", "--roles", "disaggregated")
     assert_input_error(result, f"{path}: no plan serves qwen2.5-32b", "both a prefill and a decode replica")
+    mixed = run_cli("solve", path, "--time-limit", "5", "--no-verify", "-q")  # mixed roles: one colocated group
+    assert mixed.exit_code == 0, mixed.output
+    assert "role: colocated" in mixed.stdout and "role: prefill" not in mixed.stdout
 
 
 def test_bad_slo_value(run_cli):
@@ -80,25 +83,25 @@ def test_failed_solve_leaves_the_output_untouched(run_cli, write_yaml, tmp_path)
 
 def test_cost_objective_is_cheaper_per_token(solved_plan):
     cluster = EXAMPLES / "tiny.yaml"
-    fast = read_plan(solved_plan(cluster, "--time-limit", "10"))
-    cheap = read_plan(solved_plan(cluster, "--time-limit", "10", "--objective", "cost"))
-    assert cheap.solver.objective == "cost"
+    fast = read_plan(solved_plan(cluster, "--time-limit", "10", "--objective", "goodput", "--no-verify"))
+    cheap = read_plan(solved_plan(cluster, "--time-limit", "10", "--objective", "goodput_per_usd", "--no-verify"))
+    assert cheap.solver.objective == "goodput_per_usd"
     assert cheap.summary.usd_per_million_output_tokens <= fast.summary.usd_per_million_output_tokens
 
 
 def test_tpot_slo_bounds_every_decode_replica(solved_plan):
     cluster = EXAMPLES / "paper-hetero-1.yaml"  # its unconstrained plan decodes at ~80 ms per token
-    free = read_plan(solved_plan(cluster, "--time-limit", "10"))
+    free = read_plan(solved_plan(cluster, "--time-limit", "10", "--roles", "disaggregated"))
     assert max(r.latency_s for r in free.replicas if r.role == "decode") > 0.05, "the SLO would not bind here"
-    plan = read_plan(solved_plan(cluster, "--time-limit", "10", "--slo-tpot", "50ms"))
+    plan = read_plan(solved_plan(cluster, "--time-limit", "10", "--slo-tpot", "50ms", "--roles", "disaggregated"))
     assert all(r.latency_s <= 0.05 for r in plan.replicas if r.role == "decode")
     assert 0 < plan.summary.tpot_s <= 0.05
 
 
 @pytest.mark.parametrize("example", ["tiny.yaml", "paper-hetero-1.yaml"])
 def test_connector_none_pipelines_decode_only_when_it_helps(example, solved_plan, run_cli, catalog):
-    nixl = read_plan(solved_plan(EXAMPLES / example, "--time-limit", "10"))
-    path = solved_plan(EXAMPLES / example, "--time-limit", "10", "--connector", "none")
+    nixl = read_plan(solved_plan(EXAMPLES / example, "--time-limit", "10", "--no-verify"))
+    path = solved_plan(EXAMPLES / example, "--time-limit", "10", "--connector", "none", "--no-verify")
     plan = read_plan(path)
     assert plan.solver.connector == "none"
     if any(r.role == "decode" and r.pp > 1 for r in plan.replicas):
@@ -114,35 +117,43 @@ def test_connector_none_pipelines_decode_only_when_it_helps(example, solved_plan
 
 def test_connector_none_does_pipeline_decode_somewhere(solved_plan):
     """Guards the test above: on paper-hetero-1, a pipelined decode replica on the L40s beats every PP = 1 plan."""
-    plan = read_plan(solved_plan(EXAMPLES / "paper-hetero-1.yaml", "--time-limit", "10", "--connector", "none"))
+    plan = read_plan(
+        solved_plan(
+            EXAMPLES / "paper-hetero-1.yaml", "--time-limit", "10", "--connector", "none", "--roles", "disaggregated"
+        )
+    )
     assert any(r.role == "decode" and r.pp > 1 for r in plan.replicas)
 
 
 def test_output_is_a_readable_plan_overwriting_the_old_one(run_cli, tmp_path, tiny_cluster, solved_plan):
     output = tmp_path / "plan.yaml"
-    write_plan(read_plan(solved_plan(EXAMPLES / "paper-hetero-1.yaml", "--time-limit", "10")), output)
-    result = run_cli("solve", EXAMPLES / "tiny.yaml", "--time-limit", "10", "-o", output)
+    write_plan(read_plan(solved_plan(EXAMPLES / "paper-hetero-1.yaml", "--time-limit", "10", "--no-verify")), output)
+    result = run_cli("solve", EXAMPLES / "tiny.yaml", "--time-limit", "10", "--no-verify", "-o", output)
     assert result.exit_code == 0, result.output
     assert f"wrote {output}" in result.stdout
     assert read_plan(output).model == tiny_cluster.model.name
 
 
-def test_colocated_option_mixes_in_colocated_replicas_only_when_they_win(solved_plan):
-    """--colocated widens the search: never worse than the disaggregated plan, and recorded in the plan."""
+def test_mixed_roles_widen_the_search_and_never_lose_to_the_split(solved_plan):
+    """Mixed roles (the default) widen the search: never worse than the disaggregated plan, recorded in the plan."""
     example = EXAMPLES / "paper-hetero-3.yaml"
-    split = read_plan(solved_plan(example, "--time-limit", "10"))
-    mixed = read_plan(solved_plan(example, "--time-limit", "10", "--colocated"))
+    split = read_plan(solved_plan(example, "--time-limit", "10", "--roles", "disaggregated"))
+    mixed = read_plan(solved_plan(example, "--time-limit", "10", "--no-verify"))
     assert not split.solver.colocated and all(r.role != "colocated" for r in split.replicas)
-    assert mixed.solver.colocated
+    assert mixed.solver.colocated and mixed.solver.roles == "mixed"
     assert mixed.summary.throughput_rps >= split.summary.throughput_rps * (1 - 1e-9)
 
 
 def test_a_tpot_slo_caps_colocated_replicas(write_yaml, catalog):
-    """A colocated replica's TPOT grows as prefills take its time (step / (1 − load/prefill capacity)), so under
-    a TPOT SLO its capacity is cut until the SLO holds."""
-    text = (EXAMPLES / "paper-h100-homogeneous.yaml").read_text() + "\nslo: {tpot: 60ms}\n"
+    """A colocated replica's steps carry prefill chunks, so under a TPOT SLO its token budget is cut until even
+    a step with a full chunk meets the SLO (latency_s is that longest step)."""
+    text = (
+        (EXAMPLES / "paper-h100-homogeneous.yaml")
+        .read_text()
+        .replace("output_tokens: 256}", "output_tokens: 256, slo: {tpot: 60ms}}")
+    )
     cluster = load_cluster(write_yaml(text), catalog)
-    plan = solve(cluster, seed=0, time_limit=10, colocated=True)
+    plan = solve(cluster, seed=0, time_limit=10, roles="colocated", verify=False)
     for replica in plan.replicas:
         if replica.role != "prefill":  # prefill latency_s is a prompt's latency, not a TPOT
             assert replica.latency_s <= 0.06 * (1 + 1e-9), replica

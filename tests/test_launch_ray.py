@@ -199,7 +199,8 @@ def check_engines_saw_the_plan(plan: Plan, starts: list[dict]) -> None:
 
 
 def test_end_to_end(ray_cluster: str, run_cli, tmp_path: Path) -> None:
-    solved = run_cli("solve", FAKES / "three-nodes.yaml", "-o", tmp_path / "solved.yaml", "--time-limit", 5)
+    args = ("-o", tmp_path / "solved.yaml", "--time-limit", 5, "--roles", "disaggregated", "--no-verify")
+    solved = run_cli("solve", FAKES / "three-nodes.yaml", *args)
     assert solved.exit_code == 0, solved.output
     plan = read_plan(tmp_path / "solved.yaml")
     assert {r.role for r in plan.replicas} == {"prefill", "decode"} and len(plan.routes) > 1

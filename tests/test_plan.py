@@ -62,7 +62,9 @@ def test_plan_is_sensible(plan):
     assert {r.role for r in plan.replicas} == {"prefill", "decode"}
     assert plan.summary.throughput_rps > 0 and plan.summary.gpus_used == 6
     assert plan.summary.bottleneck in ("prefill", "decode", "kv_transfer")
-    assert sum(r.rate_rps for r in plan.routes) == pytest.approx(plan.summary.throughput_rps, rel=1e-6)
+    assert plan.slo is not None and 0 < plan.summary.goodput_rps <= plan.summary.throughput_rps
+    # with an SLO the routes carry the goodput flow: the operating point the router follows
+    assert sum(r.rate_rps for r in plan.routes) == pytest.approx(plan.summary.goodput_rps, rel=1e-6)
     for route in plan.routes:
         assert 0 <= route.rate_rps <= route.capacity_rps * (1 + 1e-6)
     assert plan.replicas[0].id == replica_id("prefill", ["a100-0/0"])

@@ -15,8 +15,7 @@ from planner.provision.output import write_outputs
 from planner.provision.results import plan_goodput
 
 SERVING = """model: llama-3.1-8b
-workload: {prompt_tokens: 512, output_tokens: 128}
-slo: {ttft: 1s, tpot: 50ms}
+workload: {prompt_tokens: 512, output_tokens: 128, slo: {ttft: 1s, tpot: 50ms}}
 network: {default: {bandwidth: 100Gbps, latency: 10us}}
 """
 OFFERS = (
@@ -26,7 +25,7 @@ OFFERS = (
   - {gpu: A100-80G, price: $2.7/h, gpus_per_node: 2, max_gpus: 4}
 """
 )
-FAST = {"time_limit": 10.0, "seed": 0}
+FAST = {"time_limit": 10.0, "seed": 0, "verify": False}  # the simulator re-ranking costs seconds per solve
 
 
 @pytest.fixture
@@ -70,8 +69,8 @@ def test_the_documented_example_runs(run_cli, tmp_path) -> None:
         ),
         (
             OFFERS,
-            ("--budget", "$3/h"),
-            "a budget of $3.00/h buys no mix that serves llama-3.1-8b: the cheapest is 2×1 L40 at $3.80/h",
+            ("--budget", "$1.5/h"),
+            "a budget of $1.50/h buys no mix that serves llama-3.1-8b: the cheapest is 1×1 L40 at $1.90/h",
         ),
         (
             OFFERS,
@@ -101,7 +100,7 @@ def test_a_failure_leaves_earlier_outputs_alone(run_cli, offers_file, tmp_path) 
     out.mkdir()
     (out / "cluster.yaml").write_text("old cluster")
     (out / "plan.yaml").write_text("old plan")
-    assert run_cli("provision", offers_file, "--budget", "$2/h", "-o", out).exit_code == 2
+    assert run_cli("provision", offers_file, "--budget", "$1/h", "-o", out).exit_code == 2
     assert (out / "cluster.yaml").read_text() == "old cluster" and (out / "plan.yaml").read_text() == "old plan"
     (out / "plan.yaml").unlink()
     (out / "plan.yaml").mkdir()  # not a plain file: refused before anything is written
@@ -169,7 +168,7 @@ def homogeneous_oracle(write_yaml, budget: float) -> tuple[float, float]:
     best = (0.0, 0.0)
     for ones, twos in itertools.product(range(4), range(3)):
         cost = 1.9 * ones + 2 * 1.7 * twos
-        if cost > budget or ones + 2 * twos < 2:
+        if cost > budget or ones + twos == 0:
             continue
         nodes = [f"  - {{name: a{i}, gpu: L40, count: 1, nic: 100Gbps, price: $1.9/h}}" for i in range(ones)]
         nodes += [f"  - {{name: b{i}, gpu: L40, count: 2, nic: 100Gbps, price: $1.7/h}}" for i in range(twos)]
@@ -198,12 +197,13 @@ def test_plan_goodput_is_the_plans_goodput_or_its_throughput(tiny_cluster) -> No
     assert plan_goodput(plan) == (plan.summary.throughput_rps if expected is None else expected)
 
 
-def test_colocated_replicas_count_in_the_cut_and_the_plan_matches_solve(run_cli, offers_file, tmp_path) -> None:
+def test_disaggregated_roles_reach_the_cut_and_the_plan_matches_solve(run_cli, offers_file, tmp_path) -> None:
     out = tmp_path / "out"
-    result = run_cli("provision", offers_file, "--target-rps", "30", "--colocated", "-o", out, "-q")
+    options = ("--roles", "disaggregated", "--no-verify", "--time-limit", "10", "-q")
+    result = run_cli("provision", offers_file, "--target-rps", "30", *options, "-o", out)
     assert result.exit_code == 0, result.output
     again = tmp_path / "again.yaml"
-    assert run_cli("solve", out / "cluster.yaml", "--colocated", "--time-limit", "10", "-q", "-o", again).exit_code == 0
+    assert run_cli("solve", out / "cluster.yaml", *options, "-o", again).exit_code == 0
     assert (out / "plan.yaml").read_bytes() == again.read_bytes()
     plan = planner.read_plan(out / "plan.yaml")
-    assert plan.solver.colocated and plan_goodput(plan) >= 30
+    assert {r.role for r in plan.replicas} <= {"prefill", "decode"} and plan_goodput(plan) >= 30

@@ -40,7 +40,7 @@ def instance(catalog, seed: int, offers: int = 2) -> tuple[Offers, list[ReplicaK
             for role in ("prefill", "decode", "colocated"):
                 if rng.random() < 0.6:
                     kinds.append(ReplicaKind(o, size, role, float(rng.uniform(0.5, 10) * size**0.8), size, 1))
-    return Offers(Path("synthetic.yaml"), tuple(records), {}, "m", 0.0), kinds
+    return Offers(Path("synthetic.yaml"), tuple(records), {}, "m", 0.0, False), kinds
 
 
 def brute_force(offers: Offers, kinds: list[ReplicaKind]) -> dict[tuple[int, ...], tuple[float, float]]:

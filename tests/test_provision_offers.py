@@ -31,7 +31,7 @@ def test_the_example_resolves(catalog) -> None:
     assert offers.offers[0].node_price == pytest.approx(8 * 4.176)
     # prices from the RunPod column of the catalogue, as the file says
     assert all(o.price_per_gpu_hour == o.gpu.price_per_hour for o in offers.offers)
-    assert offers.serving["slo"] == {"ttft": "2s", "tpot": "100ms"}
+    assert offers.serving["workload"]["slo"] == {"ttft": "2s", "tpot": "100ms"} and offers.has_slo
 
 
 def test_a_mix_is_a_valid_cluster_file_whose_nodes_say_what_was_offered(catalog, write_yaml, tmp_path) -> None:

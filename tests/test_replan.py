@@ -55,14 +55,16 @@ def self_contained_node(plan: Plan) -> str:
 
 def replan(run_cli, old: Path, cluster: Path, tmp_path: Path, *options: object) -> Plan:
     output = tmp_path / f"replan{len(list(tmp_path.glob('replan*')))}.yaml"
-    result = run_cli("solve", cluster, "--baseline", old, "--time-limit", "5", "-q", "-o", output, *options)
+    # HexGen-2's roles: the moved-GPU arithmetic below is about prefill/decode replicas
+    args = ("--baseline", old, "--time-limit", "5", "--roles", "disaggregated", "-q", "-o", output, *options)
+    result = run_cli("solve", cluster, *args)
     assert result.exit_code == 0, result.output
     return read_plan(output)
 
 
 @pytest.fixture(scope="module")
 def hetero2_old(solved_plan) -> Path:
-    return solved_plan(EXAMPLES / "paper-hetero-2.yaml", "--time-limit", "10")
+    return solved_plan(EXAMPLES / "paper-hetero-2.yaml", "--time-limit", "10", "--roles", "disaggregated")
 
 
 def test_max_moved_zero_keeps_every_surviving_replica(hetero2_old, run_cli, tmp_path, catalog, check_plan):

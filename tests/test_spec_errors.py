@@ -183,8 +183,14 @@ def test_zero_token_workload(run_cli, write_yaml):
         ({"nodes": [node(price="2.1"), node(name="b")]}, "nodes[0].price: cannot read '2.1' as a price"),
         ({"network": {"default": "fast"}}, "network.default.bandwidth: cannot read 'fast' as a bandwidth"),
         ({"network": {"default": {"bandwidth": "100Gbps", "latency": "10"}}}, "network.default.latency: cannot read"),
-        ({"slo": {"ttft": "2 seconds"}}, "slo.ttft: cannot read '2 seconds' as a duration"),
-        ({"slo": {"tpot": "-5ms"}}, "slo.tpot: '-5ms': a duration must be positive"),
+        (
+            {"workload": {"prompt_tokens": 1024, "output_tokens": 256, "slo": {"ttft": "2 seconds"}}},
+            "workload.slo.ttft: cannot read '2 seconds' as a duration",
+        ),
+        (
+            {"workload": {"prompt_tokens": 1024, "output_tokens": 256, "slo": {"tpot": "-5ms"}}},
+            "workload.slo.tpot: '-5ms': a duration must be positive",
+        ),
     ],
 )
 def test_unparseable_units(run_cli, write_yaml, changes, fragment):
@@ -254,7 +260,7 @@ def test_unknown_nested_key(run_cli, write_yaml):
 def test_bad_dtype_and_objective(run_cli, write_yaml):
     path = write_yaml(yaml.safe_dump(cluster(dtype="int3", objective="speed")))
     stderr = expect_input_error(run_cli, path, "dtype: Input should be 'float16', 'bfloat16' or 'fp8'")
-    assert "objective: Input should be 'throughput' or 'cost'" in stderr
+    assert "objective: Input should be 'throughput', 'cost', 'goodput' or 'goodput_per_usd'" in stderr
 
 
 def test_dtype_without_gpu_support(run_cli, write_yaml):

@@ -16,6 +16,7 @@ from planner.inputs.cluster import load_cluster
 from planner.inputs.problem import Cluster
 from planner.plans.checks import evaluate
 from planner.plans.schema import Plan, read_plan
+from planner.plans.slo import SloOverride, resolve_slo, slo_line, with_slo
 from planner.units import parse_time
 
 app = typer.Typer(
@@ -57,6 +58,12 @@ CalibrationOption = Annotated[
 ]
 ClusterArgument = Annotated[Path, typer.Argument(help="cluster file (see README: cluster.yaml)")]
 PlanArgument = Annotated[Path, typer.Argument(help="plan file written by `hexplan solve`")]
+SloAttainmentOption = Annotated[
+    float | None,
+    typer.Option("--slo-attainment", min=0.0, max=1.0, help="share of requests that must meet the SLO, e.g. 0.9"),
+]
+SloTtftOption = Annotated[str | None, typer.Option("--slo-ttft", help="TTFT SLO, e.g. 1s (default: the plan's)")]
+SloTpotOption = Annotated[str | None, typer.Option("--slo-tpot", help="TPOT SLO, e.g. 100ms (default: the plan's)")]
 ClusterOption = Annotated[
     Path | None, typer.Option("--cluster", "-c", help="cluster file (default: the one the plan records)")
 ]
@@ -84,19 +91,35 @@ def resolve_plan_cluster(plan_file: Path, recorded: str, given: Path | None) -> 
 
 
 def evaluate_plan_file(
-    plan_file: Path, given: Path | None, profiles: list[Path] | None, calibrations: list[Path] | None = None
+    plan_file: Path,
+    given: Path | None,
+    profiles: list[Path] | None,
+    calibrations: list[Path] | None = None,
+    slo: SloOverride | None = None,
 ) -> tuple[Plan, Plan, Cluster, Path]:
     """(recorded plan, honestly evaluated plan, cluster, cluster file): what every plan-reading command needs.
 
-    A plan that cannot run on the cluster raises PlanError naming both files."""
+    The cluster carries the SLO the command uses (planner.plans.slo: `slo` from the command line over the
+    plan's, else the cluster file's); which one, and where it came from, is printed on stderr. A plan that
+    cannot run on the cluster raises PlanError naming both files."""
     recorded = read_plan(plan_file)
     cluster_file = resolve_plan_cluster(plan_file, recorded.cluster.file, given)
     cluster = load(cluster_file, profiles, calibrations)
+    used, source = resolve_slo(recorded, cluster, slo, plan_name=str(plan_file))
+    cluster = with_slo(cluster, used)
     try:
         honest = evaluate(recorded, cluster)
     except PlanError as exc:  # the message names the replica and field inside the plan
         raise PlanError(f"{plan_file} cannot run on {cluster_file}: {exc.message}", hint=exc.hint) from None
+    console_err.print(f"{plan_file}: {slo_line(used, source)}", soft_wrap=True, markup=False)
     return recorded, honest, cluster, cluster_file
+
+
+def slo_override(ttft: str | None, tpot: str | None, attainment: float | None) -> SloOverride:
+    """The SLO fields given on the command line (--slo-ttft, --slo-tpot, --slo-attainment), checked."""
+    if attainment is not None and not 0.0 < attainment <= 1.0:
+        raise InputError(f"option --slo-attainment: expected a share in (0, 1], e.g. 0.9, got {attainment}.")
+    return SloOverride(parse_duration_option("--slo-ttft", ttft), parse_duration_option("--slo-tpot", tpot), attainment)
 
 
 def parse_duration_option(option: str, value: str | None) -> float | None:

@@ -19,12 +19,16 @@ from planner.cli.app import (
     CalibrationOption,
     PlanArgument,
     ProfilesOption,
+    SloAttainmentOption,
+    SloTpotOption,
+    SloTtftOption,
     app,
     console,
     console_err,
     evaluate_plan_file,
     load,
     resolve_plan_cluster,
+    slo_override,
 )
 from planner.errors import InputError, PlanError
 from planner.inputs.problem import Cluster
@@ -32,6 +36,7 @@ from planner.plans.checks import calibration_changes, check_plan
 from planner.plans.diff import Change, MetricDelta, PlanDiff, RouteDiff, diff_plans, diff_to_dict
 from planner.plans.gates import GateResult, Gates, check_gates, gates_to_dict
 from planner.plans.schema import Plan, read_plan
+from planner.plans.slo import SloOverride, resolve_slo, slo_line, with_slo
 
 
 class Format(StrEnum):
@@ -253,8 +258,10 @@ class Evaluated:
         }
 
 
-def evaluated(plan_file: Path, cluster_file: Path | None, profiles: list[Path] | None) -> Evaluated:
-    plan, honest, cluster, path = evaluate_plan_file(plan_file, cluster_file, profiles)
+def evaluated(
+    plan_file: Path, cluster_file: Path | None, profiles: list[Path] | None, slo: SloOverride | None = None
+) -> Evaluated:
+    plan, honest, cluster, path = evaluate_plan_file(plan_file, cluster_file, profiles, slo=slo)
     return Evaluated(plan_file, path, plan, honest, cluster)
 
 
@@ -296,6 +303,9 @@ def diff_command(
         float | None,
         typer.Option(min=0, metavar="PCT", help="exit 1 if $/h rises by more than PCT % (exactly PCT passes)"),
     ] = None,
+    ttft: SloTtftOption = None,
+    tpot: SloTpotOption = None,
+    attainment: SloAttainmentOption = None,
     profiles: ProfilesOption = None,
 ) -> None:
     """What changes from OLD to NEW: replicas matched by GPU set, moved GPUs, routes, metrics; CI gates.
@@ -308,8 +318,9 @@ def diff_command(
         raise InputError(
             "--cluster sets the cluster of both plans; do not combine it with --old-cluster/--new-cluster."
         )
-    old = evaluated(old_file, old_cluster or cluster, profiles)
-    new = evaluated(new_file, new_cluster or cluster, profiles)
+    slo = slo_override(ttft, tpot, attainment)
+    old = evaluated(old_file, old_cluster or cluster, profiles, slo)
+    new = evaluated(new_file, new_cluster or cluster, profiles, slo)
     diff = diff_plans(old.honest, new.honest, new.cluster.gpu_by_id)
     gates = check_gates(diff, Gates(fail_on_regression, max_moved_gpus, fail_on_cost_increase))
     title = f"{old_file} ({old.cluster_file}) → {new_file} ({new.cluster_file})"
@@ -327,6 +338,9 @@ def check(
         Path | None, typer.Option("--cluster", "-c", help="cluster file (default: the one the plan records)")
     ] = None,
     fmt: FormatOption = Format.table,
+    ttft: SloTtftOption = None,
+    tpot: SloTpotOption = None,
+    attainment: SloAttainmentOption = None,
     profiles: ProfilesOption = None,
     calibration: CalibrationOption = None,
 ) -> None:
@@ -338,10 +352,13 @@ def check(
     plan = read_plan(plan_file)
     path = resolve_plan_cluster(plan_file, plan.cluster.file, cluster)
     loaded = load(path, profiles, calibration)
+    slo, source = resolve_slo(plan, loaded, slo_override(ttft, tpot, attainment), plan_name=str(plan_file))
+    loaded = with_slo(loaded, slo)
     try:
         honest, diff = check_plan(plan, loaded)
     except PlanError as exc:
         raise PlanError(f"{plan_file} is not valid for {path}: {exc.message}", hint=exc.hint) from None
+    console_err.print(f"{plan_file}: {slo_line(slo, source)}", soft_wrap=True, markup=False)
     ev = Evaluated(plan_file, path, plan, honest, loaded)
     calibrations = calibration_changes(plan, honest)
     fresh = diff.empty and not calibrations

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from planner.cli.app import CalibrationOption, ProfilesOption, app, catalog_from, console, console_err
-from planner.cli.solve import ConnectorChoice
+from planner.cli.solve import ConnectorChoice, RolesChoice
 from planner.errors import InputError, UnitError
 from planner.provision.offers import load_offers
 from planner.provision.output import output_paths, write_outputs
@@ -48,7 +48,10 @@ def provision(
     seed: Annotated[int, typer.Option(min=0, help="random seed of every solve")] = 0,
     time_limit: Annotated[float, typer.Option("--time-limit", min=0.1, help="seconds per full solve, at most")] = 10.0,
     connector: Annotated[ConnectorChoice, typer.Option(help="KV connector, as for solve")] = ConnectorChoice.nixl,
-    colocated: Annotated[bool, typer.Option("--colocated", help="also consider colocated replicas")] = False,
+    roles: Annotated[RolesChoice, typer.Option(help="replica roles, as for solve")] = RolesChoice.mixed,
+    verify: Annotated[
+        bool | None, typer.Option("--verify/--no-verify", help="re-rank candidate plans by simulation, as for solve")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or table")] = False,
     profiles: ProfilesOption = None,
     calibration: CalibrationOption = None,
@@ -56,9 +59,9 @@ def provision(
     """Choose which GPUs to rent from OFFERS.yaml; write OUTDIR/cluster.yaml and its plan OUTDIR/plan.yaml.
 
     The plan is the one `hexplan solve OUTDIR/cluster.yaml` writes with the same --seed, --time-limit,
-    --connector, --colocated, --profiles and --calibration (when its search converges)."""
+    --connector, --roles, --verify, --profiles and --calibration (when its search converges)."""
     options = {"candidates": candidates, "seed": seed, "time_limit": time_limit, "connector": connector.value}
-    request = _request(budget, target_rps, options | {"colocated": colocated})
+    request = _request(budget, target_rps, options | {"roles": roles.value, "verify": verify})
     catalog = catalog_from(profiles, calibration)
     offers = load_offers(offers_file, catalog)
     began = time.monotonic()
@@ -119,7 +122,7 @@ def mixes_table(result: Provisioned, request: Request, offers_file: Path) -> Tab
             note,
         )
     table.caption = (
-        "goodput: the plan's requests/s within the SLO (its max-flow throughput under the cluster's SLO); "
+        "goodput: the plan's requests/s meeting the SLO at its attainment (without an SLO: its throughput); "
         "$/M tokens: the mix's rent per million output tokens at that goodput; cut: the integer program's estimate"
     )
     return table

@@ -7,9 +7,10 @@ from collections import Counter, defaultdict
 from rich.table import Table
 
 from planner.costs.usage import CalibrationUse, describe
-from planner.inputs.problem import Cluster
+from planner.inputs.problem import Cluster, Slo
 from planner.plans.schema import Plan
-from planner.units import format_bandwidth
+from planner.reference.pareto import ParetoPoint
+from planner.units import format_bandwidth, format_duration
 
 
 def cluster_tables(cluster: Cluster) -> list[Table]:
@@ -67,10 +68,16 @@ def uncalibrated_text(plan: Plan) -> str:
 
 def summary_table(plan: Plan, title: str = "plan summary") -> Table:
     s = plan.summary
+    if plan.slo is None or s.goodput_rps is None:
+        goodput = "not defined (no SLO)"
+    else:
+        slo = plan.slo
+        goodput = f"{s.goodput_rps:.3f} req/s ({Slo(slo.ttft_s, slo.tpot_s, slo.attainment).describe()})"
     table = metric_table(
         title,
         [
-            ("throughput", f"{s.throughput_rps:.3f} req/s"),
+            ("goodput", goodput),
+            ("throughput (saturated)", f"{s.throughput_rps:.3f} req/s"),
             ("output tokens", f"{s.output_tokens_per_s:,.0f} tokens/s"),
             ("TTFT (unloaded)", f"{s.ttft_s * 1e3:.0f} ms"),
             ("TPOT", f"{s.tpot_s * 1e3:.1f} ms"),
@@ -86,15 +93,54 @@ def summary_table(plan: Plan, title: str = "plan summary") -> Table:
 
 def replicas_table(plan: Plan) -> Table:
     table = Table(title=f"{len(plan.replicas)} replicas, {len(plan.routes)} routes")
-    for column in ("id", "role", "GPUs", "TP×PP", "layers", "capacity req/s", "latency", "max seqs"):
-        table.add_column(column, justify="right" if column in ("capacity req/s", "latency", "max seqs") else "left")
+    numbers = ("capacity req/s", "goodput req/s", "latency", "max seqs", "max tokens")
+    for column in ("id", "role", "GPUs", "TP×PP", "layers", *numbers):
+        table.add_column(column, justify="right" if column in numbers else "left")
     for r in sorted(plan.replicas, key=lambda r: (r.role, r.id)):
         types = Counter(r.gpu_types)
         gpus = " + ".join(f"{n}×{t}" if r.tp == 1 else f"{n * r.tp}×{t}" for t, n in sorted(types.items()))
         layers = " | ".join(f"{s.layers[0]}–{s.layers[1]}" for s in r.stages)
         latency = f"{r.latency_s * 1e3:.0f} ms" if r.role == "prefill" else f"{r.latency_s * 1e3:.1f} ms/tok"
+        goodput = "—" if r.goodput_rps is None else f"{r.goodput_rps:.2f}"
         table.add_row(
-            r.id, r.role, gpus, f"{r.tp}×{r.pp}", layers, f"{r.capacity_rps:.2f}", latency, str(r.engine.max_num_seqs)
+            r.id,
+            r.role,
+            gpus,
+            f"{r.tp}×{r.pp}",
+            layers,
+            f"{r.capacity_rps:.2f}",
+            goodput,
+            latency,
+            str(r.engine.max_num_seqs),
+            str(r.engine.max_num_batched_tokens),
+        )
+    return table
+
+
+def reasons_lines(plan: Plan) -> list[str]:
+    """Why each replica has its role (plan.yaml `replicas[i].reason`), one line each; none for plans without."""
+    reasons = [(r.id, r.reason) for r in sorted(plan.replicas, key=lambda r: (r.role, r.id)) if r.reason]
+    return ["why each replica has its role:", *(f"  {rid}: {reason}" for rid, reason in reasons)] if reasons else []
+
+
+def pareto_table(points: list[ParetoPoint], title: str) -> Table:
+    table = Table(title=title)
+    columns = ("TTFT", "TPOT", "goodput req/s", "sim goodput", "$/h", "GPUs", "replicas", "bottleneck", "frontier")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("replicas", "bottleneck") else "right")
+    for p in points:
+        simulated = "—" if p.simulated_goodput_rps is None else f"{p.simulated_goodput_rps:.2f}"
+        replicas = ", ".join(f"{n} {role}" for role, n in p.replicas.items()) or (p.infeasible or "")[:40]
+        table.add_row(
+            format_duration(p.ttft_s),
+            format_duration(p.tpot_s),
+            f"{p.goodput_rps:.2f}",
+            simulated,
+            f"{p.usd_per_hour:.2f}",
+            str(p.gpus_used),
+            replicas,
+            p.bottleneck,
+            "●" if p.frontier else "",
         )
     return table
 

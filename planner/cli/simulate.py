@@ -16,28 +16,55 @@ from planner.cli.app import (
     ClusterOption,
     PlanArgument,
     ProfilesOption,
+    SloAttainmentOption,
     app,
     console,
+    console_err,
     evaluate_plan_file,
     load,
-    parse_duration_option,
+    slo_override,
 )
 from planner.cli.render import metric_table
 from planner.errors import InputError
+from planner.inputs.problem import Cluster
 from planner.inputs.workload import read_trace
+from planner.plans.schema import Plan
+from planner.plans.slo import resolve_slo, slo_line, with_slo
 from planner.reference.baselines import baseline
 from planner.reference.compare import compare_plans, plan_all
 from planner.sim.arrivals import replay
-from planner.sim.metrics import SimResult, Slo
+from planner.sim.metrics import SimResult
 from planner.sim.sweeps import (
     DEFAULT_DURATION_S,
+    NO_SLO,
     default_rate,
-    default_slo,
     goodput,
     simulate_rate,
     simulate_replay,
 )
 from planner.yamlio import write_atomic
+
+TtftOption = Annotated[str | None, typer.Option("--slo-ttft", "--ttft", help="TTFT SLO, e.g. 2s (default: the plan's)")]
+TpotOption = Annotated[
+    str | None, typer.Option("--slo-tpot", "--tpot", help="TPOT SLO, e.g. 100ms (default: the plan's)")
+]
+
+
+def _sweep(
+    plan_file: Path, plan: Plan, cluster: Cluster, seconds: float, seed: int
+) -> tuple[dict[str, object], str, SimResult | None]:
+    """`simulate --sweep`: the simulated goodput beside the plan's promise."""
+    if cluster.slo is None:
+        raise InputError(f"--sweep: {NO_SLO}")
+    best, result = goodput(plan, cluster, duration=seconds, seed=seed)
+    payload: dict[str, object] = {"goodput_rps": best, "at_goodput": result.to_json() if result else None}
+    promised = plan.summary.goodput_rps
+    title = (
+        f"{plan_file}: simulated goodput {best:.3f} req/s ({cluster.slo.describe()}); the plan promises "
+        + (f"{promised:.3f}" if promised is not None else "none (no SLO)")
+        + f", max-flow {plan.summary.throughput_rps:.3f}"
+    )
+    return payload, title, result
 
 
 def _positive(value: float | None, option: str) -> None:
@@ -58,8 +85,8 @@ def result_table(result: SimResult, title: str) -> Table:
         ("TPOT p50 / p90 / p99", f"{_ms(result.tpot_s)} ms"),
         ("end-to-end p50 / p90 / p99", f"{_ms(result.e2e_s)} ms"),
         (
-            f"SLO attainment (TTFT ≤ {result.slo.ttft:g}s, TPOT ≤ {result.slo.tpot * 1e3:g}ms)",
-            f"{result.slo_attainment:.1%}",
+            f"SLO attainment ({result.slo.describe()})" if result.slo is not None else "SLO attainment",
+            f"{result.slo_attainment:.1%}" if result.slo is not None else "not defined (no SLO)",
         ),
         (
             "requests arrived / finished / dropped / unfinished",
@@ -82,10 +109,13 @@ def simulate_command(
     duration: Annotated[float | None, typer.Option(help="seconds of arrivals (default 300; trace: all)")] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="random seed (arrivals and lengths)")] = 0,
     speedup: Annotated[float, typer.Option("--speedup", help="divide trace timestamps by this")] = 1.0,
-    ttft: Annotated[str | None, typer.Option(help="TTFT SLO, e.g. 2s (default: the cluster's, else 5s)")] = None,
-    tpot: Annotated[str | None, typer.Option(help="TPOT SLO, e.g. 100ms (default: the cluster's, else 200ms)")] = None,
+    ttft: TtftOption = None,
+    tpot: TpotOption = None,
+    attainment: SloAttainmentOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the metrics as JSON")] = False,
-    sweep: Annotated[bool, typer.Option("--sweep", help="bisect the highest rate with ≥ 90% SLO attainment")] = False,
+    sweep: Annotated[
+        bool, typer.Option("--sweep", help="goodput: bisect the highest rate meeting the SLO's attainment")
+    ] = False,
     profiles: ProfilesOption = None,
     calibration: CalibrationOption = None,
 ) -> None:
@@ -100,25 +130,21 @@ def simulate_command(
         raise InputError("--rate and --trace: give one request source, not both.")
     if sweep and trace is not None:
         raise InputError("--sweep bisects a Poisson rate; it cannot be combined with --trace.")
-    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles, calibration)
-    base = default_slo(the_cluster)
-    slo = Slo(parse_duration_option("--ttft", ttft) or base.ttft, parse_duration_option("--tpot", tpot) or base.tpot)
+    override = slo_override(ttft, tpot, attainment)
+    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles, calibration, override)
     if sweep:
-        seconds = duration or DEFAULT_DURATION_S
-        best, result = goodput(plan, the_cluster, duration=seconds, seed=seed, slo=slo)
-        payload: dict[str, object] = {"goodput_rps": best, "at_goodput": result.to_json() if result else None}
-        title = f"{plan_file}: goodput {best:.3f} req/s (≥ 90% within SLO; max-flow {plan.summary.throughput_rps:.3f})"
+        payload, title, result = _sweep(plan_file, plan, the_cluster, duration or DEFAULT_DURATION_S, seed)
     else:
         if trace is not None:
             arrivals = replay(read_trace(trace), speedup, duration)
             if len(arrivals) == 0:
                 raise InputError(f"{trace}: no request arrives within --duration {duration} s.")
-            result = simulate_replay(plan, the_cluster, arrivals, seed=seed, slo=slo)
+            result = simulate_replay(plan, the_cluster, arrivals, seed=seed)
             source = f"trace {trace} (speedup {speedup:g})"
         else:
             seconds = duration or DEFAULT_DURATION_S
             offered = rate or default_rate(plan)
-            result = simulate_rate(plan, the_cluster, offered, duration=seconds, seed=seed, slo=slo)
+            result = simulate_rate(plan, the_cluster, offered, duration=seconds, seed=seed)
             source = f"Poisson {offered:.3f} req/s for {seconds:g} s, seed {seed}"
         payload = result.to_json()
         title = f"{plan_file}: {source} (max-flow {plan.summary.throughput_rps:.3f} req/s)"
@@ -139,6 +165,9 @@ def compare_command(
     time_limit: Annotated[float, typer.Option("--time-limit", help="seconds per planner")] = 30.0,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
     duration: Annotated[float, typer.Option("--duration", help="simulated seconds per run")] = 300.0,
+    ttft: TtftOption = None,
+    tpot: TpotOption = None,
+    attainment: SloAttainmentOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="also write a PNG of goodput and $ per 1M output tokens (matplotlib)")
@@ -146,7 +175,7 @@ def compare_command(
     profiles: ProfilesOption = None,
     calibration: CalibrationOption = None,
 ) -> None:
-    """Plan the cluster with hexgen2 and baseline planners; simulate each and compare throughput per dollar."""
+    """Plan the cluster with hexgen2 and baseline planners; simulate each and rank them by goodput."""
     _positive(time_limit, "--time-limit")
     _positive(duration, "--duration")
     names = [n.strip() for n in baselines.split(",") if n.strip()]
@@ -155,6 +184,9 @@ def compare_command(
     cluster = load(cluster_file, profiles, calibration)
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError(f"--plot {plot}: expected a file ending in .png.")
+    slo, source = resolve_slo(None, cluster, slo_override(ttft, tpot, attainment))
+    cluster = with_slo(cluster, slo)
+    console_err.print(slo_line(slo, source), soft_wrap=True, markup=False)
     rows = compare_plans(cluster, plan_all(cluster, names, seed, time_limit), duration=duration, seed=seed)
     if plot is not None:
         from planner.outputs.plots import compare_plot
@@ -163,48 +195,63 @@ def compare_command(
     if as_json:
         print(json.dumps(rows, sort_keys=True, indent=2, ensure_ascii=False))
         return
-    console.print(compare_table(rows, f"{cluster_file}: plans compared by simulation ({duration:g} s per run)"))
+    console.print(compare_table(rows, f"{cluster_file}: plans ranked by simulation ({duration:g} s per run)"))
+
+
+def _number(value: object, fmt: str) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
 
 
 def compare_table(rows: list[dict[str, object]], title: str) -> Table:
+    """Rendering only: planner.reference.compare ranks the rows and computes every figure."""
     table = Table(title=title)
     columns = (
+        "rank",
         "planner",
         "GPUs",
-        "$/h",
-        "max-flow req/s",
-        "sim req/s",
+        "$/h used",
         "goodput req/s",
+        "goodput per $",
+        "predicted goodput",
+        "saturated req/s",
+        "bottleneck",
         "e2e p50 / p99 s",
-        "out tok per $",
         "ours ÷ this",
         "ours ÷ this per $",
     )
     for column in columns:
-        table.add_column(column, justify="left" if column == "planner" else "right")
+        table.add_column(column, justify="left" if column in ("planner", "bottleneck") else "right")
     notes: list[str] = []
     for row in rows:
         if "infeasible" in row:
-            table.add_row(str(row["planner"]), *(["—"] * 8), "infeasible")
+            table.add_row("—", str(row["planner"]), *(["—"] * 9), "infeasible")
             notes.append(f"{row['planner']}: {row['infeasible']}")
             continue
         table.add_row(
+            str(row["rank"]),
             str(row["planner"]),
             str(row["gpus"]),
             f"{row['cost_per_hour_usd']:.2f}",
-            f"{row['predicted_rps']:.2f}",
+            _number(row["goodput_rps"], ".2f"),
+            f"{row['goodput_per_usd']:,.0f}",
+            _number(row["predicted_goodput_rps"], ".2f"),
             f"{row['throughput_rps']:.2f}",
-            f"{row['goodput_rps']:.2f}",
+            str(row["bottleneck"]),
             f"{row['e2e_p50_s']:.1f} / {row['e2e_p99_s']:.1f}",
-            f"{row['output_tokens_per_usd']:,.0f}",
             f"{row.get('ours_over_this', math.nan):.2f}×",
             f"{row.get('ours_over_this_per_usd', math.nan):.2f}×",
         )
-    if rows and "common_load_rps" in next((r for r in rows if "gpus" in r), {}):
-        load = next(r for r in rows if "gpus" in r)["common_load_rps"]
+    ranked = [r for r in rows if "rank" in r]
+    if ranked:
+        by = (
+            "simulated goodput"
+            if ranked[0]["metric"] == "goodput_rps"
+            else "saturated throughput (no SLO: goodput undefined)"
+        )
         table.caption = (
-            f"sim req/s: served under 1.5× overload; goodput: highest rate with ≥ 90% of requests in SLO; "
-            f"latency at a common {load:.2f} req/s (80% of the weakest plan)"
+            f"ranked by {by}; goodput per $: requests per $ of the cluster's "
+            f"${ranked[0]['cluster_cost_per_hour_usd']:.2f}/h; "
+            f"latency at a common {ranked[0]['common_load_rps']:.2f} req/s (80% of the weakest plan's saturated rate)"
         )
     table.caption = "\n".join([table.caption or "", *notes]).strip()
     return table

@@ -117,10 +117,11 @@ class PrefillPerf:
     kv_tokens: float
 
 
-def prefill_perf(cluster: Cluster, layout: Layout) -> PrefillPerf | None:
-    """Prefill capacity of a replica, or None when it cannot hold the model and one batch's KV."""
+def prefill_perf(cluster: Cluster, layout: Layout, max_batched_tokens: int | None = None) -> PrefillPerf | None:
+    """Prefill capacity of a replica batching up to `max_batched_tokens` prompt tokens (default 8192; never
+    less than a long prompt), or None when it cannot hold the model and one batch's KV."""
     prompt = cluster.workload.prompt
-    batched = max(DEFAULT_BATCHED_TOKENS, math.ceil(prompt.upper))
+    batched = max(max_batched_tokens or DEFAULT_BATCHED_TOKENS, math.ceil(prompt.upper))
     kv_tokens = kv_capacity_tokens(cluster, layout, batched)
     if kv_tokens < 2 * batched:  # the batch being computed plus the one waiting to be shipped
         return None

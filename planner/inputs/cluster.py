@@ -23,7 +23,7 @@ from planner.inputs.catalog import (
     gpu_profile,
     model_from_hf_config,
 )
-from planner.inputs.problem import Cluster, Node, NodeLink
+from planner.inputs.problem import Cluster, Node, NodeLink, Slo
 from planner.inputs.workload import CLASSES, Lengths, Workload
 from planner.types import Dtype, Objective, Strict
 from planner.units import BANDWIDTH, json_pattern
@@ -49,7 +49,7 @@ class NodeSpec(Strict):
 
 class LinkSpec(Strict):
     bandwidth: Bandwidth
-    latency: Seconds = DEFAULT_LATENCY
+    latency: Seconds = Field(DEFAULT_LATENCY, validate_default=True)  # a default is parsed like a value
 
 
 class PairLinkSpec(LinkSpec):
@@ -101,11 +101,24 @@ class DistributionSpec(Strict):
         return Lengths(self.distribution, self.mean, cv=self.cv if self.distribution == "lognormal" else 0.0)
 
 
+class SloSpec(Strict):
+    ttft: Seconds | None = Field(None, description="time to first token (KV transfer included), e.g. 2s")
+    tpot: Seconds | None = Field(None, description="time per output token, e.g. 100ms")
+    attainment: float = Field(0.9, gt=0, le=1, description="share of requests that must meet both SLOs")
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if self.ttft is None and self.tpot is None:
+            raise ValueError("an SLO needs ttft, tpot or both (e.g. {ttft: 2s, tpot: 100ms})")
+        return self
+
+
 class WorkloadSpec(Strict):
     prompt_tokens: int | DistributionSpec | None = Field(None, description="mean prompt length or a distribution")
     output_tokens: int | DistributionSpec | None = Field(None, description="mean output length or a distribution")
     trace: str | None = Field(None, description="CSV (TIMESTAMP,ContextTokens,GeneratedTokens), relative to this file")
     trace_class: Literal["HPLD", "HPHD", "LPHD", "LPLD"] | None = Field(None, description="keep one class of the trace")
+    slo: SloSpec | None = Field(None, description="service-level objectives: plans promise goodput under them")
 
     @model_validator(mode="after")
     def _one_source(self) -> Self:
@@ -122,24 +135,18 @@ class WorkloadSpec(Strict):
         return self
 
 
-class SloSpec(Strict):
-    ttft: Seconds | None = Field(None, description="time to first token, e.g. 2s")
-    tpot: Seconds | None = Field(None, description="time per output token, e.g. 100ms")
-
-
 class ServingSpec(Strict):
     """What to serve and how well: the part of a cluster file that is not hardware (OFFERS.yaml shares it)."""
 
     model: str = Field(description="a name in profiles/models.yaml or a path to a Hugging Face config.json")
     dtype: Dtype = "float16"
     workload: WorkloadSpec
-    slo: SloSpec = SloSpec()
 
 
 class ClusterSpec(ServingSpec):
     """A cluster file: the GPUs you have, how they are connected, and what you want to serve."""
 
-    objective: Objective = "throughput"
+    objective: Objective | None = Field(None, description="default: goodput with workload.slo, else throughput")
     gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.98)
     nodes: list[NodeSpec] = Field(min_length=1)
     network: NetworkSpec = NetworkSpec()
@@ -205,10 +212,21 @@ def load_cluster(path: Path, catalog: Catalog) -> Cluster:
     return cluster_from_data(data, path, hashlib.sha256(path.read_bytes()).hexdigest(), catalog)
 
 
+def reject_top_level_slo(data: object, path: Path) -> None:
+    """SLOs moved under `workload:`; say so instead of "extra field" (cluster files and offers files)."""
+    if isinstance(data, dict) and "slo" in data:
+        raise InputError(
+            f"{path}: slo: SLOs are part of the workload now: move `slo:` under `workload:` "
+            "(workload.slo: {ttft, tpot, attainment}, attainment defaulting to 0.9).",
+            hint="e.g. workload: {prompt_tokens: 1024, output_tokens: 256, slo: {ttft: 2s, tpot: 100ms}}",
+        )
+
+
 def cluster_from_data(data: object, path: Path, sha256: str, catalog: Catalog) -> Cluster:
     """The Cluster of a parsed cluster file whose text hashes to `sha256`, as if read from `path`
     (relative paths inside resolve against its folder). `hexplan provision` builds clusters this way
     before it writes the one it chose, so the plan it writes is the one `solve` would make of that file."""
+    reject_top_level_slo(data, path)
     spec = validate(ClusterSpec, data, path)
     nodes = [_resolve_node(node, i, catalog, path) for i, node in enumerate(spec.nodes)]
     model_path = (path.parent / spec.model) if spec.model.endswith(".json") else None
@@ -242,8 +260,7 @@ def cluster_from_data(data: object, path: Path, sha256: str, catalog: Catalog) -
         model=model,
         dtype=spec.dtype,
         workload=workload,
-        slo_ttft=spec.slo.ttft,
-        slo_tpot=spec.slo.tpot,
+        slo=Slo(slo.ttft, slo.tpot, slo.attainment) if (slo := spec.workload.slo) is not None else None,
         objective=spec.objective,
         memory_utilization=spec.gpu_memory_utilization,
         nodes=tuple(nodes),

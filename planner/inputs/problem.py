@@ -18,6 +18,23 @@ import numpy as np
 
 from planner.inputs.catalog import DTYPE_BYTES, GpuProfile, LinkProfile, ModelProfile
 from planner.inputs.workload import Workload
+from planner.units import format_duration
+
+
+@dataclass(frozen=True)
+class Slo:
+    """Service-level objectives: a request meets them when TTFT ≤ ttft and TPOT ≤ tpot (an unset one does
+    not constrain); the plan must serve its rate with at least `attainment` of requests meeting both."""
+
+    ttft: float | None
+    tpot: float | None
+    attainment: float = 0.9
+
+    def describe(self) -> str:
+        """'ttft ≤ 1s, tpot ≤ 100ms, attainment 90%': how every command prints the SLO it used."""
+        parts = [f"ttft ≤ {format_duration(self.ttft)}"] if self.ttft is not None else []
+        parts += [f"tpot ≤ {format_duration(self.tpot)}"] if self.tpot is not None else []
+        return ", ".join([*parts, f"attainment {self.attainment * 100:g}%"])
 
 
 @dataclass(frozen=True)
@@ -58,12 +75,24 @@ class Cluster:
     model: ModelProfile
     dtype: str
     workload: Workload
-    slo_ttft: float | None
-    slo_tpot: float | None
-    objective: str
+    slo: Slo | None  # None: no SLO, so goodput is not defined
+    objective: str | None  # None: goodput when there is an SLO, else throughput (see `default_objective`)
     memory_utilization: float
     nodes: tuple[Node, ...]
     links: Mapping[tuple[str, str], NodeLink] = field(repr=False)
+
+    @property
+    def slo_ttft(self) -> float | None:
+        return self.slo.ttft if self.slo is not None else None
+
+    @property
+    def slo_tpot(self) -> float | None:
+        return self.slo.tpot if self.slo is not None else None
+
+    @property
+    def default_objective(self) -> str:
+        """The cluster file's objective, else goodput when SLOs are given, else throughput."""
+        return self.objective or ("goodput" if self.slo is not None else "throughput")
 
     @property
     def dtype_bytes(self) -> int:

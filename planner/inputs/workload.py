@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+from scipy.special import ndtri
 
 from planner.errors import InputError
 from planner.yamlio import read_text
@@ -122,6 +123,21 @@ class Lengths:
         if self.kind == "empirical":
             return int(np.quantile(np.asarray(self.values), 0.999))
         return round(self.sample(np.random.default_rng(0), 20_000).max())
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile of the length (exact for fixed, uniform, exponential, lognormal and empirical)."""
+        match self.kind:
+            case "fixed":
+                return self.mean
+            case "uniform":
+                return self.low + q * (self.high - self.low)
+            case "exponential":
+                return -self.mean * float(np.log1p(-q))
+            case "lognormal":
+                sigma = float(np.sqrt(np.log1p(self.cv**2)))
+                return float(np.exp(np.log(self.mean) - sigma**2 / 2 + sigma * ndtri(q)))
+            case _:
+                return float(np.quantile(np.asarray(self.values), q))
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n integer lengths ≥ 1."""

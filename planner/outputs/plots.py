@@ -64,13 +64,16 @@ def _png(figure: Any) -> bytes:
 
 
 def compare_plot(rows: Sequence[Mapping[str, Any]], title: str) -> bytes:
-    """PNG of `hexplan compare`'s rows (planner, goodput_rps, output_tokens_per_usd or infeasible)."""
+    """PNG of `hexplan compare`'s rows (planner, goodput_rps, output_tokens_per_usd or infeasible); ours is
+    the row named hexgen2 (compare ranks rows by goodput, so it need not come first). Without an SLO a row's
+    goodput is None (not defined) and is drawn as 0."""
     plt = pyplot()
     names = [str(r["planner"]) for r in rows]
     feasible = ["goodput_rps" in r for r in rows]
-    goodput = [float(r["goodput_rps"]) if ok else 0.0 for r, ok in zip(rows, feasible, strict=True)]
+    goodput = [float(r["goodput_rps"] or 0.0) if ok else 0.0 for r, ok in zip(rows, feasible, strict=True)]
     per_mtok = [_usd_per_mtok(r) if ok else 0.0 for r, ok in zip(rows, feasible, strict=True)]
-    colours = [OURS if i == 0 else OTHERS for i in range(len(rows))]
+    ours = "hexgen2" if "hexgen2" in names else names[0] if names else ""
+    colours = [OURS if name == ours else OTHERS for name in names]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
     try:
         _bars(left, names, goodput, feasible, colours, "goodput, req/s within the SLO (higher is better)", "{:.3g}")

@@ -48,6 +48,7 @@ class Metric:
 
 
 METRICS = (
+    Metric("goodput_rps", "goodput (within the SLO)", "req/s", +1),  # only when both plans have one
     Metric("throughput_rps", "throughput", "req/s", +1),
     Metric("output_tokens_per_s", "output tokens", "tokens/s", +1),
     Metric("ttft_s", "TTFT (unloaded)", "s", -1),
@@ -216,6 +217,7 @@ def replica_changes(old: ReplicaPlan, new: ReplicaPlan) -> tuple[Change, ...]:
     ]
     fields += [(f"engine.{k}", v, getattr(new.engine, k)) for k, v in old.engine.model_dump().items()]
     fields += [("capacity_rps", old.capacity_rps, new.capacity_rps), ("latency_s", old.latency_s, new.latency_s)]
+    fields += [("goodput_rps", old.goodput_rps, new.goodput_rps)]
     changes = [Change(name, a, b) for name, a, b in fields if not same(a, b)]
     if any(c.field in ("gpus", "tp", "pp") for c in changes):
         # A new GPU set or shape implies new stages; listing them again would only repeat it.
@@ -279,7 +281,11 @@ def diff_plans(old: Plan, new: Plan, cluster_gpus: Collection[str] | None = None
     for g in moved_gpus(anchor, ((r.gpus, r.role, _layout(r)) for r in new.replicas)):
         was, now = old_at[g], new_at.get(g)
         moved.append(MovedGpu(g, was.id, now.id if now else None, was.role, now.role if now else None))
-    metrics = tuple(MetricDelta(m, getattr(old.summary, m.name), getattr(new.summary, m.name)) for m in METRICS)
+    metrics = tuple(
+        MetricDelta(m, a, b)
+        for m in METRICS
+        if (a := getattr(old.summary, m.name)) is not None and (b := getattr(new.summary, m.name)) is not None
+    )
     return PlanDiff(
         metrics=metrics,
         bottleneck=(old.summary.bottleneck, new.summary.bottleneck),

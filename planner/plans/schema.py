@@ -4,6 +4,10 @@ Why a strict, versioned schema: plans live in git and are diffed by CI, and the 
 trusts their layouts. Writing is deterministic (sorted keys, rounded floats, replicas and
 routes sorted by id), so the same input and seed give a byte-identical file.
 
+Fields added after the first release (the SLO, goodput, roles, verification, per-replica reasons) are
+left out of the file when they hold their default (no SLO, disaggregated roles, not verified), so a plan
+solved as HexGen-2 was — disaggregated, without an SLO — is byte-identical to what earlier versions wrote.
+
 A *draft* is a plan file without figures (no `summary`): replicas with id, role, gpus, tp, pp and
 stages, written by hand or by a script. Only evaluation reads drafts; it computes every figure and
 the routes (from the max-flow), giving a complete Plan.
@@ -16,7 +20,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from planner.types import Connector, Dtype, GpuId, Objective, Role, Strict
+from planner.types import Connector, Dtype, GpuId, Objective, Role, RolesMode, Strict
 from planner.yamlio import dump_yaml, load_yaml, validate, write_atomic
 
 SCHEMA_VERSION = 1
@@ -45,6 +49,8 @@ class ReplicaPlan(Strict):
     capacity_rps: float = Field(ge=0, description="requests/s this replica sustains alone")
     latency_s: float = Field(ge=0, description="prefill: one prompt's latency; decode: time per output token")
     engine: EnginePlan
+    goodput_rps: float | None = Field(None, ge=0, description="requests/s it sustains alone within the plan's SLO")
+    reason: str | None = Field(None, description="why the replica has its role")
 
 
 class RoutePlan(Strict):
@@ -57,6 +63,9 @@ class RoutePlan(Strict):
 
 class Summary(Strict):
     throughput_rps: float
+    goodput_rps: float | None = Field(
+        None, description="requests/s with ≥ the SLO's attainment meeting it (absent: no SLO, goodput undefined)"
+    )
     output_tokens_per_s: float
     ttft_s: float
     tpot_s: float
@@ -64,6 +73,25 @@ class Summary(Strict):
     usd_per_million_output_tokens: float
     bottleneck: str
     gpus_used: int
+
+
+class Verification(Strict):
+    """The verify step: candidates simulated and the one kept (planner.reference.verify)."""
+
+    metric: Literal["goodput", "throughput"] = Field(description="simulated goodput within the SLO, else saturated")
+    candidates: int = Field(ge=1, description="plans simulated")
+    chosen: str = Field(description="which candidate was kept: 'search', 'search alternative N' or a baseline")
+    simulated_rps: float = Field(ge=0, description="the chosen plan's simulated metric, requests/s")
+    search_best_rps: float = Field(ge=0, description="the simulated metric of the search's own best plan")
+    duration_s: float = Field(gt=0, description="simulated seconds per run")
+
+
+class SloPlan(Strict):
+    """The SLO the plan was solved for (plan.yaml `slo`); the default SLO of every command reading the plan."""
+
+    ttft_s: float | None = Field(None, gt=0, description="time to first token, KV transfer included")
+    tpot_s: float | None = Field(None, gt=0, description="time per output token")
+    attainment: float = Field(0.9, gt=0, le=1, description="share of requests that must meet both")
 
 
 class SolverInfo(Strict):
@@ -75,7 +103,9 @@ class SolverInfo(Strict):
     k_tried: list[int] = Field(default=[])
     iterations: int = 0
     converged: bool = Field(True, description="refinement stopped because no move improved (not the time limit)")
-    colocated: bool = Field(False, description="colocated (prefill + decode) replicas were allowed (--colocated)")
+    colocated: bool = Field(False, description="colocated (prefill + decode) replicas were allowed (--roles)")
+    roles: RolesMode = Field("disaggregated", description="roles the search could give (--roles)")
+    verification: Verification | None = Field(None, description="how the plan was chosen by simulation (--verify)")
     time_limit_s: float | None = None
     baseline: str | None = Field(None, description="plan file this one was re-planned from (--baseline)")
     moved_gpus: int | None = Field(None, description="GPUs of the baseline plan that changed replica or role")
@@ -108,6 +138,7 @@ class Plan(Strict):
     replicas: list[ReplicaPlan]
     routes: list[RoutePlan]
     cost_calibrations: list[CalibrationRef] = Field(default=[], description="cost-model calibrations the figures use")
+    slo: SloPlan | None = Field(None, description="the SLO the plan was solved for; absent: none")
 
 
 class DraftReplica(Strict):
@@ -123,6 +154,8 @@ class DraftReplica(Strict):
     capacity_rps: float | None = None
     latency_s: float | None = None
     engine: EnginePlan | None = None
+    goodput_rps: float | None = None
+    reason: str | None = None
 
 
 class DraftPlan(Strict):
@@ -137,6 +170,7 @@ class DraftPlan(Strict):
     replicas: list[DraftReplica] = Field(min_length=1)
     routes: list[RoutePlan] = Field(default=[])
     cost_calibrations: list[CalibrationRef] | None = None
+    slo: SloPlan | None = None
 
 
 def round_floats(value: object) -> object:
@@ -150,6 +184,25 @@ def round_floats(value: object) -> object:
     return value
 
 
+# Fields written only when they differ from these defaults (see the module docstring).
+OMITTED_AT_DEFAULT = {
+    (): {"slo": None},
+    ("summary",): {"goodput_rps": None},
+    ("solver",): {"roles": "disaggregated", "verification": None},
+    ("replicas",): {"goodput_rps": None, "reason": None},
+}
+
+
+def _omit_defaults(data: dict) -> dict:
+    for path, defaults in OMITTED_AT_DEFAULT.items():
+        records = [data] if not path else data[path[0]] if isinstance(data[path[0]], list) else [data[path[0]]]
+        for record in records:
+            for key, default in defaults.items():
+                if key in record and record[key] == default:
+                    del record[key]
+    return data
+
+
 def plan_to_yaml(plan: Plan) -> str:
     ordered = plan.model_copy(
         update={
@@ -157,7 +210,7 @@ def plan_to_yaml(plan: Plan) -> str:
             "routes": sorted(plan.routes, key=lambda r: (r.source, r.target)),
         }
     )
-    return dump_yaml(round_floats(ordered.model_dump(mode="json", by_alias=True)))
+    return dump_yaml(round_floats(_omit_defaults(ordered.model_dump(mode="json", by_alias=True))))
 
 
 def write_plan(plan: Plan, path: Path) -> None:

@@ -5,9 +5,10 @@ nodes, 2 … MAX_SPAN whole nodes (vLLM runs the same number of GPUs on every no
 inside a node form a divisor chain, so any number of such replicas whose GPUs add up to at most a
 multiple of the node size packs into that many nodes — which is what lets the integer program count
 GPUs instead of placing replicas. Each (size, role) is assessed once, on a cluster of that offer's nodes
-alone, by the scheduler's own layout choice (planner.scheduler.layouts.best_assessment): the capacity
-under the cluster's SLO (TTFT for prefill layouts, TPOT for decode batches) is what the full plan would
-give that replica on its own. Replicas mixing GPU types are not formed here (the full solve may).
+alone, by the scheduler's own layout choice (planner.scheduler.layouts.best_assessment): with an SLO its
+goodput (requests/s within the SLO under Poisson load), else its saturated capacity — the rate the
+scheduler's max-flow gives that replica (Assessment.rate). Replicas mixing GPU types are not formed
+here (the full solve may).
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def offer_kinds(
     for size in replica_sizes(offer.gpus_per_node, offer.max_nodes):
         for role in roles:
             found = best_assessment(cluster, gpus[:size], role, launchable)
-            if found is not None and found.capacity_rps > 0:
-                kinds.append(ReplicaKind(offer.index, size, role, found.capacity_rps, found.layout.tp, found.layout.pp))
+            rate = found.rate(goodput=cluster.slo is not None) if found is not None else 0.0
+            if found is not None and rate > 0:
+                kinds.append(ReplicaKind(offer.index, size, role, rate, found.layout.tp, found.layout.pp))
     return kinds
 
 

@@ -1,6 +1,6 @@
 """OFFERS.yaml: what can be rented (GPU type, node shape, price, how many) and what to serve.
 
-Why the cluster spec's pieces: `model`, `dtype`, `workload`, `slo` and `network` mean exactly what they
+Why the cluster spec's pieces: `model`, `dtype`, `workload` (with its `slo`) and `network` mean exactly what they
 mean in cluster.yaml (planner.inputs.cluster.ServingSpec and NetworkSpec), and provision writes them into
 the cluster file it chooses as they were written here, so one schema and one set of checks serve both.
 An offer rents whole nodes: `max_gpus` is a multiple of `gpus_per_node`.
@@ -17,7 +17,7 @@ from pydantic import Field, field_validator, model_validator
 
 from planner.errors import InputError
 from planner.inputs.catalog import Bandwidth, Catalog, GpuProfile, Price
-from planner.inputs.cluster import NAME_PATTERN, NetworkSpec, ServingSpec, cluster_from_data
+from planner.inputs.cluster import NAME_PATTERN, NetworkSpec, ServingSpec, cluster_from_data, reject_top_level_slo
 from planner.types import Strict
 from planner.yamlio import load_yaml, validate
 
@@ -94,6 +94,7 @@ class Offers:
     serving: Mapping[str, object]
     model_name: str
     weights_bytes: float
+    has_slo: bool
 
     def serving_for(self) -> dict:
         """The serving fields for a cluster file written anywhere: relative paths (a config.json model, a
@@ -134,6 +135,7 @@ def _resolve_offer(spec: OfferSpec, raw: Mapping, i: int, default_nic: object, c
 def load_offers(path: Path, catalog: Catalog) -> Offers:
     """Read and validate OFFERS.yaml; errors name the file and field (offers[i].gpu, workload.trace, …)."""
     data = load_yaml(path, what="offers file")
+    reject_top_level_slo(data, path)
     spec = validate(OffersSpec, data, path)
     assert isinstance(data, dict)
     default = data["network"]["default"]
@@ -147,8 +149,8 @@ def load_offers(path: Path, catalog: Catalog) -> Offers:
                 f"{path}: offers[{offer.index}].gpu: {offer.gpu.key} has no {spec.dtype} support (the file's dtype).",
                 hint="use dtype: float16 or remove that offer",
             )
-    serving = {key: data[key] for key in ("model", "dtype", "workload", "slo", "network") if key in data}
+    serving = {key: data[key] for key in ("model", "dtype", "workload", "network") if key in data}
     # The model, workload and trace are checked as a cluster file would check them, with this file's name.
     probe = cluster_from_data(serving | {"nodes": [{"name": "probe"} | dict(offers[0].node)]}, path, "", catalog)
     weights = probe.model.total_params * probe.dtype_bytes
-    return Offers(path, offers, serving, probe.model.name, weights)
+    return Offers(path, offers, serving, probe.model.name, weights, probe.slo is not None)

@@ -1,9 +1,8 @@
 """What provision found: the mixes it planned in full, and the figures the table shows for each.
 
-`plan_goodput` is the one place that says what "goodput" of a plan means here, so that it can follow the
-plan schema: `summary.goodput_rps` where plans carry it, else `summary.throughput_rps` — the max-flow
-throughput, which the scheduler already computes under the cluster's SLO (prefill layouts that meet the
-TTFT SLO, decode batches capped by the TPOT SLO).
+`plan_goodput` is the one place that says what "goodput" of a plan means here: `summary.goodput_rps`
+(requests/s of which at least the SLO's attainment meet it) when the plan has an SLO, else
+`summary.throughput_rps` (no SLO, no goodput: the saturated max-flow throughput).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from planner.provision.kinds import MAX_SPAN, ReplicaKind, replica_kinds
 from planner.provision.mixes import describe, mix_cluster
 from planner.provision.offers import Offers
 from planner.provision.results import Candidate, Provisioned
-from planner.types import Connector, Role
+from planner.types import Connector, Role, RolesMode
 
 Progress = Callable[[str, int, int], None]  # (what is being done, steps done, steps in all)
 ANY_GOODPUT = 1e-3  # requests/s: "serves at all" (well above the integer program's feasibility tolerance)
@@ -43,15 +43,19 @@ class Request:
     seed: int = 0
     time_limit: float = 10.0
     connector: Connector = "nixl"
-    colocated: bool = False
+    roles: RolesMode = "mixed"
+    verify: bool | None = None  # solve's default
 
     def __post_init__(self) -> None:
         if (self.budget is None) == (self.target is None):
             raise ValueError("Request: give exactly one of budget and target")
 
     @property
-    def roles(self) -> tuple[Role, ...]:
-        return ("prefill", "decode", "colocated") if self.colocated else ("prefill", "decode")
+    def replica_roles(self) -> tuple[Role, ...]:
+        """The roles replicas may take under `roles` (as in the scheduler)."""
+        return {"mixed": ("prefill", "decode", "colocated"), "disaggregated": ("prefill", "decode")}.get(
+            self.roles, ("colocated",)
+        )
 
 
 def _reach(offers: Offers, program: Program, slo: bool) -> CutMix:
@@ -94,7 +98,7 @@ def _plan(offers: Offers, proposal: CutMix, where: Path, request: Request, catal
     began = time.monotonic()
     options = {"seed": request.seed, "time_limit": request.time_limit, "connector": request.connector}
     try:
-        plan, problem = planner.solve(cluster, colocated=request.colocated, **options), ""
+        plan, problem = planner.solve(cluster, roles=request.roles, verify=request.verify, **options), ""
     except InfeasibleError as exc:
         plan, problem = None, exc.message
     seconds = time.monotonic() - began
@@ -145,9 +149,9 @@ def provision(
     report = progress or (lambda what, done, total: None)
     began = time.monotonic()
     report("assessing replicas", 0, 1)
-    kinds = replica_kinds(offers, request.roles, request.connector != "none", catalog)
+    kinds = replica_kinds(offers, request.replica_roles, request.connector != "none", catalog)
     unlimited = Program(offers, kinds)
-    _check_request(offers, unlimited, request, _reach(offers, unlimited, offers.serving.get("slo") is not None))
+    _check_request(offers, unlimited, request, _reach(offers, unlimited, offers.has_slo))
     mixed, programs = proposals(offers, kinds, request.candidates, budget=request.budget, target=request.target)
     singles, more = _single_type_proposals(offers, kinds, request)
     cut_seconds = time.monotonic() - began

@@ -11,8 +11,9 @@ Every figure is scored by planner.scheduler.assess and planner.plans.assemble, n
   type wins.
 - hexgen: HexGen-style. Heterogeneous, colocated prefill + decode replicas with asymmetric
   pipelines: stages of different GPU types, layers split in proportion to stage speed or memory.
-  Seeded random restarts over TP choices and group orders (HexGen searches with a genetic algorithm;
-  this keeps its plan space, not its search).
+  Seeded random restarts over TP choices, group orders and where pipelines end (a pipeline that holds
+  the model closes with probability CLOSE_CHAIN, else takes the next group too). HexGen searches with a
+  genetic algorithm; this keeps its plan space, not its search.
 - vllm: vLLM-style. Colocated replicas, TP inside one node, PP = 1, one TP size per GPU type (the
   one with the most capacity per node); every node that can hold the model serves.
 
@@ -45,6 +46,7 @@ Baseline = Callable[..., Plan]
 TP_SIZES = (1, 2, 4, 8)
 MAX_PP = 8
 HEXGEN_TRIALS = 48
+CLOSE_CHAIN = 0.5  # chance a HexGen trial closes a pipeline as soon as it holds the model (else it grows)
 
 
 def tp_sizes(cluster: Cluster, node: Node) -> list[int]:
@@ -175,13 +177,21 @@ def _stage_weights(cluster: Cluster, groups: Sequence[tuple[str, ...]]) -> list[
     ]
 
 
-def _best_colocated(cluster: Cluster, groups: Sequence[tuple[str, ...]]) -> Assessment | None:
-    candidates = [assess(cluster, "colocated", _layout(cluster, groups, w)) for w in _stage_weights(cluster, groups)]
+Assessed = dict[Layout, Assessment | None]  # one plan_hexgen call's assessments: trials repeat layouts
+
+
+def _best_colocated(cluster: Cluster, groups: Sequence[tuple[str, ...]], seen: Assessed) -> Assessment | None:
+    candidates = []
+    for weights in _stage_weights(cluster, groups):
+        layout = _layout(cluster, groups, weights)
+        if layout not in seen:
+            seen[layout] = assess(cluster, "colocated", layout)
+        candidates.append(seen[layout])
     fitting = [a for a in candidates if a is not None]
     return max(fitting, key=lambda a: a.capacity_rps, default=None)
 
 
-def _hexgen_trial(cluster: Cluster, rng: np.random.Generator) -> list[Assessment]:
+def _hexgen_trial(cluster: Cluster, rng: np.random.Generator, seen: Assessed) -> list[Assessment]:
     """Random TP per node, then chain same-TP groups (fastest first, shuffled within a type) into pipelines."""
     by_tp: dict[int, list[tuple[float, float, tuple[str, ...]]]] = {}
     for node in cluster.nodes:
@@ -195,14 +205,19 @@ def _hexgen_trial(cluster: Cluster, rng: np.random.Generator) -> list[Assessment
     replicas = []
     for tp in sorted(by_tp):
         chain: list[tuple[str, ...]] = []
+        pending: Assessment | None = None  # the chain so far, if it already holds the model
         for _, _, group in sorted(by_tp[tp]):
             chain.append(group)
-            replica = _best_colocated(cluster, chain)
-            if replica is not None:
+            replica = _best_colocated(cluster, chain, seen)
+            if replica is not None and (len(chain) == MAX_PP or rng.random() < CLOSE_CHAIN):
                 replicas.append(replica)
-                chain = []
+                chain, pending = [], None
+            elif replica is not None:
+                pending = replica  # keep growing the pipeline this time (HexGen's asymmetric pipelines)
             elif len(chain) == MAX_PP:
-                chain = []
+                chain, pending = [], None
+        if pending is not None:
+            replicas.append(pending)
     return replicas
 
 
@@ -211,10 +226,11 @@ def plan_hexgen(cluster: Cluster, *, seed: int = 0, time_limit: float = 30.0) ->
     deadline = time.monotonic() + time_limit
     rng = np.random.default_rng(seed)
     best: tuple[float, list[Assessment]] = (0.0, [])
+    seen: Assessed = {}
     for _ in range(HEXGEN_TRIALS):
         if time.monotonic() > deadline:
             break
-        replicas = _hexgen_trial(cluster, rng)
+        replicas = _hexgen_trial(cluster, rng, seen)
         total = sum(a.capacity_rps for a in replicas)
         if total > best[0] + 1e-9:
             best = (total, replicas)

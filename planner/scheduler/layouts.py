@@ -6,10 +6,10 @@ nodes has the same number of GPUs on each, and with a KV connector a decode repl
 PP stages may cross nodes and GPU types; layers are split unevenly so that the slowest stage is
 as fast as possible while every stage fits its memory (weights, activations, KV working set).
 
-Both roles take the highest-capacity layout (ties: the lower latency) among those meeting the SLO:
-TTFT for prefill (checked here), TPOT for decode (decode_perf sizes the batch for it). The paper's
-"lowest-latency prefill layout" costs throughput when prefill is the bottleneck; a TTFT SLO is the
-way to ask for latency.
+Every role takes the highest-capacity layout (ties: the lower latency); with an SLO, the one with the
+highest capacity *within* it (planner.costs.slo: queueing under Poisson load, TTFT with KV transfer,
+TPOT with the batch cap), then the highest saturated capacity. The paper's "lowest-latency prefill
+layout" costs throughput when prefill is the bottleneck; a TTFT SLO is the way to ask for latency.
 """
 
 from __future__ import annotations
@@ -131,8 +131,7 @@ def best_assessment(cluster: Cluster, gpus: Sequence[str], role: Role, launchabl
     options = [
         a for layout in candidate_layouts(cluster, gpus, role, launchable) if (a := assess(cluster, role, layout))
     ]
-    if role == "prefill" and cluster.slo_ttft is not None:
-        options = [a for a in options if a.latency_s <= cluster.slo_ttft]
-    if not options:
-        return None
-    return max(options, key=lambda a: (a.capacity_rps, -a.latency_s, -a.layout.tp))
+    if cluster.slo is not None:  # serve within the SLO first
+        options = [a for a in options if (a.goodput_rps or 0.0) > 0.0]
+        return max(options, key=lambda a: (a.goodput_rps, a.capacity_rps, -a.latency_s, -a.layout.tp), default=None)
+    return max(options, key=lambda a: (a.capacity_rps, -a.latency_s, -a.layout.tp), default=None)

@@ -29,10 +29,13 @@ def replica_flow(
     method: Literal["edmonds_karp", "dinic"] = "edmonds_karp",
     details: bool = True,
     route_limit: int | None = None,
+    goodput: bool = False,
 ) -> FlowResult:
     """Max-flow through `replicas` (by role); `route_capacity(p, d)` gives a route's own-arc capacity.
 
     `route_limit`: with many replicas, keep only each replica's fastest own-arc routes (see `sparsify`).
+    `goodput`: replica arcs carry each replica's capacity within the SLO instead of its saturated one
+    (KV arcs are the same either way).
     """
     by_role = {role: [a for a in replicas if a.role == role] for role in ("prefill", "decode", "colocated")}
     prefill, decode = by_role["prefill"], by_role["decode"]
@@ -41,10 +44,10 @@ def replica_flow(
     if route_limit is not None:
         direct = sparsify(direct, len(prefill) + len(decode), route_limit)
     return max_flow(
-        {a.id: a.capacity_rps for a in prefill},
-        {a.id: a.capacity_rps for a in decode},
+        {a.id: a.rate(goodput) for a in prefill},
+        {a.id: a.rate(goodput) for a in decode},
         direct,
-        {a.id: a.capacity_rps for a in by_role["colocated"]},
+        {a.id: a.rate(goodput) for a in by_role["colocated"]},
         hubs=network.hubs,
         hub_arcs=network.hub_arcs,
         method=method,
@@ -52,10 +55,17 @@ def replica_flow(
     )
 
 
-def plan_flow(cluster: Cluster, replicas: Sequence[Assessment], *, launchable: bool) -> FlowResult:
-    """The flow a plan of these replicas records: Edmonds–Karp over every route, with its details."""
+def plan_flow(
+    cluster: Cluster, replicas: Sequence[Assessment], *, launchable: bool, goodput: bool = False
+) -> FlowResult:
+    """The flow a plan of these replicas records: Edmonds–Karp over every route, with its details;
+    `goodput`: on the replicas' capacities within the SLO."""
     return replica_flow(
-        cluster, replicas, lambda p, d: route_capacity(cluster, p, d, launchable), launchable=launchable
+        cluster,
+        replicas,
+        lambda p, d: route_capacity(cluster, p, d, launchable),
+        launchable=launchable,
+        goodput=goodput,
     )
 
 

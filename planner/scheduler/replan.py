@@ -21,7 +21,7 @@ from planner.scheduler.partition import make_blocks
 from planner.scheduler.scoring import Scorer, State, canonical
 from planner.scheduler.search import Progress, SearchResult, replica_bytes, search
 from planner.scheduler.stability import Engine, anchor_of, key_of, moved_gpus
-from planner.types import Connector, Objective
+from planner.types import Connector, Objective, RolesMode
 
 FREE_SHARE = 0.4  # of the time limit, for the unconstrained solve
 
@@ -54,19 +54,19 @@ def replan(
     objective: Objective | None = None,
     max_moved_gpus: int | None = None,
     max_loss: float = 0.05,
-    colocated: bool = False,
+    roles: RolesMode = "disaggregated",
     progress: Progress | None = None,
 ) -> SearchResult:
     """See the module docstring; the result records how many GPUs moved in facts.moved_gpus."""
-    objective = objective or cluster.objective
-    scorer = Scorer(cluster, launchable=connector != "none", objective=objective, colocated=colocated)
+    objective = objective or cluster.default_objective
+    scorer = Scorer(cluster, launchable=connector != "none", objective=objective, roles=roles)
     start = baseline_state(cluster, canonical([(group, role) for group, role, *_ in running]), scorer)
     anchor = tuple(running)
     common = {
         "seed": seed,
         "connector": connector,
         "objective": objective,
-        "colocated": colocated,
+        "roles": roles,
         "progress": progress,
     }
     if max_moved_gpus is not None:

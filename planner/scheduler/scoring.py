@@ -1,7 +1,8 @@
 """Score a candidate grouping fast, for the search phases (roles, refinement).
 
-A state is a list of (GPU group, role). Its score is the max-flow value (throughput objective)
-or max-flow per $/h of the GPUs in replicas (cost objective). Per-group assessments and per-pair
+A state is a list of (GPU group, role). Its score is the max-flow value (throughput objective), that
+per $/h of the GPUs in replicas (cost), or the same two on the replicas' capacities within the SLO
+(goodput, goodput_per_usd: planner.costs.slo). Per-group assessments and per-pair
 KV capacities are cached, so a move re-evaluates only the groups it changed; the max-flow itself
 is re-solved with scipy's Dinic (same value as Edmonds–Karp, faster in the inner loop) over the
 network of planner.scheduler.network; for large clusters each replica keeps only its `route_limit`
@@ -20,16 +21,25 @@ from planner.scheduler.layouts import best_assessment, group_shape, node_parts
 from planner.scheduler.maxflow import FlowResult
 from planner.scheduler.network import replica_flow
 from planner.scheduler.stability import Engine, anchor_of, key_of, moved_gpus, unchanged
-from planner.types import Role
+from planner.types import Role, RolesMode
 
 Group = tuple[str, ...]
 State = tuple[tuple[Group, Role], ...]
 
 
+GOODPUT_OBJECTIVES = ("goodput", "goodput_per_usd")
+PER_USD_OBJECTIVES = ("cost", "goodput_per_usd")
+ROLES: dict[RolesMode, tuple[Role, ...]] = {
+    "disaggregated": ("prefill", "decode"),
+    "colocated": ("colocated",),
+    "mixed": ("prefill", "decode", "colocated"),
+}
+
+
 @dataclass(frozen=True)
 class Score:
     value: float  # what the search maximises
-    throughput_rps: float
+    throughput_rps: float  # the flow value the objective reads: within the SLO for goodput objectives
     flow: FlowResult
 
 
@@ -49,14 +59,15 @@ class Scorer:
         route_limit: int = 16,
         anchor: Sequence[Engine] | None = None,
         max_moved: int | None = None,
-        colocated: bool = False,
+        roles: RolesMode = "disaggregated",
     ) -> None:
         self.cluster = cluster
         self.launchable = launchable
         self.objective = objective
+        self.goodput = objective in GOODPUT_OBJECTIVES
         self.route_limit = route_limit
         self.max_moved = max_moved
-        self.roles: tuple[Role, ...] = ("prefill", "decode", "colocated") if colocated else ("prefill", "decode")
+        self.roles: tuple[Role, ...] = ROLES[roles]
         self._anchor = anchor_of(anchor or (), cluster.gpu_by_id)
         self._assessments: dict[tuple[Group, Role], Assessment | None] = {}
         self._shapes: dict[tuple[Role, tuple], Assessment | None] = {}
@@ -65,6 +76,9 @@ class Scorer:
         self._bottlenecks: dict[State, str] = {}
 
     def assessment(self, group: Group, role: Role) -> Assessment | None:
+        """The group's best replica in `role`; None when it fits none, or the role is not allowed."""
+        if role not in self.roles:
+            return None
         key = (tuple(sorted(group)), role)
         if key not in self._assessments:
             self._assessments[key] = self._assess(key[0], role)
@@ -102,13 +116,13 @@ class Scorer:
         """An upper bound on score(state).value, cheap (no flow): min(Σ prefill, Σ decode) + Σ colocated
         capacity ≤ min(Σ prefill + Σ colocated, Σ decode + Σ colocated), the value returned.
 
-        Only for the throughput objective without a moved-GPU cap; otherwise +inf (no pruning)."""
-        if self.objective != "throughput" or self.max_moved is not None:
+        Only for the throughput and goodput objectives without a moved-GPU cap; otherwise +inf (no pruning)."""
+        if self.objective in PER_USD_OBJECTIVES or self.max_moved is not None:
             return float("inf")
         sums = {"prefill": 0.0, "decode": 0.0, "colocated": 0.0}
         for group, role in state:
             if (a := self.assessment(group, role)) is not None:
-                sums[role] += a.capacity_rps
+                sums[role] += a.rate(self.goodput)
         return min(sums["prefill"], sums["decode"]) + sums["colocated"]
 
     def moved_gpus(self, state: Sequence[tuple[Group, Role]]) -> int:
@@ -131,7 +145,7 @@ class Scorer:
         live = [a for group, role in state if (a := self.assessment(group, role)) is not None]
         used = [a for a in live if flow.replica_flow.get(a.id, 0.0) > 0]
         cost = self.cluster.price_per_hour(g for a in used for g in a.layout.gpus)
-        value = flow.value if self.objective == "throughput" else flow.value / max(cost, 1e-9)
+        value = flow.value / max(cost, 1e-9) if self.objective in PER_USD_OBJECTIVES else flow.value
         if self.max_moved is not None and self.moved_gpus(state) > self.max_moved:
             value = -1.0  # infeasible: below every real plan, so the search moves back inside the budget
         return Score(value, flow.value, flow)
@@ -146,6 +160,7 @@ class Scorer:
             method="dinic",
             details=details,
             route_limit=self.route_limit,
+            goodput=self.goodput,
         )
 
     def assessments(self, state: Sequence[tuple[Group, Role]]) -> list[Assessment]:
@@ -159,3 +174,18 @@ class Scorer:
             if a is not None and (flow.replica_flow.get(a.id, 0.0) > 0 or kept):
                 deployed.append(a)
         return deployed
+
+    def ranked_states(self, limit: int) -> list[State]:
+        """The `limit` best-scoring states seen so far that deploy different replicas (best first): the
+        candidates a verifier re-ranks. Only states already scored, so this costs no flow."""
+        ranked = sorted(self._scores.items(), key=lambda item: (-item[1].value, len(item[0]), item[0]))
+        seen: set[frozenset[str]] = set()
+        out: list[State] = []
+        for state, score in ranked:
+            if len(out) >= limit or score.value <= 0:
+                break
+            deployed = frozenset(a.id for a in self.assessments(state))
+            if deployed and deployed not in seen:
+                seen.add(deployed)
+                out.append(state)
+        return out

@@ -9,7 +9,9 @@
 5. Phase 3 (refine.py): bottleneck-guided moves from the best few of those states, then
    perturb-and-climb rounds (iterated local search), until done or the time limit.
 The result's flow is solved again with Edmonds–Karp over all routes (network.replica_flow), so the
-plan's throughput is exactly what `evaluate(plan)` recomputes.
+plan's throughput is exactly what `evaluate(plan)` recomputes. With an SLO, the same again on the
+replicas' capacities within it (the plan's goodput). The result also carries the next best few
+states the search scored (`alternatives`), for a verifier to re-rank by simulation (planner.reference.verify).
 
 Deterministic: the only randomness is a numpy Generator seeded by `seed`; time only decides when
 to stop, and a converged search (the plan records `converged`) does not depend on it.
@@ -34,7 +36,7 @@ from planner.scheduler.refine import refine
 from planner.scheduler.roles import assign_roles
 from planner.scheduler.scoring import Scorer, State
 from planner.scheduler.stability import Engine
-from planner.types import Connector, Objective
+from planner.types import Connector, Objective, RolesMode
 
 Progress = Callable[[float, float], None]  # (fraction of the time budget used, best throughput so far)
 KV_HEADROOM = 0.25  # a replica needs its weights plus about this fraction again for KV cache
@@ -53,7 +55,7 @@ class SearchFacts:
     k_tried: tuple[int, ...]
     iterations: int
     converged: bool  # refinement stopped because no move improved (not the time limit)
-    colocated: bool
+    roles: RolesMode
     time_limit_s: float
     moved_gpus: int | None  # GPUs of the running plan that changed replica or role (re-planning only)
 
@@ -65,9 +67,14 @@ class SearchResult:
     replicas: tuple[Assessment, ...]
     flow: FlowResult
     facts: SearchFacts
+    goodput_flow: FlowResult | None = None  # on capacities within the SLO (None without an SLO)
+    alternatives: tuple[tuple[Assessment, ...], ...] = ()  # the next best states' replicas, best first
 
     @property
     def throughput_rps(self) -> float:
+        """The flow value the objective maximises: within the SLO for goodput objectives."""
+        if self.facts.objective in ("goodput", "goodput_per_usd") and self.goodput_flow is not None:
+            return self.goodput_flow.value
         return self.flow.value
 
 
@@ -110,10 +117,11 @@ def _moved_within_limit(
     """GPUs of the anchor the found replicas move (None without an anchor); InfeasibleError when the
     search found nothing that serves, or only plans moving more than `max_moved` GPUs."""
     if not replicas or scorer.score(state).throughput_rps <= 0:
+        split = scorer.roles == ("prefill", "decode")
         raise InfeasibleError(
             f"{cluster.source}: no plan serves {cluster.model.name}: no group of these GPUs holds the model "
-            "as both a prefill and a decode replica"
-            + (" within the SLO" if cluster.slo_ttft or cluster.slo_tpot else "")
+            + ("as both a prefill and a decode replica" if split else "as a replica in any allowed role")
+            + (" within the SLO" if cluster.slo is not None else "")
             + ".",
             hint="add GPUs, relax the SLO, or use a smaller model",
         )
@@ -136,24 +144,24 @@ def search(
     start: State | None = None,
     anchor: Sequence[Engine] | None = None,
     max_moved: int | None = None,
-    colocated: bool = False,
+    roles: RolesMode = "disaggregated",
+    alternatives: int = 0,
     progress: Progress | None = None,
 ) -> SearchResult:
     """The best replicas found for `cluster` within `time_limit` seconds.
 
     `start` replaces phases 1–2 with a known state (re-planning close to a running plan);
     `max_moved` caps how many GPUs of the `anchor` state (the running plan) may change replica or role.
-    `colocated` also lets a group serve both phases (one vLLM engine, no KV transfer) when that
-    beats splitting it; by default every replica is disaggregated, as in HexGen-2.
-    Raises InfeasibleError when no group of GPUs can hold the model in either role.
+    `roles`: "disaggregated" (prefill + decode, HexGen-2), "colocated" (one engine does both phases, no KV
+    transfer) or "mixed" (each group whichever pays); `alternatives`: also return this many next best
+    states the search scored. InfeasibleError when no group of GPUs holds the model in an allowed role.
     """
     check_model_fits(cluster)
-    began = time.monotonic()
-    deadline = began + SEARCH_SHARE * time_limit
-    objective = objective or cluster.objective
+    deadline = (began := time.monotonic()) + SEARCH_SHARE * time_limit
+    objective = objective or cluster.default_objective
     launchable = connector != "none"
     scorer = Scorer(
-        cluster, launchable=launchable, objective=objective, anchor=anchor, max_moved=max_moved, colocated=colocated
+        cluster, launchable=launchable, objective=objective, anchor=anchor, max_moved=max_moved, roles=roles
     )
     rng = np.random.default_rng(seed)
 
@@ -171,16 +179,25 @@ def search(
     replicas = scorer.assessments(result.state)
     moved = _moved_within_limit(cluster, scorer, result.state, replicas, anchor, max_moved)
     facts = SearchFacts(
-        seed=seed,
-        objective=objective,
-        connector=connector,
-        k_tried=tuple(tried),
-        iterations=result.iterations,
-        converged=result.converged and every_k,
-        colocated=colocated,
-        time_limit_s=time_limit,
-        moved_gpus=moved,
+        seed,
+        objective,
+        connector,
+        tuple(tried),
+        result.iterations,
+        result.converged and every_k,
+        roles,
+        time_limit,
+        moved,
     )
     flow = plan_flow(cluster, replicas, launchable=launchable)
-    report(flow.value)
-    return SearchResult(tuple(replicas), flow, facts)
+    goodput_flow = plan_flow(cluster, replicas, launchable=launchable, goodput=True) if cluster.slo else None
+    found = SearchResult(tuple(replicas), flow, facts, goodput_flow, _alternatives(scorer, replicas, alternatives))
+    report(found.throughput_rps)
+    return found
+
+
+def _alternatives(scorer: Scorer, chosen: list[Assessment], count: int) -> tuple[tuple[Assessment, ...], ...]:
+    """The next best `count` states the search scored, as their deployed replicas (never the chosen ones)."""
+    ids = {a.id for a in chosen}
+    others = (tuple(scorer.assessments(state)) for state in scorer.ranked_states(count + 1) if count > 0)
+    return tuple(replicas for replicas in others if {a.id for a in replicas} != ids)[:count]

@@ -2,10 +2,12 @@
 
 Request life (disaggregated): arrive → the router's choice of a prefill and a decode replica
 (planner.sim.routing, the policy the launcher's router runs) → the prefill replica's queue → prefill batch
-(first token) → KV shipped over the node links (bandwidth shared by concurrent transfers)
-→ decode replica's waiting queue → continuous batching until the last token.
-Colocated replicas do both phases on the same GPUs: a prefill iteration runs instead of a
-decode step, so running sequences stall while new prompts are processed.
+→ KV shipped over the node links (bandwidth shared by concurrent transfers) → first token (TTFT includes
+the transfer: the client's first token comes from the decode replica) → decode replica's waiting queue →
+continuous batching until the last token.
+Colocated replicas do both phases on the same GPUs with chunked prefill: each step carries the running
+sequences' decode tokens plus chunks of waiting prompts (planner.sim.policies.plan_step), so the prompts
+stretch the steps the running sequences wait for.
 
 Every time comes from the cost model (planner.costs) via ReplicaTiming / kv_parts.
 """
@@ -17,14 +19,14 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from planner.costs.memory import kv_capacity_tokens
 from planner.errors import InputError
-from planner.inputs.problem import Cluster
+from planner.inputs.problem import Cluster, Slo
 from planner.plans.assemble import layout_of
 from planner.plans.schema import Plan, ReplicaPlan
 from planner.sim import policies
 from planner.sim.arrivals import Arrivals
 from planner.sim.entities import BatchServer, Link, PrefillServer, Request
 from planner.sim.events import ARRIVE, FINISH, SAMPLE, Event, run
-from planner.sim.metrics import SimResult, Slo, summarise
+from planner.sim.metrics import SimResult, summarise
 from planner.sim.routing import NO_TRAFFIC, PlannedRouting, RoutingPolicy
 from planner.sim.timing import KvPart, ReplicaTiming, kv_parts
 
@@ -81,7 +83,7 @@ class Simulation:
         cluster: Cluster,
         arrivals: Arrivals,
         *,
-        slo: Slo,
+        slo: Slo | None,
         warmup: float,
         duration: float,
         drain: float,
@@ -197,8 +199,9 @@ class Simulation:
         events: list[Event] = []
         freed = False
         for request in batch:
-            request.first_token, request.generated = now, 1
+            request.generated = 1
             if request.output <= 1:
+                request.first_token = now
                 self._finish(request, now)
             else:
                 decode = self.decodes[request.decode]
@@ -252,43 +255,55 @@ class Simulation:
         decode = self.decodes[request.decode]
         request.needs_prefill = False
         request.kv_arrived = now
+        request.first_token = (
+            now  # the client's first token comes from the decode replica: TTFT includes the KV transfer
+        )
         decode.waiting.append(request)
         return [*self._start_batch(decode, now), *self._start_prefill(prefill, now)]
 
     # ------------------------------------------------------------------ decode and colocated replicas
 
     def _start_batch(self, server: BatchServer, now: float) -> Events:
+        """The next engine step: running decodes plus prefill chunks (planner.sim.policies.plan_step)."""
         if server.busy:
             return []
-        to_prefill, ready = policies.admit(server)
+        ready, started, chunks = policies.plan_step(server)
         for request in ready:
             server.join(request)
-        if to_prefill:
-            tokens = sum(r.prompt + max(r.generated, 1) for r in to_prefill)
-            period, _ = server.timing.prefill([r.context for r in to_prefill])
-            server.reserved += tokens
-            server.in_prefill += len(to_prefill)
-            server.busy = True
-            server.busy_s += period
-            return [Event(now + period, FINISH, self._on_batch_prefilled, (server, to_prefill, tokens))]
-        if not server.running:
+        for request in started:
+            request.prefilled = 0
+            request.reserved = request.prompt + max(request.generated, 1)
+            server.reserved += request.reserved
+            server.prefilling.append(request)
+        if not server.running and not chunks:
             return []
         for request in policies.preempt_for_step(server):
             request.needs_prefill = True
             request.preemptions += 1
             server.preemptions += 1
             server.waiting.appendleft(request)
-        step = server.timing.decode_step(server.running, round(server.kv_used / server.running))
+        if chunks:
+            tokens = sum(take for _, take in chunks)
+            squares = sum((r.prefilled + take) ** 2 - r.prefilled**2 for r, take in chunks)
+            step = server.timing.mixed_step(server.running, server.mean_context, tokens, squares, len(chunks))
+        else:
+            step = server.timing.decode_step(server.running, server.mean_context)
         server.busy = True
         server.busy_s += step
-        return [Event(now + step, FINISH, self._on_stepped, server)]
+        return [Event(now + step, FINISH, self._on_stepped, (server, chunks))]
 
-    def _on_batch_prefilled(self, now: float, payload: tuple[BatchServer, list[Request], int]) -> Events:
-        server, batch, tokens = payload
-        server.reserved -= tokens
-        server.in_prefill -= len(batch)
+    def _on_stepped(self, now: float, payload: tuple[BatchServer, list[tuple[Request, int]]]) -> Events:
+        server, chunks = payload
+        server.step += 1
         server.busy = False
-        for request in batch:
+        for request in server.pop_done():
+            self._finish(request, now)
+        for request, take in chunks:
+            request.prefilled += take
+            if request.prefilled < request.context:
+                continue
+            server.prefilling.remove(request)
+            server.reserved -= request.reserved
             request.needs_prefill = False
             if request.first_token < 0:
                 request.first_token, request.generated = now, 1
@@ -296,11 +311,4 @@ class Simulation:
                 self._finish(request, now)
             else:
                 server.join(request)
-        return self._start_batch(server, now)
-
-    def _on_stepped(self, now: float, server: BatchServer) -> Events:
-        server.step += 1
-        server.busy = False
-        for request in server.pop_done():
-            self._finish(request, now)
         return self._start_batch(server, now)

@@ -29,6 +29,8 @@ class Request:
     generated: int = 0  # output tokens produced so far (the prefill makes the first)
     preemptions: int = 0
     needs_prefill: bool = True  # a batch server must (re)compute its KV before decoding it
+    prefilled: int = 0  # tokens of its context computed so far by chunked prefill on a batch server
+    reserved: int = 0  # KV tokens a batch server holds for it while it is prefilled
     # decode bookkeeping while running on a batch server (see BatchServer)
     run_token: int = 0
     join_step: int = 0
@@ -111,7 +113,10 @@ class PrefillServer:
 
 @dataclass(slots=True, eq=False)
 class BatchServer:
-    """A decode or colocated replica running continuous batching.
+    """A decode or colocated replica running continuous batching with chunked prefill (vLLM's engine):
+    each step carries one decode token per running sequence plus chunks of the prompts being prefilled,
+    up to max_tokens tokens in all (planner.costs.chunked times it). Prompts being prefilled hold their
+    KV reservation in `reserved`.
 
     Running sequences are kept in O(1) aggregate form: with step counter k, a sequence that
     joined at step j with context c has context c + (k − j), so Σ context = S + n·k where
@@ -133,8 +138,8 @@ class BatchServer:
     step: int = 0
     running: int = 0
     context_base: int = 0  # S
-    reserved: int = 0  # KV tokens of sequences in the prefill iteration under way
-    in_prefill: int = 0
+    reserved: int = 0  # KV tokens held for the prompts being prefilled
+    prefilling: list[Request] = field(default_factory=list)  # admitted, prefill not finished (FCFS)
     done_heap: list[tuple[int, int, int, Request]] = field(default_factory=list)
     stack: list[tuple[Request, int]] = field(default_factory=list)
     busy_s: float = 0.0
@@ -146,7 +151,12 @@ class BatchServer:
 
     @property
     def outstanding(self) -> int:
-        return len(self.waiting) + self.running + self.in_prefill
+        return len(self.waiting) + self.running + len(self.prefilling)
+
+    @property
+    def mean_context(self) -> int:
+        """Mean context of the running sequences (whole tokens), what a decode step reads."""
+        return round((self.context_base + self.running * self.step) / self.running) if self.running else 0
 
     def join(self, request: Request) -> None:
         request.run_token += 1

@@ -3,7 +3,7 @@
 Measurement window: requests *arriving* in [warmup, duration) are the sample for latency and
 SLO attainment (a dropped or unfinished one counts as a miss); throughput counts requests
 *finishing* in that window, divided by its length, so an overloaded run reports the rate it
-actually served.
+actually served. Without an SLO, attainment is not defined (NaN, `null` in JSON).
 """
 
 from __future__ import annotations
@@ -13,15 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from planner.inputs.problem import Slo
 from planner.sim.entities import Request
 
 PERCENTILES = (50, 90, 99)
-
-
-@dataclass(frozen=True)
-class Slo:
-    ttft: float
-    tpot: float
 
 
 @dataclass(frozen=True)
@@ -36,14 +31,16 @@ class SimResult:
     ttft_s: dict[str, float]
     tpot_s: dict[str, float]
     e2e_s: dict[str, float]
-    slo: Slo
-    slo_attainment: float
+    slo: Slo | None
+    slo_attainment: float  # NaN without an SLO
     preemptions: int
     replica_utilisation: dict[str, float]
     link_utilisation: dict[str, float]
     queue: list[tuple[float, int]]
     sim_seconds: float
     requests: Sequence[Request] = field(repr=False, compare=False)
+    warmup_s: float = 0.0  # requests arriving in [warmup_s, window_end_s) are the sample
+    window_end_s: float = 0.0
 
     def to_json(self) -> dict[str, object]:
         """Everything but the per-request records; deterministic for a given input and seed."""
@@ -58,8 +55,10 @@ class SimResult:
             "ttft_s": self.ttft_s,
             "tpot_s": self.tpot_s,
             "e2e_s": self.e2e_s,
-            "slo": {"ttft_s": self.slo.ttft, "tpot_s": self.slo.tpot},
-            "slo_attainment": self.slo_attainment,
+            "slo": None
+            if self.slo is None
+            else {"ttft_s": self.slo.ttft, "tpot_s": self.slo.tpot, "attainment": self.slo.attainment},
+            "slo_attainment": None if self.slo is None else self.slo_attainment,
             "preemptions": self.preemptions,
             "replica_utilisation": self.replica_utilisation,
             "link_utilisation": self.link_utilisation,
@@ -79,7 +78,7 @@ def summarise(
     *,
     warmup: float,
     duration: float,
-    slo: Slo,
+    slo: Slo | None,
     preemptions: int,
     replica_utilisation: dict[str, float],
     link_utilisation: dict[str, float],
@@ -90,7 +89,7 @@ def summarise(
     first = np.array([r.first_token for r in requests])
     finish = np.array([r.finish for r in requests])
     output = np.array([r.output for r in requests])
-    dropped = np.array([bool(r.dropped) for r in requests])
+    dropped = np.array([bool(r.dropped) for r in requests], dtype=bool)
     done = finish >= 0
     window = max(duration - warmup, 1e-9)
     sample = (arrival >= warmup) & (arrival < duration)
@@ -102,7 +101,11 @@ def summarise(
     e2e = finish[measured] - arrival[measured]
     tpot_all = np.zeros(len(requests))
     tpot_all[decoded] = tpot
-    ok = measured & (first - arrival <= slo.ttft) & (tpot_all <= slo.tpot)
+    ok = measured.copy()
+    if slo is not None and slo.ttft is not None:
+        ok &= first - arrival <= slo.ttft
+    if slo is not None and slo.tpot is not None:
+        ok &= tpot_all <= slo.tpot
     n_sample = int(sample.sum())
     return SimResult(
         offered_rps=n_sample / window,
@@ -116,11 +119,13 @@ def summarise(
         tpot_s=_percentiles(tpot),
         e2e_s=_percentiles(e2e),
         slo=slo,
-        slo_attainment=float(ok.sum()) / n_sample if n_sample else float("nan"),
+        slo_attainment=float(ok.sum()) / n_sample if n_sample and slo is not None else float("nan"),
         preemptions=preemptions,
         replica_utilisation=replica_utilisation,
         link_utilisation=link_utilisation,
         queue=queue,
         sim_seconds=sim_seconds,
         requests=requests,
+        warmup_s=warmup,
+        window_end_s=duration,
     )

@@ -5,10 +5,12 @@
   ≤ max_num_seqs (vLLM caps all running sequences, whichever micro-batch holds them), Σ prompt ≤
   max_num_batched_tokens (a lone long prompt still runs) and its KV fits beside the caches still
   waiting to be shipped.
-- Batch-server admission (vLLM): FCFS while ≤ max_num_seqs and the new KV fits below vLLM's
-  watermark (1 % of KV memory kept free for running sequences to grow into); sequences needing
-  (re)compute form a prefill iteration, which runs *instead of* a decode step — the interference
-  colocated replicas suffer.
+- Batch-server step (vLLM's scheduler with chunked prefill): every running sequence decodes one token;
+  the rest of the max_num_batched_tokens budget goes to prompts being prefilled, first those already
+  started, then new ones from the waiting queue, FCFS, while ≤ max_num_seqs and the new KV fits below
+  vLLM's watermark (1 % of KV memory kept free for running sequences to grow into). Sequences whose KV
+  is already here (shipped by a prefill replica) join the running batch directly. A chunk stretches the
+  step every running sequence waits for — the interference colocated replicas suffer.
 - Preemption (vLLM's recompute mode): when the next step's tokens do not fit, evict the newest.
 """
 
@@ -34,13 +36,20 @@ def prefill_batch(server: PrefillServer) -> list[Request]:
     return batch
 
 
-def admit(server: BatchServer) -> tuple[list[Request], list[Request]]:
-    """(requests to prefill now, requests whose KV is already here and join the running batch)."""
-    to_prefill: list[Request] = []
+def plan_step(server: BatchServer) -> tuple[list[Request], list[Request], list[tuple[Request, int]]]:
+    """(requests joining the running batch, requests starting prefill, (request, tokens) prefill chunks)."""
     ready: list[Request] = []
-    prefill_tokens = 0
+    started: list[Request] = []
+    chunks: list[tuple[Request, int]] = []
+    budget = server.max_tokens - server.running
+    for request in server.prefilling:
+        if budget <= 0:
+            break
+        take = min(request.context - request.prefilled, budget)
+        chunks.append((request, take))
+        budget -= take
     used = server.kv_used
-    seqs = server.running
+    seqs = server.running + len(server.prefilling)
     waiting = server.waiting
     while waiting and seqs < server.max_seqs:
         request = waiting[0]
@@ -48,15 +57,20 @@ def admit(server: BatchServer) -> tuple[list[Request], list[Request]]:
         if used + need > (1.0 - WATERMARK) * server.kv_capacity:
             break
         if request.needs_prefill:
-            if to_prefill and prefill_tokens + request.context > server.max_tokens:
+            if budget <= 0:
                 break
-            prefill_tokens += request.context
-            to_prefill.append(waiting.popleft())
+            take = min(request.context, budget)
+            started.append(waiting.popleft())
+            chunks.append((request, take))
+            budget -= take
         else:
+            if budget <= 0:
+                break
             ready.append(waiting.popleft())
+            budget -= 1
         used += need
         seqs += 1
-    return to_prefill, ready
+    return ready, started, chunks
 
 
 def preempt_for_step(server: BatchServer) -> list[Request]:

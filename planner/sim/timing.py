@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from planner.costs.chunked import mixed_step_time
 from planner.costs.kvtransfer import kv_transfer_loads
 from planner.costs.layout import Layout
 from planner.costs.replica import decode_step_time, prefill_batch_time
@@ -20,6 +21,7 @@ class ReplicaTiming:
     layout: Layout
     _prefill: dict[tuple[int, int, int], tuple[float, float]] = field(default_factory=dict)
     _decode: dict[tuple[int, int], float] = field(default_factory=dict)
+    _mixed: dict[tuple[int, int, int, int, int], float] = field(default_factory=dict)
 
     def prefill(self, prompts: list[int]) -> tuple[float, float]:
         """(period, latency) of a prefill batch; depends on the prompts only via n, Σs, Σs²."""
@@ -35,6 +37,18 @@ class ReplicaTiming:
         hit = self._decode.get(key)
         if hit is None:
             hit = self._decode[key] = decode_step_time(self.cluster, self.layout, batch, context)
+        return hit
+
+    def mixed_step(self, decodes: int, context: int, chunk_tokens: int, chunk_squares: int, chunk_seqs: int) -> float:
+        """One step of `decodes` decode tokens and prefill chunks of `chunk_tokens` tokens in all
+        (planner.costs.chunked.mixed_step_time)."""
+        squares = int(float(f"{chunk_squares:.3g}"))  # the attention term to 3 digits: far fewer distinct steps
+        key = (decodes, context, chunk_tokens, squares, chunk_seqs)
+        hit = self._mixed.get(key)
+        if hit is None:
+            hit = self._mixed[key] = mixed_step_time(
+                self.cluster, self.layout, decodes, context, chunk_tokens, squares, chunk_seqs
+            )
         return hit
 
 

@@ -1,0 +1,46 @@
+"""`hexplan solve --pareto` (issue 12, point 6): goodput over a grid of SLOs, the frontier, a stable JSON."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import EXAMPLES
+
+KEYS = {
+    "ttft_s", "tpot_s", "attainment", "goodput_rps", "usd_per_hour", "throughput_rps", "gpus_used", "replicas",
+    "bottleneck", "frontier", "simulated_goodput_rps", "infeasible",
+}  # fmt: skip
+
+
+def _dominates(p: dict, q: dict) -> bool:
+    mine, theirs = (p["ttft_s"], p["tpot_s"], -p["goodput_rps"]), (q["ttft_s"], q["tpot_s"], -q["goodput_rps"])
+    return all(a <= b for a, b in zip(mine, theirs, strict=True)) and mine != theirs
+
+
+def test_pareto_json_is_the_grid_with_its_frontier(run_cli):
+    result = run_cli(
+        "solve", EXAMPLES / "slo-tight.yaml", "--pareto", "--pareto-ttft", "150ms,2s", "--pareto-tpot", "12ms,100ms",
+        "--no-verify", "--time-limit", "10", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    points = json.loads(result.stdout)
+    assert [(p["ttft_s"], p["tpot_s"]) for p in points] == [(0.15, 0.012), (0.15, 0.1), (2.0, 0.012), (2.0, 0.1)]
+    for p in points:
+        assert set(p) == KEYS and p["attainment"] == 0.9
+        assert p["infeasible"] is None and 0 < p["goodput_rps"] <= p["throughput_rps"]
+        assert p["simulated_goodput_rps"] is None  # --no-verify
+    for p in points:  # the frontier is exactly the non-dominated points
+        assert p["frontier"] == (not any(_dominates(q, p) for q in points))
+    assert any(p["frontier"] for p in points)
+    tight, loose = points[0], points[-1]
+    assert tight["replicas"].keys() == {"prefill", "decode"} and loose["replicas"].keys() == {"colocated"}
+    assert loose["goodput_rps"] > tight["goodput_rps"]
+
+
+def test_pareto_table_marks_the_frontier(run_cli):
+    result = run_cli(
+        "solve", EXAMPLES / "slo-tight.yaml", "--pareto", "--pareto-ttft", "2s", "--pareto-tpot", "100ms",
+        "--no-verify", "--time-limit", "10",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "goodput over TTFT × TPOT SLOs" in result.stdout and "●" in result.stdout
