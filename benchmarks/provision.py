@@ -83,7 +83,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--time-limit", type=float, default=10.0, help="seconds per full solve")
     parser.add_argument("--candidates", type=int, default=4, help="mixes of the first cut planned in full")
-    parser.add_argument("--roles", default="mixed", choices=["mixed", "disaggregated", "colocated"], help="as for solve")
+    roles = ["mixed", "disaggregated", "colocated"]
+    parser.add_argument("--roles", default="mixed", choices=roles, help="replica roles, as for solve")
     parser.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None, help="as for solve")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table (for RESULTS.md)")
     args = parser.parse_args()
