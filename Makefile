@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_CLUSTER ?= examples/paper-hetero-1.yaml
 
-.PHONY: install demo test lint bench test-vllm clean
+.PHONY: install demo test lint bench fuzz test-vllm clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# The fuzzer (tests/fuzz/): FUZZ_INPUTS mutated clusters, plans, traces, configs and options through every command;
+# prints crashes, hangs, wrong exit codes, overwritten outputs, unnamed messages; reproducers under out/fuzz/.
+FUZZ_INPUTS ?= 10000
+FUZZ_SEED ?= 0
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz --inputs $(FUZZ_INPUTS) --seed $(FUZZ_SEED) --out out/fuzz
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -73,6 +80,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sim_speed.py
 	$(BIN)/python benchmarks/fidelity.py
 	$(BIN)/python benchmarks/paper.py
+	$(BIN)/python benchmarks/paper_terms.py
+	$(BIN)/python benchmarks/promise.py
 	$(BIN)/python benchmarks/router_failover.py
 
 clean:

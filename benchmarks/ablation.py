@@ -1,22 +1,29 @@
-"""Ablation of the scheduler (issue 3): what do phases 1–2 and the guided refinement buy?
+"""Ablation of the scheduler (issues 3, 13): what do phases 1–2 and the guided refinement buy?
 
-On each paper-style example, with the same wall-time budget per method:
-  (a) full      planner.solve: phases 1–2, then bottleneck-guided iterated local search;
+Methods, each with the same wall-time budget and seed:
+  (a) full      planner.solve: phases 1–2, then bottleneck-guided iterated local search (groupings,
+                roles, layouts, recruiting idle GPUs);
   (b) phase 1–2 planner.scheduler.search.initial_states only, best state kept (no refinement);
-  (c) random    random swaps: from the TP-friendly blocks (planner.scheduler.partition.make_blocks) with random
-                roles, apply a random move of planner.scheduler.refine.candidate_moves, keep it only if it improves;
+  (c) random    random swaps: from the TP-friendly blocks (scheduler.partition.make_blocks) with random
+                roles, apply a random move of scheduler.moves.candidate_moves, keep it only if it improves;
   (d) genetic   a simple genetic search over (grouping, roles), from the same random starts.
-Every method is scored by the same planner.scheduler.scoring.Scorer (max-flow over the cost model) and its best
-state is turned into a plan by planner.plans.assemble.assemble, so the columns are directly comparable.
-(c) and (d) are baselines for this benchmark only; the paper reports ~1.8× for HexGen-2 over both.
+Every method is scored by the same scheduler.scoring.Scorer (max-flow over the cost model) and its
+best state becomes a plan through plans.assemble, so the columns are directly comparable.
 
-    .venv/bin/python benchmarks/ablation.py [--seconds 10] [--seed 0]
+Part 1, the paper's protocol: setting hetero-1 (examples/paper-hetero-1.yaml), the four workload
+classes of the Azure conversation trace (HPLD, HPHD, LPHD, LPLD), 15 seeds each. Part 2, where
+refinement matters: the failure shapes of issue 13 and the skewed random clusters on which phases 1–2
+alone end below 99 % of the exact optimum (planner.reference.exact), each method against it.
+
+    .venv/bin/python benchmarks/ablation.py [--seconds 5] [--seeds 15] [--hard 40] [--skip-paper]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,17 +33,22 @@ from rich.console import Console
 from rich.table import Table
 
 from planner import __version__, solve
+from planner.errors import PlannerError
 from planner.inputs.catalog import load_catalog
 from planner.inputs.cluster import load_cluster
 from planner.inputs.problem import Cluster
+from planner.inputs.workload import CLASSES, Workload
 from planner.plans.assemble import assemble
 from planner.plans.schema import SolverInfo
+from planner.reference.exact import TooLarge, exact_optimum
+from planner.reference.synthetic import FAILURE_SHAPES, skewed_cluster, write_cluster
+from planner.scheduler.moves import candidate_moves
 from planner.scheduler.partition import make_blocks
-from planner.scheduler.refine import candidate_moves
 from planner.scheduler.scoring import Scorer, State, canonical
 from planner.scheduler.search import initial_states, replica_bytes
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+TRACE = EXAMPLES / "traces" / "AzureLLMInferenceTrace_conv.csv"
 ROLES = ("prefill", "decode")
 POPULATION = 24  # genetic search: individuals per generation
 ELITE = 2  # best individuals copied unchanged into the next generation
@@ -151,39 +163,91 @@ METHODS: dict[str, Callable[[Cluster, float, np.random.Generator, int], float]] 
 }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0, help="wall-time budget of each method")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("clusters", type=Path, nargs="*", help="cluster files (default: examples/paper-*.yaml)")
-    args = parser.parse_args()
-    console = Console()
+def run_methods(cluster: Cluster, seconds: float, seed: int) -> dict[str, float]:
+    """Each method's throughput on one cluster, each with the same wall-time budget and seed."""
+    return {name: method(cluster, seconds, np.random.default_rng(seed), seed) for name, method in METHODS.items()}
+
+
+def geomean(values: list[float]) -> float:
+    return math.exp(float(np.mean(np.log(values)))) if values and all(v > 0 for v in values) else math.nan
+
+
+def paper_protocol(seeds: int, seconds: float, console: Console) -> None:
+    """HexGen-2's ablation setting: hetero-1, the four workload classes, `seeds` seeds, equal time."""
+    base = load_cluster(EXAMPLES / "paper-hetero-1.yaml", load_catalog())
+    table = Table(
+        title=f"ablation, paper protocol: paper-hetero-1, {seeds} seeds × 4 classes, {seconds:g} s per method"
+    )
+    table.add_column("class")
+    for name in METHODS:
+        table.add_column(f"{name} req/s (mean)", justify="right")
+    for name in list(METHODS)[1:]:
+        table.add_column(f"full ÷ {name} (geo, min–max)", justify="right")
+    table.add_column("full better / equal / worse vs best other", justify="right")
+    for trace_class in CLASSES:
+        cluster = dataclasses.replace(base, workload=Workload.from_trace(TRACE, trace_class))
+        runs = [run_methods(cluster, seconds, seed) for seed in range(seeds)]
+        console.log(f"{trace_class}: done")
+        row = [trace_class, *(f"{np.mean([r[name] for r in runs]):.3f}" for name in METHODS)]
+        for name in list(METHODS)[1:]:
+            ratios = [r["full"] / r[name] for r in runs if r[name] > 0]
+            row.append(f"{geomean(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})")
+        best_other = [max(r[name] for name in list(METHODS)[1:]) for r in runs]
+        better = sum(r["full"] > b * (1 + 1e-6) for r, b in zip(runs, best_other))
+        worse = sum(r["full"] < b * (1 - 1e-6) for r, b in zip(runs, best_other))
+        row.append(f"{better} / {len(runs) - better - worse} / {worse}")
+        table.add_row(*row)
+    console.print(table)
+
+
+def hard_instances(seconds: float, seed: int, console: Console, count: int) -> None:
+    """Where refinement matters: the failure shapes of issue 13 and skewed random clusters on which
+    phases 1–2 alone end below 99 % of the exact optimum; every method against that optimum."""
     catalog = load_catalog()
-    table = Table(title=f"ablation: throughput (req/s) with {args.seconds:g} s per method, seed {args.seed}")
-    table.add_column("example")
+    table = Table(title=f"hard instances: share of the exact optimum, {seconds:g} s per method, seed {seed}")
+    table.add_column("instance")
+    table.add_column("optimum req/s", justify="right")
     for name in METHODS:
         table.add_column(name, justify="right")
-    table.add_column("full s", justify="right")  # wall time the full scheduler used (it stops when converged)
-    for name in list(METHODS)[1:]:
-        table.add_column(f"full ÷ {name}", justify="right")
-    ratios: dict[str, list[float]] = {name: [] for name in list(METHODS)[1:]}
-    for path in args.clusters or sorted(EXAMPLES.glob("paper-*.yaml")):
-        cluster = load_cluster(path, catalog)
-        results, seconds = {}, {}
-        for name, method in METHODS.items():
-            began = time.monotonic()
-            results[name] = method(cluster, args.seconds, np.random.default_rng(args.seed), args.seed)
-            seconds[name] = time.monotonic() - began
-            console.log(f"{path.name}: {name} {results[name]:.3f} req/s in {seconds[name]:.1f} s")
-        row = [path.name, *(f"{results[name]:.3f}" for name in METHODS), f"{seconds['full']:.1f}"]
-        for name in ratios:
-            ratio = results["full"] / results[name] if results[name] > 0 else math.inf
-            ratios[name].append(ratio)
-            row.append(f"{ratio:.2f}×")
-        table.add_row(*row)
-    geomean = [f"{math.exp(np.mean(np.log(r))):.2f}×" if all(np.isfinite(r)) else "∞" for r in ratios.values()]
-    table.add_row("geometric mean", *([""] * (len(METHODS) + 1)), *geomean, end_section=True)
+    shares: dict[str, list[float]] = {name: [] for name in METHODS}
+    with tempfile.TemporaryDirectory() as tmp:
+        instances = [(name, write_cluster(spec, Path(tmp) / f"{name}.yaml")) for name, spec in FAILURE_SHAPES.items()]
+        candidate = 0
+        while len(instances) < len(FAILURE_SHAPES) + count:
+            spec = skewed_cluster(np.random.default_rng(candidate))
+            instances.append((f"skewed seed {candidate}", write_cluster(spec, Path(tmp) / f"s{candidate}.yaml")))
+            candidate += 1
+        for name, path in instances:
+            try:
+                cluster = load_cluster(path, catalog)
+                optimum = exact_optimum(cluster, time_limit=120).throughput_rps
+                if name.startswith("skewed") and phases_1_2(cluster, seconds, None, seed) >= 0.99 * optimum:
+                    continue  # phases 1–2 already solve it: not a hard instance
+                results = run_methods(cluster, seconds, seed)
+            except (PlannerError, TooLarge):
+                continue
+            if optimum <= 0:
+                continue
+            table.add_row(name, f"{optimum:.3f}", *(f"{results[m] / optimum:.1%}" for m in METHODS))
+            for m in METHODS:
+                shares[m].append(results[m] / optimum)
+            console.log(f"{name}: done")
+    table.add_row("geometric mean", "", *(f"{geomean(v):.1%}" for v in shares.values()), end_section=True)
+    table.add_row("minimum", "", *(f"{min(v):.1%}" if v else "" for v in shares.values()))
     console.print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="wall-time budget of each method")
+    parser.add_argument("--seeds", type=int, default=15, help="seeds per workload class (paper protocol)")
+    parser.add_argument("--hard", type=int, default=40, help="skewed random clusters screened for hard ones")
+    parser.add_argument("--skip-paper", action="store_true")
+    args = parser.parse_args()
+    console = Console(width=200)
+    if not args.skip_paper:
+        paper_protocol(args.seeds, args.seconds, console)
+    hard_instances(args.seconds, 0, console, args.hard)
 
 
 if __name__ == "__main__":

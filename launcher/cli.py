@@ -196,8 +196,8 @@ def start(
         where = (router_host, router_port)
         doc = dryrun.dry_run_document(plan, plan_file, launches, options, state_dir, where, router, problems)
         print(json.dumps(doc, indent=2, sort_keys=True) if output_format is Format.json else dryrun.render_text(doc))
-        if problems:
-            raise typer.Exit(2)
+        if problems:  # the document lists them for tools; the refusal itself goes to stderr, exit 2
+            raise LaunchError(listed(f"{plan_file}: a launch would refuse this plan:", problems))
         return
     settings = ray_backend.LaunchSettings(
         state_dir=state_dir,

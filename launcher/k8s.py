@@ -86,11 +86,13 @@ def k8s_name(*parts: str) -> str:
     return name
 
 
-def manifests(plan: Plan, options: EngineOptions, k8s: K8sOptions = K8sOptions()) -> list[dict[str, Any]]:
-    """Every document (module docstring); LaunchError listing why the plan cannot run, as hexlaunch would."""
+def manifests(
+    plan: Plan, options: EngineOptions, k8s: K8sOptions = K8sOptions(), plan_file: Path | str = "plan"
+) -> list[dict[str, Any]]:
+    """Every document (module docstring); LaunchError listing why `plan_file` cannot run, as hexlaunch would."""
     problems = plan_problems(plan, options.connector)
     if problems:
-        raise LaunchError(listed("the plan cannot be launched:", problems))
+        raise LaunchError(listed(f"{plan_file}: the plan cannot be launched:", problems))
     rank0 = {launch.replica.id: launch for launch in build_launches(plan, options, _every_node(plan, POD_IP))}
     docs: list[dict[str, Any]] = []
     urls = {}

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from launcher.errors import LaunchError
 from planner.plans.schema import Plan
+from planner.scheduler.launchability import route_roles_problem
 from planner.sim.routing import PlannedRouting, RouteWeight, RoutingPolicy
 from planner.yamlio import format_validation_error, write_atomic
 
@@ -104,9 +105,8 @@ class RouterConfig(RouterSettings):
         if len(roles) != len(self.backends):
             raise ValueError("backends: two backends share an id")
         for i, route in enumerate(self.routes):
-            pair = (roles.get(route.source), roles.get(route.target))
-            if pair != ("prefill", "decode"):
-                raise ValueError(f"routes[{i}]: {route.source} → {route.target} is not a prefill → decode pair")
+            if (problem := route_roles_problem(roles.get(route.source), roles.get(route.target))) is not None:
+                raise ValueError(f"routes[{i}]: {route.source} → {route.target} {problem.rstrip('.')}")
         for name in self.colocated_weights:
             if roles.get(name) != "colocated":
                 raise ValueError(f"colocated_weights: {name} is not a colocated backend")

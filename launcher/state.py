@@ -137,7 +137,7 @@ def load(state_dir: Path) -> DeploymentState:
     )
     try:
         data = json.loads(read_text(path, what="deployment state"))
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise LaunchError(f"{path}: the deployment state is damaged (not JSON: {exc}).", hint=damaged) from None
     try:
         return DeploymentState.model_validate(data)

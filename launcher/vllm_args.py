@@ -199,6 +199,8 @@ def plan_problems(plan: Plan, connector: Connector, model: launchability.ModelSh
         if source is None or target is None:
             missing = route.source if source is None else route.target
             problems.append(f"route {route.source} → {route.target}: no replica {missing} in the plan.")
+        elif (problem := launchability.route_roles_problem(source.role, target.role)) is not None:
+            problems.append(f"route {route.source} → {route.target} {problem}")
         elif (problem := launchability.route_problem(source.tp, target.tp, connector, kv_heads)) is not None:
             problems.append(f"route {route.source} → {route.target}: {problem}")
     if (twice := launchability.shared_gpus(r.gpus for r in plan.replicas)) is not None:

@@ -7,6 +7,15 @@ Bugs are *not* wrapped: they keep their traceback.
 from __future__ import annotations
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """A value as a message quotes it: repr, cut after `limit` characters with the full length said, so a
+    200,000-character field does not become a 200,000-character message."""
+    if isinstance(value, str) and len(value) > limit:
+        return f"{value[:limit]!r}… ({len(value):,} characters)"
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
 class PlannerError(Exception):
     """Base of every expected planner failure (bad input, infeasible problem)."""
 

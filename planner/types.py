@@ -24,9 +24,10 @@ GpuId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[
 
 
 class Strict(BaseModel):
-    """Base of every file schema: unknown keys are errors (a typo must fail loudly), records are frozen."""
+    """Base of every file schema: unknown keys are errors (a typo must fail loudly), records are frozen, and
+    defaults go through the same validation as a user's values (latency "10us" is parsed, never kept raw)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, validate_default=True)
 
 
 def replica_id(role: str, gpus: list[str] | tuple[str, ...]) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from planner.errors import UnitError
+from planner.errors import UnitError, shown
 
 _DIGITS = r"[0-9]+(?:\.[0-9]*)?(?:[eE][-+]?[0-9]+)?"
 _NUMBER = rf"(?P<num>[-+]?{_DIGITS})"  # a sign is read so "-5GB" gets a clear message
@@ -34,17 +34,17 @@ def _parse(text: object, table: dict[str, float], what: str, example: str) -> fl
     if isinstance(text, bool):
         raise UnitError(f"expected a {what} such as {example!r}, got {text!r}")
     if isinstance(text, int | float):
-        raise UnitError(f"{text!r} has no unit; write a {what} such as {example!r}")
+        raise UnitError(f"{shown(text)} has no unit; write a {what} such as {example!r}")
     if not isinstance(text, str):
         raise UnitError(f"expected a {what} string such as {example!r}, got {type(text).__name__}")
     match = _QUANTITY.match(text.replace("µ", "u").replace("μ", "u"))  # micro sign or Greek mu
     unit = match.group("unit") if match else None
     if match is None or unit not in table:
         known = ", ".join(sorted(table, key=lambda u: (len(u), u))[:12])
-        raise UnitError(f"cannot read {text!r} as a {what} (write e.g. {example!r}; units: {known}, …)")
+        raise UnitError(f"cannot read {shown(text)} as a {what} (write e.g. {example!r}; units: {known}, …)")
     value = float(match.group("num")) * table[unit]
     if not value > 0 or not math.isfinite(value):
-        raise UnitError(f"{text!r}: a {what} must be positive and finite")
+        raise UnitError(f"{shown(text)}: a {what} must be positive and finite")
     return value
 
 
@@ -74,10 +74,10 @@ _PRICE = re.compile(rf"^\s*\$\s*{_NUMBER}\s*/\s*(?P<per>h|hr|hour)\s*$")
 def parse_price(text: object) -> float:
     """'$2.1/h' → 2.1 US dollars per hour. Zero is allowed (owned hardware)."""
     if not isinstance(text, str) or (match := _PRICE.match(text)) is None:
-        raise UnitError(f"cannot read {text!r} as a price; write dollars per hour such as '$2.1/h'")
+        raise UnitError(f"cannot read {shown(text)} as a price; write dollars per hour such as '$2.1/h'")
     value = float(match.group("num"))
     if value < 0 or not math.isfinite(value):
-        raise UnitError(f"{text!r}: a price must be zero or positive and finite")
+        raise UnitError(f"{shown(text)}: a price must be zero or positive and finite")
     return value
 
 

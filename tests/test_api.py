@@ -22,7 +22,7 @@ from planner.sim.sweeps import default_rate  # noqa: F401  (the module the API w
 @pytest.fixture(scope="module")
 def tiny() -> tuple[Plan, Cluster]:
     cluster = planner.load_cluster(EXAMPLES / "tiny.yaml")
-    return planner.solve(cluster, seed=0, time_limit=60, verify=False), cluster
+    return planner.solve(cluster, seed=0, time_limit=60, verify=False, roles="disaggregated"), cluster
 
 
 def test_load_catalog_reads_extra_profile_directories(tmp_path: Path) -> None:

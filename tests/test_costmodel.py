@@ -29,7 +29,7 @@ from planner.costs.replica import (
 )
 from planner.errors import InfeasibleError
 from planner.inputs.catalog import load_catalog
-from planner.inputs.problem import Cluster, Node, NodeLink
+from planner.inputs.problem import Cluster, Network, Node, NodeLink
 from planner.inputs.workload import Lengths, Workload
 from planner.scheduler.layouts import split_layers
 
@@ -57,7 +57,7 @@ def make_cluster(gpu_key: str, model_key: str, *, huge: bool = False, prompt: fl
         objective="throughput",
         memory_utilization=0.9,
         nodes=nodes,
-        links={("n0", "n1"): NETWORK},
+        network=Network(overrides={("n0", "n1"): NETWORK}),
     )
 
 
@@ -205,7 +205,7 @@ def test_ring_allreduce_of_uncalibrated_links():
 
 
 def test_hop_without_a_link_is_infinite():
-    cluster = dataclasses.replace(make_cluster("L40", "llama-3.1-8b"), links={})
+    cluster = dataclasses.replace(make_cluster("L40", "llama-3.1-8b"), network=Network())
     a, b = Stage(("n0/0",), 0, 16), Stage(("n1/0",), 16, 32)
     assert hop_time(cluster, a, b, 100) == math.inf
 

@@ -37,7 +37,7 @@ def hetero(tmp_path_factory, catalog):
     from planner.cli import main  # noqa: F401  (the CLI is what users run; solve through the API here)
 
     cluster = load_cluster(EXAMPLES / "paper-hetero-1.yaml", catalog)
-    write_plan(planner.solve(cluster, time_limit=30), plan_file)
+    write_plan(planner.solve(cluster, time_limit=30, roles="disaggregated"), plan_file)  # HexGen-2 roles
     return read_plan(plan_file), cluster, plan_file
 
 
@@ -112,7 +112,7 @@ def test_kv_bound_plan_marks_the_saturated_route_and_computes_link_load(kv_bound
     assert plan.summary.bottleneck == "kv_transfer"
     (route,) = plan.routes
     loads = kv_loads(plan, cluster)
-    link = cluster.links[("a100-0", "l40-0")].bandwidth
+    link = cluster.link("a100-0", "l40-0").bandwidth
     # independent oracle: the plan's own KV traffic figure over the 1 Gbit/s link
     assert loads.routes[0].utilisation == pytest.approx(route.kv_gbps * 1e9 / 8 / link, rel=1e-6)
     assert loads.routes[0].utilisation == pytest.approx(1.0, rel=1e-6)

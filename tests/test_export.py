@@ -36,7 +36,9 @@ ESTIMATE_FLAGS = {
 
 def solved(run_cli, folder: Path, cluster: Path) -> Path:
     plan = folder / f"{cluster.stem}.plan.yaml"
-    result = run_cli("solve", cluster, "-o", plan, "-q", "--time-limit", "30")
+    # HexGen-2's roles (prefill/decode replicas): what these export tests exercise
+    args = ("-o", plan, "-q", "--time-limit", "30", "--no-verify", "--roles", "disaggregated")
+    result = run_cli("solve", cluster, *args)
     assert result.exit_code == 0, result.output
     return plan
 
@@ -217,7 +219,7 @@ def test_a_plan_the_launcher_refuses_is_not_exported(plans, run_cli, tmp_path) -
     data["routes"] = []  # no traffic: hexlaunch refuses this plan
     bad = _write(tmp_path / "bad.yaml", data)
     result = run_cli("export", bad, "--to", "k8s", "-o", tmp_path / "k8s.yaml")
-    assert result.exit_code == 2 and "the plan cannot be launched" in result.stderr
+    assert result.exit_code == 2 and f"{bad}: the plan cannot be launched" in result.stderr
     assert not (tmp_path / "k8s.yaml").exists()
 
 
@@ -263,9 +265,9 @@ def test_vllm_bench_runs_at_the_promised_rate_and_replays_the_trace(plans, run_c
     runs = [shlex.split(line) for line in out.read_text().splitlines() if line.startswith("vllm bench serve")]
     assert len(runs) == 3
     values = [{a[i]: a[i + 1] for i in range(3, len(a) - 1)} for a in runs]
-    assert [float(v["--request-rate"]) for v in values[:2]] == pytest.approx(
-        [plan.summary.throughput_rps, 0.8 * plan.summary.throughput_rps], rel=1e-5
-    )
+    promised = plan.summary.goodput_rps  # trace-conv has an SLO: the promise is its goodput
+    assert [float(v["--request-rate"]) for v in values[:2]] == pytest.approx([promised, 0.8 * promised], rel=1e-5)
+    assert runs[0][runs[0].index("--goodput") + 1 : runs[0].index("--goodput") + 3] == ["ttft:2000", "tpot:100"]
     assert all(v["--base-url"] == "http://r:8000" and "--save-result" in a for v, a in zip(values, runs, strict=True))
     trace = tmp_path / "bench.timed_trace.jsonl"
     assert values[2]["--dataset-name"] == "timed_trace" and values[2]["--dataset-path"] == trace.name
@@ -276,7 +278,7 @@ def test_vllm_bench_runs_at_the_promised_rate_and_replays_the_trace(plans, run_c
     ids = [i for e in entries for i in e["hash_ids"]]
     assert len(ids) == len(set(ids)) and all(len(e["hash_ids"]) == math.ceil(e["input_length"] / 512) for e in entries)
     replayed_span = entries[-1]["timestamp"] * float(values[2]["--timed-trace-sec-multiplier"])
-    assert len(entries) / replayed_span == pytest.approx(plan.summary.throughput_rps, rel=1e-3)
+    assert len(entries) / replayed_span == pytest.approx(promised, rel=1e-3)
 
 
 def test_the_contract_script_reads_a_manifest_without_vllm() -> None:

@@ -195,6 +195,15 @@ def test_tp_sizes_must_divide_with_every_connector(plan: Plan) -> None:
         ]
 
 
+def test_a_route_into_a_prefill_replica_is_a_problem(plan: Plan) -> None:
+    """Found by the fuzzer: a plan whose route ends at a prefill replica reached the router's config and its
+    pydantic error escaped `hexlaunch --dry-run`; the launch rule names the route instead."""
+    prefill = next(r for r in plan.replicas if r.role == "prefill")
+    loop = plan.routes[0].model_copy(update={"source": prefill.id, "target": prefill.id})
+    problems = plan_problems(plan.model_copy(update={"routes": [*plan.routes, loop]}), "nixl")
+    assert f"route {prefill.id} → {prefill.id} is not a prefill → decode pair." in problems
+
+
 def test_a_plan_that_routes_no_traffic_is_refused(plan: Plan, three, hand_replica, hand_plan) -> None:
     """RoutingPolicy needs a positive route or colocated replica; plan_problems says so before the router would fail."""
     idle = [r.model_copy(update={"rate_rps": 0.0}) for r in plan.routes]

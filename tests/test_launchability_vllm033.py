@@ -85,8 +85,9 @@ def test_a_sliding_window_model_gets_no_pipeline_when_kv_moves(mistral, tiny_clu
     assert mistral.model.kv_layout == "sliding_window" and tiny_cluster.model.kv_layout == "full"
     gpus = ["a100-0/0", "l40-0/0"]  # two nodes: only a pipeline can span them
     assert candidate_layouts(mistral, gpus, "prefill", launchable=True) == []
-    assert [lay.pp for lay in candidate_layouts(mistral, gpus, "prefill", launchable=False)] == [2]
-    assert [lay.pp for lay in candidate_layouts(tiny_cluster, gpus, "prefill", launchable=True)] == [2]
+    # PP 2 in both node orders (the search tries every order of a group's nodes, issue 13)
+    assert [lay.pp for lay in candidate_layouts(mistral, gpus, "prefill", launchable=False)] == [2, 2]
+    assert [lay.pp for lay in candidate_layouts(tiny_cluster, gpus, "prefill", launchable=True)] == [2, 2]
     problems = rules.layout_problems(
         [(["a100-0/0"], (0, 16)), (["l40-0/0"], (16, 32))], role="prefill", connector="nixl", model=mistral.model
     )

@@ -32,21 +32,21 @@ LLAMA_CONFIG = {
 
 def test_a_nested_section_of_the_wrong_type_names_no_internal_class(run_cli, write_yaml) -> None:
     """pydantic says "a valid dictionary or instance of WorkloadSpec"; users never wrote a WorkloadSpec."""
-    text = (
-        (EXAMPLES / "tiny.yaml")
-        .read_text()
-        .replace("workload: {prompt_tokens: 1024, output_tokens: 256}", "workload: 3")
-        .replace("slo: {ttft: 2s, tpot: 100ms}", "slo: [2s]")
-    )
-    result = run_cli("validate", write_yaml(text))
-    assert result.exit_code == 2
-    assert "workload: Input should be a valid dictionary (got 3)" in result.stderr
-    assert "slo: Input should be a valid dictionary" in result.stderr
-    assert "Spec" not in result.stderr and "instance of" not in result.stderr
+    tiny = (EXAMPLES / "tiny.yaml").read_text()
+    workload = "workload: {prompt_tokens: 1024, output_tokens: 256, slo: {ttft: 2s, tpot: 100ms}}"
+    assert workload in tiny
+    for replacement, message in (
+        ("workload: 3", "workload: Input should be a valid dictionary (got 3)"),
+        (workload.replace("{ttft: 2s, tpot: 100ms}", "[2s]"), "workload.slo: Input should be a valid dictionary"),
+    ):
+        result = run_cli("validate", write_yaml(tiny.replace(workload, replacement)))
+        assert result.exit_code == 2
+        assert message in result.stderr
+        assert "Spec" not in result.stderr and "instance of" not in result.stderr
 
 
 def test_solve_says_what_it_tried_in_words(run_cli, tmp_path) -> None:
-    first = run_cli("solve", EXAMPLES / "tiny.yaml", "-o", tmp_path / "a.yaml", "--time-limit", "20")
+    first = run_cli("solve", EXAMPLES / "tiny.yaml", "-o", tmp_path / "a.yaml", "--time-limit", "20", "--no-verify")
     assert first.exit_code == 0, first.output
     line = next(line for line in first.stdout.splitlines() if line.startswith("solved in"))
     assert re.search(r"replica counts tried: \d+(, \d+)*\)$", line), line

@@ -155,8 +155,9 @@ def _prefill_bench(cluster, prefill_gpus, decode_groups, prompt: Lengths):
     ids=["70b-short-prompts", "8b-short-prompts", "70b-4-stage-pipeline"],
 )
 def test_prefill_ttft_bound_holds_against_the_simulator(catalog, example, prefill, decodes, prompt):
-    """Over loads 20–90 % of capacity the analytic 95th-percentile TTFT (+ KV reserve) is at least the
-    simulated one (within 10 % sampling noise) and at most 2.5× it: conservative, not useless."""
+    """Over loads 20–80 % of capacity (the most a prefill replica is planned at: slo.PREFILL_MAX_LOAD) the
+    analytic 95th-percentile TTFT (+ KV reserve) is at least the simulated one (within 10 % sampling noise)
+    and at most 2.5× it: conservative, not useless."""
 
     def gpus(spec: str) -> list[str]:
         node, _, span = spec.partition("/")
@@ -167,7 +168,7 @@ def test_prefill_ttft_bound_holds_against_the_simulator(catalog, example, prefil
     cluster, layout, plan = _prefill_bench(base, gpus(prefill), [gpus(d) for d in decodes], prompt)
     engine = next(r.engine for r in plan.replicas if r.role == "prefill")
     perf = prefill_perf(cluster, layout, engine.max_num_batched_tokens)  # the batches the simulator forms
-    for load in (0.2, 0.5, 0.7, 0.9):
+    for load in (0.2, 0.5, 0.65, 0.8):
         rate = load * perf.capacity_rps
         run = simulate_rate(plan, cluster, rate, duration=400.0, seed=3)
         ttft = np.array([r.first_token - r.arrival for r in run.requests if r.arrival >= 100.0 and r.first_token >= 0])

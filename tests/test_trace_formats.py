@@ -89,7 +89,8 @@ def test_a_cluster_file_may_name_a_mooncake_trace(tmp_path: Path, catalog) -> No
 
 def test_simulate_replays_either_format(run_cli, tmp_path: Path) -> None:
     plan = tmp_path / "plan.yaml"
-    assert run_cli("solve", EXAMPLES / "tiny.yaml", "-o", plan, "-q", "--time-limit", "20").exit_code == 0
+    solved = run_cli("solve", EXAMPLES / "tiny.yaml", "-o", plan, "-q", "--time-limit", "20", "--no-verify")
+    assert solved.exit_code == 0
     runs = [run_cli("simulate", plan, "--trace", trace, "--json") for trace in (AZURE_2024, MOONCAKE)]
     assert [r.exit_code for r in runs] == [0, 0], [r.output for r in runs]
     arrived = [yaml.safe_load(r.stdout)["arrived"] for r in runs]

@@ -10,7 +10,7 @@ import sys
 
 from rich.markup import escape
 
-from planner.cli.app import app, console_err
+from planner.cli.app import app, console_err, flush_notes
 from planner.errors import PlannerError
 
 # Importing the command modules registers their commands on `app`.
@@ -18,8 +18,14 @@ from planner.cli import costs, diff, draw, export, inputs, plans, provision, sim
 
 
 def main() -> None:
+    """Run the command; its notes (planner.cli.app.note) follow its output, unless it failed."""
     try:
         app()
     except PlannerError as exc:
+        flush_notes(show=False)
         console_err.print(f"[bold red]error:[/] {escape(exc.render())}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+    except SystemExit:
+        flush_notes(show=True)  # typer ends every command (0, or check's 1 for stale) with SystemExit
+        raise
+    flush_notes(show=True)

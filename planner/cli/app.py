@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,7 @@ from planner.plans.checks import evaluate
 from planner.plans.schema import Plan, read_plan
 from planner.plans.slo import SloOverride, resolve_slo, slo_line, with_slo
 from planner.units import parse_time
+from planner.yamlio import exists
 
 app = typer.Typer(
     name="hexplan",
@@ -45,6 +47,22 @@ def _options(
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 console_err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 140)
+_notes: list[str] = []
+
+
+def note(text: str) -> None:
+    """A line for stderr once the command has done its work (e.g. which SLO it used): printed by
+    `planner.cli.main` after the command, dropped when it fails, so an error stays one paragraph."""
+    _notes.append(text)
+
+
+def flush_notes(show: bool) -> None:
+    """Print the command's notes (`show`) or drop them; either way none are left for the next command."""
+    if show:
+        for text in _notes:
+            console_err.print(text, soft_wrap=True, markup=False)
+    _notes.clear()
+
 
 ProfilesOption = Annotated[
     list[Path] | None,
@@ -64,6 +82,12 @@ SloAttainmentOption = Annotated[
 ]
 SloTtftOption = Annotated[str | None, typer.Option("--slo-ttft", help="TTFT SLO, e.g. 1s (default: the plan's)")]
 SloTpotOption = Annotated[str | None, typer.Option("--slo-tpot", help="TPOT SLO, e.g. 100ms (default: the plan's)")]
+MaxRequestsOption = Annotated[
+    int,
+    typer.Option(
+        "--max-requests", min=1, help="refuse a run that would simulate more requests than this (memory and time)"
+    ),
+]
 ClusterOption = Annotated[
     Path | None, typer.Option("--cluster", "-c", help="cluster file (default: the one the plan records)")
 ]
@@ -85,9 +109,26 @@ def resolve_plan_cluster(plan_file: Path, recorded: str, given: Path | None) -> 
     if given is not None:
         return given
     recorded_path = Path(recorded)
-    if recorded_path.is_absolute() or recorded_path.exists():
+    if recorded_path.is_absolute() or exists(recorded_path):
         return recorded_path
     return plan_file.parent / recorded_path
+
+
+def load_plan_cluster(
+    plan_file: Path,
+    recorded: str,
+    given: Path | None,
+    profiles: list[Path] | None,
+    calibrations: list[Path] | None = None,
+) -> Cluster:
+    """The cluster a plan is evaluated on; when the plan names it (no --cluster), errors name the plan too."""
+    cluster_file = resolve_plan_cluster(plan_file, recorded, given)
+    try:
+        return load(cluster_file, profiles, calibrations)
+    except InputError as exc:
+        if given is not None:
+            raise
+        raise InputError(f"{plan_file}: cluster.file {recorded!r:.200}: {exc.message}", hint=exc.hint) from None
 
 
 def evaluate_plan_file(
@@ -104,14 +145,14 @@ def evaluate_plan_file(
     cannot run on the cluster raises PlanError naming both files."""
     recorded = read_plan(plan_file)
     cluster_file = resolve_plan_cluster(plan_file, recorded.cluster.file, given)
-    cluster = load(cluster_file, profiles, calibrations)
+    cluster = load_plan_cluster(plan_file, recorded.cluster.file, given, profiles, calibrations)
     used, source = resolve_slo(recorded, cluster, slo, plan_name=str(plan_file))
     cluster = with_slo(cluster, used)
     try:
         honest = evaluate(recorded, cluster)
     except PlanError as exc:  # the message names the replica and field inside the plan
         raise PlanError(f"{plan_file} cannot run on {cluster_file}: {exc.message}", hint=exc.hint) from None
-    console_err.print(f"{plan_file}: {slo_line(used, source)}", soft_wrap=True, markup=False)
+    note(f"{plan_file}: {slo_line(used, source)}")
     return recorded, honest, cluster, cluster_file
 
 
@@ -120,6 +161,12 @@ def slo_override(ttft: str | None, tpot: str | None, attainment: float | None) -
     if attainment is not None and not 0.0 < attainment <= 1.0:
         raise InputError(f"option --slo-attainment: expected a share in (0, 1], e.g. 0.9, got {attainment}.")
     return SloOverride(parse_duration_option("--slo-ttft", ttft), parse_duration_option("--slo-tpot", tpot), attainment)
+
+
+def check_positive(value: float | None, option: str) -> None:
+    """A numeric option must be finite and > 0 (typer's range checks let nan and inf through)."""
+    if value is not None and not (value > 0 and math.isfinite(value)):
+        raise InputError(f"{option}: expected a positive number, got {value}.")
 
 
 def parse_duration_option(option: str, value: str | None) -> float | None:

@@ -26,7 +26,8 @@ from planner.cli.app import (
     console,
     console_err,
     evaluate_plan_file,
-    load,
+    load_plan_cluster,
+    note,
     resolve_plan_cluster,
     slo_override,
 )
@@ -178,8 +179,8 @@ def render_table(report: Report) -> None:
         console.print(routes)
     if diff.empty:
         console.print("[green]no differences[/]")
-    for note in report.notes:
-        console.print(f"[yellow]note[/]: {note}", soft_wrap=True)
+    for text in report.notes:
+        console.print(f"[yellow]note[/]: {text}", soft_wrap=True)
     for g in report.gates:
         console.print(f"[{'green' if g.passed else 'bold red'}]{gate_line(g)}[/]", soft_wrap=True)
 
@@ -351,14 +352,14 @@ def check(
     """
     plan = read_plan(plan_file)
     path = resolve_plan_cluster(plan_file, plan.cluster.file, cluster)
-    loaded = load(path, profiles, calibration)
+    loaded = load_plan_cluster(plan_file, plan.cluster.file, cluster, profiles, calibration)
     slo, source = resolve_slo(plan, loaded, slo_override(ttft, tpot, attainment), plan_name=str(plan_file))
     loaded = with_slo(loaded, slo)
     try:
         honest, diff = check_plan(plan, loaded)
     except PlanError as exc:
         raise PlanError(f"{plan_file} is not valid for {path}: {exc.message}", hint=exc.hint) from None
-    console_err.print(f"{plan_file}: {slo_line(slo, source)}", soft_wrap=True, markup=False)
+    note(f"{plan_file}: {slo_line(slo, source)}")
     ev = Evaluated(plan_file, path, plan, honest, loaded)
     calibrations = calibration_changes(plan, honest)
     fresh = diff.empty and not calibrations

@@ -90,7 +90,7 @@ def k8s_manifests(plan: Plan, plan_file: Path, settings: dict[str, str | None]) 
         f"kubectl create secret generic {engine_secret_name(k8s.name)} --from-literal=key=$(openssl rand -hex 32)\n"
         f"README: 'Export: Kubernetes'."
     )
-    text = to_yaml(manifests(plan, options, k8s), header)
+    text = to_yaml(manifests(plan, options, k8s, plan_file), header)
     problems = check_manifests(text)
     if problems:  # a bug in the builder, not bad input: keep the traceback
         raise AssertionError("the k8s manifests do not validate:\n" + "\n".join(problems))

@@ -14,14 +14,16 @@ from planner.cli.app import (
     CalibrationOption,
     ClusterArgument,
     ClusterOption,
+    MaxRequestsOption,
     PlanArgument,
     ProfilesOption,
     SloAttainmentOption,
     app,
+    check_positive,
     console,
-    console_err,
     evaluate_plan_file,
     load,
+    note,
     slo_override,
 )
 from planner.cli.render import metric_table
@@ -32,7 +34,7 @@ from planner.plans.schema import Plan
 from planner.plans.slo import resolve_slo, slo_line, with_slo
 from planner.reference.baselines import baseline
 from planner.reference.compare import compare_plans, plan_all
-from planner.sim.arrivals import replay
+from planner.sim.arrivals import MAX_REQUESTS, replay
 from planner.sim.metrics import SimResult
 from planner.sim.sweeps import (
     DEFAULT_DURATION_S,
@@ -51,12 +53,12 @@ TpotOption = Annotated[
 
 
 def _sweep(
-    plan_file: Path, plan: Plan, cluster: Cluster, seconds: float, seed: int
+    plan_file: Path, plan: Plan, cluster: Cluster, seconds: float, seed: int, max_requests: int
 ) -> tuple[dict[str, object], str, SimResult | None]:
     """`simulate --sweep`: the simulated goodput beside the plan's promise."""
     if cluster.slo is None:
-        raise InputError(f"--sweep: {NO_SLO}")
-    best, result = goodput(plan, cluster, duration=seconds, seed=seed)
+        raise InputError(f"{plan_file}: --sweep: {NO_SLO}")
+    best, result = goodput(plan, cluster, duration=seconds, seed=seed, max_requests=max_requests)
     payload: dict[str, object] = {"goodput_rps": best, "at_goodput": result.to_json() if result else None}
     promised = plan.summary.goodput_rps
     title = (
@@ -65,11 +67,6 @@ def _sweep(
         + f", max-flow {plan.summary.throughput_rps:.3f}"
     )
     return payload, title, result
-
-
-def _positive(value: float | None, option: str) -> None:
-    if value is not None and not (value > 0 and math.isfinite(value)):
-        raise InputError(f"{option}: expected a positive number, got {value}.")
 
 
 def _ms(values: dict[str, float]) -> str:
@@ -100,6 +97,17 @@ def result_table(result: SimResult, title: str) -> Table:
     return metric_table(title, rows)
 
 
+def _check_sources(rate: float | None, trace: Path | None, duration: float | None, speedup: float, sweep: bool) -> None:
+    """Option errors before any file is read: finite positive numbers, one request source."""
+    for value, option in ((rate, "--rate"), (duration, "--duration"), (speedup, "--speedup")):
+        check_positive(value, option)
+    if rate is not None and trace is not None:
+        raise InputError("--rate and --trace: give one request source, not both.")
+    if sweep and (trace is not None or rate is not None):
+        given = "--trace" if trace is not None else "--rate"
+        raise InputError(f"--sweep bisects a Poisson rate itself; it cannot be combined with {given}.")
+
+
 @app.command("simulate")
 def simulate_command(
     plan_file: PlanArgument,
@@ -116,27 +124,30 @@ def simulate_command(
     sweep: Annotated[
         bool, typer.Option("--sweep", help="goodput: bisect the highest rate meeting the SLO's attainment")
     ] = False,
+    max_requests: MaxRequestsOption = MAX_REQUESTS,
     profiles: ProfilesOption = None,
     calibration: CalibrationOption = None,
 ) -> None:
     """Simulate a plan serving Poisson or trace-replayed requests; print latency, throughput and utilisation."""
-    for value, option in (
-        (rate, "--rate"),
-        (duration, "--duration"),
-        (speedup, "--speedup"),
-    ):
-        _positive(value, option)
-    if rate is not None and trace is not None:
-        raise InputError("--rate and --trace: give one request source, not both.")
-    if sweep and trace is not None:
-        raise InputError("--sweep bisects a Poisson rate; it cannot be combined with --trace.")
+    _check_sources(rate, trace, duration, speedup, sweep)
     override = slo_override(ttft, tpot, attainment)
-    _, plan, the_cluster, _ = evaluate_plan_file(plan_file, cluster, profiles, calibration, override)
+    _, plan, the_cluster, cluster_file = evaluate_plan_file(plan_file, cluster, profiles, calibration, override)
+    if plan.summary.throughput_rps <= 0:
+        raise InputError(
+            f"{plan_file}: the plan routes no traffic on {cluster_file} (throughput 0): there is nothing to simulate.",
+            hint="re-solve the cluster or check the plan's replicas and routes",
+        )
     if sweep:
-        payload, title, result = _sweep(plan_file, plan, the_cluster, duration or DEFAULT_DURATION_S, seed)
+        payload, title, result = _sweep(
+            plan_file, plan, the_cluster, duration or DEFAULT_DURATION_S, seed, max_requests
+        )
     else:
         if trace is not None:
-            arrivals = replay(read_trace(trace), speedup, duration)
+            try:
+                arrivals = replay(read_trace(trace), speedup, duration, max_requests=max_requests)
+            except InputError as exc:  # --speedup or --max-requests against this trace: name it
+                message = exc.message if str(trace) in exc.message else f"{trace}: {exc.message}"
+                raise InputError(message, hint=exc.hint) from None
             if len(arrivals) == 0:
                 raise InputError(f"{trace}: no request arrives within --duration {duration} s.")
             result = simulate_replay(plan, the_cluster, arrivals, seed=seed)
@@ -144,7 +155,7 @@ def simulate_command(
         else:
             seconds = duration or DEFAULT_DURATION_S
             offered = rate or default_rate(plan)
-            result = simulate_rate(plan, the_cluster, offered, duration=seconds, seed=seed)
+            result = simulate_rate(plan, the_cluster, offered, duration=seconds, seed=seed, max_requests=max_requests)
             source = f"Poisson {offered:.3f} req/s for {seconds:g} s, seed {seed}"
         payload = result.to_json()
         title = f"{plan_file}: {source} (max-flow {plan.summary.throughput_rps:.3f} req/s)"
@@ -169,6 +180,7 @@ def compare_command(
     tpot: TpotOption = None,
     attainment: SloAttainmentOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    max_requests: MaxRequestsOption = MAX_REQUESTS,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="also write a PNG of goodput and $ per 1M output tokens (matplotlib)")
     ] = None,
@@ -176,8 +188,8 @@ def compare_command(
     calibration: CalibrationOption = None,
 ) -> None:
     """Plan the cluster with hexgen2 and baseline planners; simulate each and rank them by goodput."""
-    _positive(time_limit, "--time-limit")
-    _positive(duration, "--duration")
+    check_positive(time_limit, "--time-limit")
+    check_positive(duration, "--duration")
     names = [n.strip() for n in baselines.split(",") if n.strip()]
     for name in names:
         baseline(name)  # fail fast on a typo, before any planning
@@ -186,8 +198,9 @@ def compare_command(
         raise InputError(f"--plot {plot}: expected a file ending in .png.")
     slo, source = resolve_slo(None, cluster, slo_override(ttft, tpot, attainment))
     cluster = with_slo(cluster, slo)
-    console_err.print(slo_line(slo, source), soft_wrap=True, markup=False)
-    rows = compare_plans(cluster, plan_all(cluster, names, seed, time_limit), duration=duration, seed=seed)
+    note(slo_line(slo, source))
+    plans = plan_all(cluster, names, seed, time_limit)
+    rows = compare_plans(cluster, plans, duration=duration, seed=seed, max_requests=max_requests)
     if plot is not None:
         from planner.outputs.plots import compare_plot
 

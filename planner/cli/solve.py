@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from enum import StrEnum
 from pathlib import Path
@@ -18,9 +19,11 @@ from planner.cli.app import (
     ProfilesOption,
     SloAttainmentOption,
     app,
+    check_positive,
     console,
     console_err,
     load,
+    note,
     parse_duration_option,
     slo_override,
 )
@@ -31,6 +34,7 @@ from planner.plans.schema import Plan, plan_to_yaml, read_plan, write_plan
 from planner.plans.slo import resolve_slo, slo_line, with_slo
 from planner.reference.pareto import DEFAULT_TPOTS, DEFAULT_TTFTS, pareto_frontier
 from planner.reference.verify import VERIFY_MAX_GPUS
+from planner.yamlio import write_atomic
 
 
 class Objective(StrEnum):
@@ -97,6 +101,10 @@ def solve(
     pareto_ttft: Annotated[str, typer.Option("--pareto-ttft", help="TTFT SLOs of the sweep")] = DEFAULT_TTFTS,
     pareto_tpot: Annotated[str, typer.Option("--pareto-tpot", help="TPOT SLOs of the sweep")] = DEFAULT_TPOTS,
     as_json: Annotated[bool, typer.Option("--json", help="with --pareto: print the points as JSON")] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="with --pareto: also write a PNG of the frontier (matplotlib: the `plot` extra)"),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar or tables")] = False,
     profiles: ProfilesOption = None,
     calibration: CalibrationOption = None,
@@ -105,6 +113,10 @@ def solve(
 
     Long because Typer declares every option in the signature; the body only resolves the SLO and hands
     over to --pareto or to solving."""
+    check_positive(time_limit, "--time-limit")
+    if not math.isfinite(max_loss):
+        raise InputError(f"--max-loss: expected a percentage from 0 to 100, got {max_loss}.")
+    _check_plot(plot, pareto)
     cluster = load(cluster_file, profiles, calibration)
     slo, source = resolve_slo(None, cluster, slo_override(slo_ttft, slo_tpot, slo_attainment))
     cluster = with_slo(cluster, slo)
@@ -112,7 +124,7 @@ def solve(
         console_err.print("note: --colocated is deprecated; it means --roles mixed, the default now.")
         roles = RolesChoice.mixed
     if pareto:
-        _pareto(cluster, slo, pareto_ttft, pareto_tpot, as_json, seed, time_limit, roles, verify)
+        _pareto(cluster, slo, pareto_ttft, pareto_tpot, as_json, seed, time_limit, roles, verify, plot)
         return
     if max_moved_gpus is not None and baseline is None:
         raise InputError("option --max-moved-gpus needs --baseline (the plan whose GPUs should stay put).")
@@ -122,7 +134,7 @@ def solve(
     options |= {"max_moved_gpus": max_moved_gpus, "max_loss": max_loss / 100}
     _solve_and_write(cluster, cluster_file, output, quiet, options, baseline)
     if not quiet:
-        console_err.print(slo_line(slo, source), soft_wrap=True, markup=False)
+        note(slo_line(slo, source))
 
 
 def _solve_and_write(
@@ -188,8 +200,10 @@ def _pareto(
     time_limit: float,
     roles: RolesChoice,
     verify: bool | None,
+    plot: Path | None,
 ) -> None:
-    """`solve --pareto`: the logic is planner.reference.pareto; this parses the grid and renders."""
+    """`solve --pareto`: the logic is planner.reference.pareto; this parses the grid and renders (and with
+    `plot`, draws: planner.outputs.plots.pareto_plot)."""
     grid_ttft = [parse_duration_option("--pareto-ttft", t.strip()) for t in ttfts.split(",") if t.strip()]
     grid_tpot = [parse_duration_option("--pareto-tpot", t.strip()) for t in tpots.split(",") if t.strip()]
     attainment = slo.attainment if slo is not None else 0.9
@@ -203,12 +217,30 @@ def _pareto(
         roles=roles.value,
         verify=verify,
     )
+    title = f"{cluster.source}: goodput over TTFT × TPOT SLOs (attainment {attainment:.0%})"
+    if plot is not None:
+        from planner.outputs.plots import ParetoPoint, pareto_plot
+
+        write_atomic(plot, pareto_plot([ParetoPoint.model_validate(p.to_json()) for p in points], title))
+        console_err.print(f"wrote {plot}", markup=False)
     if as_json:
         print(json.dumps([p.to_json() for p in points], sort_keys=True, indent=2, ensure_ascii=False))
         return
-    console.print(
-        pareto_table(points, f"{cluster.source}: goodput over TTFT × TPOT SLOs (attainment {attainment:.0%})")
-    )
+    console.print(pareto_table(points, title))
+
+
+def _check_plot(plot: Path | None, pareto: bool) -> None:
+    """--plot draws the --pareto frontier as a PNG: checked before any solving, matplotlib included (the
+    optional `plot` extra; without it, an InputError naming the extra)."""
+    if plot is None:
+        return
+    if not pareto:
+        raise InputError(f"--plot {plot}: draws the Pareto frontier; give --pareto too (or use `hexplan draw`).")
+    if plot.suffix.lower() != ".png":
+        raise InputError(f"--plot {plot}: expected a file ending in .png.")
+    from planner.outputs.raster import pyplot
+
+    pyplot()
 
 
 def solver_facts(plan: Plan) -> str:

@@ -12,16 +12,17 @@ overheads), which decode(0) — a step with (next to) no tokens — is; the fuse
 max(prefill(c), decode(b)) ≤ mixed(b, c) ≤ prefill(c) + decode(b). Pipelines split both into pp
 micro-batches, as decode steps do.
 
-Steady state at λ requests/s (mean prompt p̄ tokens, D̄ decode tokens per request, Little's law): b̄ = λ·D̄·T̄
-sequences decode while c̄ = λ·p̄·T̄ prompt tokens are prefilled per step of mean length T̄. Saturated: the
-largest b with b + b·p̄/D̄ ≤ M (token budget) and b within KV memory and max_num_seqs; the rate is
-b / (D̄ · mixed(b, b·p̄/D̄)). Under a TPOT SLO every step — a full chunk included — must stay within it, so
-the token budget M is the largest with mixed(B, M − B) ≤ TPOT at the batch cap B (vLLM's advice: size
-max_num_batched_tokens for the inter-token latency). Under a TTFT SLO the prompt queue is an M/G/1 queue
-whose server prefills M − B tokens per full step: per-request service s = p̄·T_full / (M − B), a prompt
-alone takes ⌈p̄ / (M − B)⌉ full steps, TTFT_q = W_q + that; and a request holds one of B slots for its
-prefill and decode steps (Erlang C bounds waiting for a slot). Each (B, M) candidate is scored and the
-best kept.
+Operating points (Little's law): when x requests enter per step on average, b = x·D̄ sequences decode
+(D̄ decode tokens per request) and the prompts that arrived during one step are prefilled in the next: a
+chunk of N mean prompts, N ~ Poisson(x), cut at the room b leaves in the token budget M. The mean step is
+T̄(x) = E[mixed(b, chunk)] — the mean over N, since the step is convex in the chunk — and the rate x / T̄(x).
+Saturated: the largest x the batch cap B and the budget allow (x·(p̄ + D̄) ≤ M). Under a TPOT SLO every
+step must meet it, so M is the largest budget whose longest step — mixed(B, M − B) or mixed(0, M), the
+budget split either way — does (vLLM's advice: size max_num_batched_tokens for the inter-token latency).
+Under a TTFT SLO the prompt queue is an M/G/1 queue whose server prefills the room of each full step:
+per-request service s = p̄·T_full / room, a long prompt alone takes ⌈p_q / room⌉ full steps, and
+TTFT_q = W_q + that; a request holds one of B slots for its prefill and decode steps (Erlang C bounds the
+requests that wait for one). Batch caps B, B/2, B/4 are scored and the one with the most goodput kept.
 """
 
 from __future__ import annotations
@@ -111,11 +112,14 @@ class _Shape:
 
 def colocated_perf(cluster: Cluster, layout: Layout, slo: Slo | None) -> ColocatedPerf | None:
     """Capacity (and goodput within `slo`) of a colocated replica; None when it cannot hold the model and
-    one long request's KV, or cannot serve within the SLO at all."""
+    one long request's KV, when its pipeline crosses a link with no bandwidth (every step infinite), or
+    when it cannot serve within the SLO at all."""
     w = cluster.workload
     kv_tokens = kv_capacity_tokens(cluster, layout, DEFAULT_BATCHED_TOKENS)
     shape = _Shape.of(cluster)
     if kv_tokens < w.prompt.upper + w.output.upper:
+        return None
+    if not math.isfinite(shape.step(cluster, layout, 1.0, float(MIN_CHUNK))):
         return None
     budget = max(DEFAULT_BATCHED_TOKENS, math.ceil(w.prompt.upper))
     batch = max(1, min(MAX_NUM_SEQS, math.floor(DECODE_KV_HEADROOM * kv_tokens / (shape.prompt + shape.decode))))
@@ -177,19 +181,27 @@ def _step_curve(cluster: Cluster, layout: Layout, shape: _Shape, batch: int, bud
     return curve
 
 
+def _longest_step(cluster: Cluster, layout: Layout, shape: _Shape, batch: int, budget: int) -> float:
+    """The longest step an engine with this batch cap and token budget can take: the budget filled by
+    decodes and a chunk in any split. A step is near-linear in each, so the longest is at an end: every
+    slot decoding beside the rest as a chunk, or no decode and the whole budget as a chunk (prefill tokens
+    can cost more than decode tokens, e.g. on a compute-bound pipeline)."""
+    return max(shape.step(cluster, layout, batch, budget - batch), shape.step(cluster, layout, 0.0, float(budget)))
+
+
 def _token_budget(cluster: Cluster, layout: Layout, shape: _Shape, batch: int, tpot: float | None) -> int | None:
-    """The largest max_num_batched_tokens whose full step (batch decodes + the rest as a chunk) meets `tpot`."""
+    """The largest max_num_batched_tokens whose longest step (`_longest_step`) meets `tpot`."""
     high = max(DEFAULT_BATCHED_TOKENS, math.ceil(cluster.workload.prompt.upper))
     if tpot is None:
         return high
-    if shape.step(cluster, layout, batch, MIN_CHUNK) > tpot:
-        return None
     low = batch + MIN_CHUNK
-    if shape.step(cluster, layout, batch, high - batch) <= tpot:
+    if _longest_step(cluster, layout, shape, batch, low) > tpot:
+        return None
+    if _longest_step(cluster, layout, shape, batch, high) <= tpot:
         return high
     while high - low > 1:
         mid = (low + high) // 2
-        if shape.step(cluster, layout, batch, mid - batch) <= tpot:
+        if _longest_step(cluster, layout, shape, batch, mid) <= tpot:
             low = mid
         else:
             high = mid
@@ -203,7 +215,7 @@ def _within_slo(
     budget = _token_budget(cluster, layout, shape, batch, slo.tpot)
     if budget is None:
         return None
-    full = shape.step(cluster, layout, batch, budget - batch)  # the longest step: ≤ the TPOT SLO
+    full = _longest_step(cluster, layout, shape, batch, budget)  # ≤ the TPOT SLO
     ttft_miss, tpot_miss = miss_budget(slo)
     scv = prompt_scv(cluster)
     slot_miss = tpot_miss if slo.tpot is not None else ttft_miss

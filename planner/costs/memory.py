@@ -51,17 +51,20 @@ def activation_bytes_per_gpu(cluster: Cluster, tp: int, batched_tokens: int) -> 
 
 def kv_capacity_tokens(cluster: Cluster, layout: Layout, batched_tokens: int) -> float:
     """Tokens of KV cache the replica can hold (its tightest stage decides); ≤ 0 means the weights do not fit."""
-    per_token_layer = kv_bytes_per_token_layer(cluster)
-    capacity = math.inf
-    for i, stage in enumerate(layout.stages):
-        gpu = cluster.gpu_by_id[stage.gpus[0]].gpu
-        usable = gpu.memory * cluster.memory_utilization
-        used = stage_weight_bytes_per_gpu(cluster, stage, i == 0, i == layout.pp - 1)
-        used += activation_bytes_per_gpu(cluster, stage.tp, batched_tokens)
-        free_per_gpu = usable - used
-        stored = per_token_layer * kv_replication(cluster, stage.tp) / stage.tp  # per GPU
-        capacity = min(capacity, free_per_gpu / (stored * max(stage.layers, 1)))
-    return capacity
+    return min(
+        stage_kv_tokens(cluster, stage, i == 0, i == layout.pp - 1, batched_tokens)
+        for i, stage in enumerate(layout.stages)
+    )
+
+
+def stage_kv_tokens(cluster: Cluster, stage: Stage, first: bool, last: bool, batched_tokens: int) -> float:
+    """Tokens of KV cache one stage can hold for its layers (first/last: it also holds the embedding/LM head)."""
+    gpu = cluster.gpu_by_id[stage.gpus[0]].gpu
+    usable = gpu.memory * cluster.memory_utilization
+    used = stage_weight_bytes_per_gpu(cluster, stage, first, last)
+    used += activation_bytes_per_gpu(cluster, stage.tp, batched_tokens)
+    stored = kv_bytes_per_token_layer(cluster) * kv_replication(cluster, stage.tp) / stage.tp  # per GPU
+    return (usable - used) / (stored * max(stage.layers, 1))
 
 
 def check_model_fits(cluster: Cluster) -> None:

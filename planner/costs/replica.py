@@ -117,15 +117,34 @@ class PrefillPerf:
     kv_tokens: float
 
 
+def kv_need(cluster: Cluster, role: str, max_batched_tokens: int | None = None) -> tuple[int, float]:
+    """(max_num_batched_tokens, KV tokens) a replica of the role must hold to run at all: prefill, the
+    batch being computed plus the one waiting to be shipped (batches of `max_batched_tokens`, default 8192,
+    never less than a long prompt); decode, one long request (p99.9 prompt and output) and one sequence of
+    mean context with the KV headroom. Layout searches size stages by it."""
+    workload = cluster.workload
+    if role == "prefill":
+        batched = max(max_batched_tokens or DEFAULT_BATCHED_TOKENS, math.ceil(workload.prompt.upper))
+        return batched, 2.0 * batched
+    mean_context = workload.prompt.mean + workload.decode_tokens / 2
+    return DEFAULT_BATCHED_TOKENS, max(workload.prompt.upper + workload.output.upper, mean_context / DECODE_KV_HEADROOM)
+
+
+def prefill_batch_seqs(cluster: Cluster, max_batched_tokens: int | None = None) -> int:
+    """Prompts in one full prefill batch: as many mean prompts as max_num_batched_tokens holds."""
+    batched, _ = kv_need(cluster, "prefill", max_batched_tokens)
+    return max(1, min(MAX_NUM_SEQS, math.floor(batched / cluster.workload.prompt.mean)))
+
+
 def prefill_perf(cluster: Cluster, layout: Layout, max_batched_tokens: int | None = None) -> PrefillPerf | None:
     """Prefill capacity of a replica batching up to `max_batched_tokens` prompt tokens (default 8192; never
     less than a long prompt), or None when it cannot hold the model and one batch's KV."""
     prompt = cluster.workload.prompt
-    batched = max(max_batched_tokens or DEFAULT_BATCHED_TOKENS, math.ceil(prompt.upper))
+    batched, need = kv_need(cluster, "prefill", max_batched_tokens)
     kv_tokens = kv_capacity_tokens(cluster, layout, batched)
-    if kv_tokens < 2 * batched:  # the batch being computed plus the one waiting to be shipped
+    if kv_tokens < need:
         return None
-    n_seqs = max(1, min(MAX_NUM_SEQS, math.floor(batched / prompt.mean)))
+    n_seqs = prefill_batch_seqs(cluster, max_batched_tokens)
     hardware = [stage_hardware(cluster, stage) for stage in layout.stages]
     last = layout.pp - 1
 
@@ -203,13 +222,12 @@ class DecodePerf:
 def decode_perf(cluster: Cluster, layout: Layout, tpot_slo: float | None = None) -> DecodePerf | None:
     """Largest batch that fits in KV memory (and meets the TPOT SLO); None if not even one sequence can."""
     workload = cluster.workload
-    kv_tokens = kv_capacity_tokens(cluster, layout, DEFAULT_BATCHED_TOKENS)
-    context = workload.prompt.mean + workload.decode_tokens / 2  # mean context over a sequence's life
-    batch = min(
-        MAX_NUM_SEQS, math.floor(DECODE_KV_HEADROOM * kv_tokens / (workload.prompt.mean + workload.decode_tokens / 2))
-    )
-    if batch < 1 or kv_tokens < workload.prompt.upper + workload.output.upper:
+    batched, need = kv_need(cluster, "decode")
+    kv_tokens = kv_capacity_tokens(cluster, layout, batched)
+    if kv_tokens < need:  # not one long request, or not one sequence of mean context with headroom
         return None
+    context = workload.prompt.mean + workload.decode_tokens / 2  # mean context over a sequence's life
+    batch = min(MAX_NUM_SEQS, math.floor(DECODE_KV_HEADROOM * kv_tokens / context))
     step = decode_step_time(cluster, layout, batch, context)
     if tpot_slo is not None and step > tpot_slo:
         low, high = 0, batch  # step time grows with batch: find the largest batch under the SLO

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from planner.errors import InputError
 from planner.types import Strict
-from planner.yamlio import load_yaml, validate
+from planner.yamlio import is_directory, load_yaml, parse_yaml, read_text, validate
 
 CALIBRATION_SCHEMA_VERSION = 1
 FALLBACKS_FILE = "fallbacks.yaml"
@@ -156,7 +156,8 @@ class Calibrations:
 
 def read_calibration(path: Path) -> tuple[GpuCalibrationFile | AllreduceCalibrationFile, str]:
     """One calibration file, validated, and its sha256 (what plans record)."""
-    data = load_yaml(path, what="calibration file")
+    text = read_text(path, what="calibration file")  # read once: parsed, and hashed for the plan
+    data = parse_yaml(text, path, what="calibration file")
     if isinstance(data, dict) and data.get("kind") not in ("gpu", "allreduce"):
         raise InputError(
             f"{path}: kind: expected 'gpu' or 'allreduce', got {data.get('kind')!r}.",
@@ -164,14 +165,14 @@ def read_calibration(path: Path) -> tuple[GpuCalibrationFile | AllreduceCalibrat
         )
     schema = GpuCalibrationFile if isinstance(data, dict) and data.get("kind") == "gpu" else AllreduceCalibrationFile
     parsed = validate(schema, data, path)
-    return parsed, hashlib.sha256(path.read_bytes()).hexdigest()
+    return parsed, hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def calibration_files(default_dir: Path, extra_dirs: Iterable[Path], files: Iterable[Path]) -> list[Path]:
     """Every calibration file in load order: default dir, each extra dir's calibrations/, explicit files."""
     found: list[Path] = []
     for directory in (default_dir, *(d / "calibrations" for d in extra_dirs)):
-        if directory.is_dir():
+        if is_directory(directory):
             found += [p for p in sorted(directory.glob("*.yaml")) if p.name != FALLBACKS_FILE]
     return found + list(files)
 

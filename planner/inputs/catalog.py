@@ -40,7 +40,7 @@ from planner.units import (
     parse_price,
     parse_time,
 )
-from planner.yamlio import load_yaml, read_text, validate
+from planner.yamlio import is_directory, load_yaml, read_text, validate
 
 
 def shipped_profiles_dir() -> Path:
@@ -91,7 +91,7 @@ class GpuEntry(Strict):
     bf16: Flops | None = None
     fp8: Flops | None = None
     intra_node_link: str = "pcie4"
-    price: Price = 0.0
+    price: Price = "$0/h"
     price_source: str = ""
     efficiency: EfficiencyEntry = EfficiencyEntry(compute=0.55, memory=0.8)
     source: str = ""
@@ -284,7 +284,7 @@ def load_catalog(extra_dirs: Iterable[Path] = (), calibration_files: Iterable[Pa
     models: dict[str, ModelProfile] = {}
     aliases: dict[str, str] = {}
     for directory in (DEFAULT_PROFILES_DIR, *extra_dirs):
-        if not directory.is_dir():
+        if not is_directory(directory):
             raise InputError(
                 f"{directory}: profiles directory not found.", hint="pass an existing directory to --profiles"
             )
@@ -327,6 +327,8 @@ def model_from_hf_config(path: Path) -> ModelProfile:
         config = json.loads(read_text(path, what="Hugging Face config.json"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}.") from None
+    except RecursionError:  # json's parser recurses per nesting level
+        raise InputError(f"{path}: the JSON is nested too deeply to be a Hugging Face config.json.") from None
     if not isinstance(config, dict):
         raise InputError(f"{path}: expected a JSON object (a Hugging Face config.json).")
     is_opt = config.get("model_type") == "opt"

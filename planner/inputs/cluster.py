@@ -18,16 +18,17 @@ from planner.inputs.catalog import (
     Bandwidth,
     Catalog,
     GpuEntry,
+    ModelProfile,
     Price,
     Seconds,
     gpu_profile,
     model_from_hf_config,
 )
-from planner.inputs.problem import Cluster, Node, NodeLink, Slo
-from planner.inputs.workload import CLASSES, Lengths, Workload
+from planner.inputs.problem import Cluster, Network, Node, NodeLink, Slo
+from planner.inputs.workload import CLASSES, MAX_TOKENS, Lengths, Workload
 from planner.types import Dtype, Objective, Strict
 from planner.units import BANDWIDTH, json_pattern
-from planner.yamlio import load_yaml, validate
+from planner.yamlio import parse_yaml, read_text, validate
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 DEFAULT_LATENCY = "10us"
@@ -79,10 +80,10 @@ class NetworkSpec(Strict):
 
 class DistributionSpec(Strict):
     distribution: Literal["fixed", "uniform", "exponential", "lognormal"]
-    mean: float | None = Field(None, gt=0)
+    mean: float | None = Field(None, gt=0, le=MAX_TOKENS)
     cv: float = Field(1.0, ge=0, le=10, description="coefficient of variation (lognormal)")
-    low: float | None = Field(None, gt=0)
-    high: float | None = Field(None, gt=0)
+    low: float | None = Field(None, gt=0, le=MAX_TOKENS)
+    high: float | None = Field(None, gt=0, le=MAX_TOKENS)
 
     @model_validator(mode="after")
     def _parameters(self) -> Self:
@@ -132,6 +133,8 @@ class WorkloadSpec(Strict):
         for value in means:
             if isinstance(value, int) and value <= 0:
                 raise ValueError(f"token counts must be positive, got {value}")
+            if isinstance(value, int) and value > MAX_TOKENS:
+                raise ValueError(f"token counts must be at most {MAX_TOKENS:,} per request, got {value:,}")
         return self
 
 
@@ -189,27 +192,34 @@ def _resolve_node(spec: NodeSpec, i: int, catalog: Catalog, path: Path) -> Node:
     return Node(spec.name, gpu, spec.count, link, spec.nic, price, spec.zone)
 
 
-def _network_links(spec: ClusterSpec, nodes: list[Node]) -> dict[tuple[str, str], NodeLink]:
-    zones = {node.name: node.zone for node in nodes}
-    links: dict[tuple[str, str], NodeLink] = {}
-    for a in nodes:
-        for b in nodes:
-            if a.name >= b.name:
-                continue
-            base = spec.network.cross_zone if zones[a.name] != zones[b.name] else None
-            base = base or spec.network.default
-            if base is not None:
-                links[(a.name, b.name)] = NodeLink(base.bandwidth, base.latency)
-    for link in spec.network.links:
-        a, b = sorted(link.between)
-        links[(a, b)] = NodeLink(link.bandwidth, link.latency)
-    return links
+def _network(spec: NetworkSpec) -> Network:
+    """The network as rules plus overrides (never all pairs: see planner.topology)."""
+
+    def link(entry: LinkSpec | None) -> NodeLink | None:
+        return None if entry is None else NodeLink(entry.bandwidth, entry.latency)
+
+    overrides = {tuple(sorted(entry.between)): NodeLink(entry.bandwidth, entry.latency) for entry in spec.links}
+    return Network(link(spec.default), link(spec.cross_zone), overrides)  # type: ignore[arg-type]
+
+
+def _resolve_model(name: str, path: Path, catalog: Catalog) -> ModelProfile:
+    """A catalogue model, or a Hugging Face config.json relative to the cluster file (errors name both files)."""
+    if name.endswith(".json"):
+        try:
+            return model_from_hf_config(path.parent / name)
+        except InputError as exc:
+            raise InputError(f"{path}: model: {exc.message}", hint=exc.hint) from None
+    try:
+        return catalog.model(name)
+    except LookupError as exc:
+        raise InputError(f"{path}: model: {exc}.", hint="or give a path to a config.json") from None
 
 
 def load_cluster(path: Path, catalog: Catalog) -> Cluster:
     """Read and validate cluster.yaml, resolve catalogue names, and check the cluster is usable."""
-    data = load_yaml(path, what="cluster file")
-    return cluster_from_data(data, path, hashlib.sha256(path.read_bytes()).hexdigest(), catalog)
+    text = read_text(path, what="cluster file")  # read once: parsed, and hashed for the plan's cluster.sha256
+    data = parse_yaml(text, path, what="cluster file")
+    return cluster_from_data(data, path, hashlib.sha256(text.encode("utf-8")).hexdigest(), catalog)
 
 
 def reject_top_level_slo(data: object, path: Path) -> None:
@@ -229,14 +239,7 @@ def cluster_from_data(data: object, path: Path, sha256: str, catalog: Catalog) -
     reject_top_level_slo(data, path)
     spec = validate(ClusterSpec, data, path)
     nodes = [_resolve_node(node, i, catalog, path) for i, node in enumerate(spec.nodes)]
-    model_path = (path.parent / spec.model) if spec.model.endswith(".json") else None
-    if model_path is not None:
-        model = model_from_hf_config(model_path)
-    else:
-        try:
-            model = catalog.model(spec.model)
-        except LookupError as exc:
-            raise InputError(f"{path}: model: {exc}.", hint="or give a path to a config.json") from None
+    model = _resolve_model(spec.model, path, catalog)
     if spec.workload.trace is not None:
         try:
             workload = Workload.from_trace(path.parent / spec.workload.trace, spec.workload.trace_class)
@@ -264,7 +267,7 @@ def cluster_from_data(data: object, path: Path, sha256: str, catalog: Catalog) -
         objective=spec.objective,
         memory_utilization=spec.gpu_memory_utilization,
         nodes=tuple(nodes),
-        links=_network_links(spec, nodes),
+        network=_network(spec.network),
     )
     isolated = cluster.unreachable_nodes()
     if isolated:

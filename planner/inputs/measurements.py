@@ -134,6 +134,8 @@ def read_jsonl(path: Path) -> list[Measurement]:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"{path}: line {line_no}: not valid JSON: {exc.msg}.") from None
+        except RecursionError:
+            raise InputError(f"{path}: line {line_no}: JSON nested too deeply.") from None
         if not isinstance(data, dict):
             raise InputError(f"{path}: line {line_no}: expected a JSON object, got {type(data).__name__}.")
         if "_meta" in data:
@@ -149,7 +151,7 @@ def read_meta(path: Path) -> dict:
     first = read_text(path, what="measurements JSONL").split("\n", 1)[0]
     try:
         data = json.loads(first)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return {}
     return data.get("_meta", {}) if isinstance(data, dict) else {}
 
@@ -166,6 +168,8 @@ def read_vllm_bench(path: Path, case: Mapping[str, object], output_len: int | No
         data = json.loads(read_text(path, what="vLLM benchmark JSON"))
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON at line {exc.lineno}: {exc.msg}.") from None
+    except RecursionError:
+        raise InputError(f"{path}: the JSON is nested too deeply to be a vllm bench result.") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object from vllm bench.")
     phase = case.get("phase")

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -26,6 +28,7 @@ TRACE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
 HEAVY_PROMPT = 512
 HEAVY_OUTPUT = 128
 CLASSES = ("HPLD", "HPHD", "LPHD", "LPLD")
+MAX_TOKENS = 10**7  # per request and column: beyond any context window; bounds memory and time per request
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,39 +57,77 @@ class Trace:
         return Trace(self.arrival_s[keep], self.prompt[keep], self.output[keep])
 
 
-def _parse_timestamp(text: str) -> float:
-    # The Azure trace writes 7 fractional digits; datetime takes at most 6. Naive times are read as
-    # UTC so inter-arrival gaps never depend on the machine's time zone or DST.
-    head, _, frac = text.strip().partition(".")
-    moment = datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}" if frac else head)
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+# ISO 8601 date and time, any number of fractional digits (the Azure trace writes 7; datetime takes 6),
+# an optional UTC offset ("Z", "+02:00").
+_TIMESTAMP = re.compile(
+    r"^\s*(?P<head>\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?)(?:\.(?P<frac>\d+))?(?P<zone>Z|[+-]\d{2}:?\d{2})?\s*$"
+)
+
+
+def _parse_timestamp(text: str) -> tuple[float, bool]:
+    """(POSIX seconds in UTC, whether the text had an offset). Naive times are read as UTC, so gaps never
+    depend on the machine's time zone or DST. Raises ValueError for anything else."""
+    match = _TIMESTAMP.match(text)
+    if match is None:
+        raise ValueError(text)
+    frac = (match["frac"] or "")[:6]
+    moment = datetime.fromisoformat(match["head"] + (f".{frac:0<6}" if frac else "") + (match["zone"] or ""))
+    try:
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp(), moment.tzinfo is not None
+    except OverflowError:  # an offset that moves the moment out of datetime's range
+        raise ValueError(text) from None
+
+
+def _tokens(text: str, column: str, where: str) -> int:
+    value = int(text)  # ValueError for anything but an integer, including text of more than 4,300 digits
+    if value <= 0:
+        raise InputError(f"{where}: token counts must be positive, got {column} {value}.")
+    if value > MAX_TOKENS:
+        raise InputError(f"{where}: {column} {value:,} is more than {MAX_TOKENS:,} tokens per request.")
+    return value
 
 
 def read_trace(path: Path) -> Trace:
     """Read a request trace: a CSV with the Azure LLM inference traces' columns TIMESTAMP, ContextTokens,
-    GeneratedTokens (the 2023 and the 2024 release), or Mooncake JSONL (`trace_format` tells them apart)."""
+    GeneratedTokens (the 2023 and the 2024 release), or Mooncake JSONL (`trace_format` tells them apart).
+
+    Every refusal of a CSV names the file and the line: a bad header, a row that is not 'timestamp,int,int',
+    token counts outside 1..MAX_TOKENS, a CSV error (a field over the csv module's limit, a
+    runaway quote), a mix of naive and offset timestamps, or no request at all.
+    """
     text = read_text(path, what="trace CSV")
     if trace_format(path, text) == "mooncake":
         return read_mooncake(path, text)
     rows = csv.reader(text.splitlines())
-    header = next(rows, None)
-    if header is None or [h.strip() for h in header[:3]] != list(TRACE_COLUMNS):
-        raise InputError(
-            f"{path}: line 1: expected the header {','.join(TRACE_COLUMNS)}, got {','.join(header or [])!r}.",
-            hint="use the Azure LLM inference trace format (see examples/traces/README.md)",
-        )
-    times, prompts, outputs = [], [], []
-    for line_no, row in enumerate(rows, start=2):
-        if not row:
-            continue
-        try:
-            times.append(_parse_timestamp(row[0]))
-            prompts.append(int(row[1]))
-            outputs.append(int(row[2]))
-        except (ValueError, IndexError):
-            raise InputError(f"{path}: line {line_no}: expected 'timestamp,int,int', got {','.join(row)!r}.") from None
-        if prompts[-1] <= 0 or outputs[-1] <= 0:
-            raise InputError(f"{path}: line {line_no}: token counts must be positive, got {','.join(row)!r}.")
+    try:
+        header = next(rows, None)
+        if header is None or [h.strip() for h in header[:3]] != list(TRACE_COLUMNS):
+            raise InputError(
+                f"{path}: line 1: expected the header {','.join(TRACE_COLUMNS)}, got {','.join(header or [])!r:.200}.",
+                hint="use the Azure LLM inference trace format (see examples/traces/README.md)",
+            )
+        times, prompts, outputs = [], [], []
+        first_zone: tuple[int, bool] | None = None  # (line, has offset) of the first timestamp
+        for row in rows:
+            if not row:
+                continue
+            where = f"{path}: line {rows.line_num}"
+            try:
+                moment, has_offset = _parse_timestamp(row[0])
+                prompts.append(_tokens(row[1], "ContextTokens", where))
+                outputs.append(_tokens(row[2], "GeneratedTokens", where))
+            except (ValueError, IndexError):
+                raise InputError(f"{where}: expected 'timestamp,int,int', got {','.join(row)!r:.200}.") from None
+            first_zone = first_zone or (rows.line_num, has_offset)
+            if has_offset != first_zone[1]:  # naive times are UTC: mixed with offsets, one of the two is wrong
+                raise InputError(
+                    f"{where}: timestamp {row[0].strip()!r:.60} has {'a' if has_offset else 'no'} UTC offset but "
+                    f"line {first_zone[0]}'s has {'none' if has_offset else 'one'}; write every timestamp in UTC, "
+                    "or every one with its offset."
+                )
+            times.append(moment)
+    except csv.Error as exc:
+        raise InputError(f"{path}: line {rows.line_num}: {exc}.") from None
     if not times:
         raise InputError(f"{path}: the trace has no requests.")
     return Trace.of(times, prompts, outputs)
@@ -113,16 +154,20 @@ class Lengths:
         cv = 1.0 if self.kind == "exponential" else self.cv
         return self.mean**2 * (1 + cv**2)
 
-    @property
+    @cached_property
     def upper(self) -> int:
-        """A high quantile (p99.9) used to size max_model_len."""
+        """A high quantile (p99.9) used to size max_model_len (computed once: the cost model asks often)."""
         if self.kind == "fixed":
             return round(self.mean)
         if self.kind == "uniform":
             return round(self.high)
         if self.kind == "empirical":
-            return int(np.quantile(np.asarray(self.values), 0.999))
+            return int(np.quantile(self._array, 0.999))
         return round(self.sample(np.random.default_rng(0), 20_000).max())
+
+    @cached_property
+    def _array(self) -> np.ndarray:
+        return np.asarray(self.values)
 
     def quantile(self, q: float) -> float:
         """The q-quantile of the length (exact for fixed, uniform, exponential, lognormal and empirical)."""
@@ -137,7 +182,7 @@ class Lengths:
                 sigma = float(np.sqrt(np.log1p(self.cv**2)))
                 return float(np.exp(np.log(self.mean) - sigma**2 / 2 + sigma * ndtri(q)))
             case _:
-                return float(np.quantile(np.asarray(self.values), q))
+                return float(np.quantile(self._array, q))
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """n integer lengths ≥ 1."""
@@ -207,6 +252,8 @@ def read_mooncake(path: Path, text: str) -> Trace:
             entry = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(f"{where}: not a JSON object ({exc.msg}).") from None
+        except RecursionError:  # json's parser recurses per nesting level
+            raise InputError(f"{where}: not a trace record (JSON nested too deeply).") from None
         if not isinstance(entry, dict) or any(key not in entry for key in MOONCAKE_FIELDS):
             raise InputError(f"{where}: expected a JSON object with {', '.join(MOONCAKE_FIELDS)}, got {line!r:.120}.")
         stamp, prompt, output = (entry[key] for key in MOONCAKE_FIELDS)
@@ -215,6 +262,8 @@ def read_mooncake(path: Path, text: str) -> Trace:
         for name, value in (("input_length", prompt), ("output_length", output)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise InputError(f"{where}: {name} must be a positive integer (tokens), got {value!r:.60}.")
+            if value > MAX_TOKENS:
+                raise InputError(f"{where}: {name} {value:,} is more than {MAX_TOKENS:,} tokens per request.")
         times.append(stamp / 1000)
         prompts.append(prompt)
         outputs.append(output)

@@ -105,7 +105,7 @@ def _share(traffic: float, bandwidth: float) -> float:
 def _bandwidth(cluster: Cluster, hop: Hop) -> float:
     if hop.kind in ("nic-out", "nic-in"):
         return cluster.node_by_name[hop.a].nic
-    link = cluster.links.get((min(hop.a, hop.b), max(hop.a, hop.b)))
+    link = cluster.link(hop.a, hop.b)
     return link.bandwidth if link is not None else 0.0
 
 

@@ -1,7 +1,8 @@
 """A plan's promise as `vllm bench serve` runs against the deployed router, to measure what it delivers.
 
 The script (bash, one `vllm bench serve` per line, argv quoted with shlex) sends:
-- Poisson requests at the plan's promised rate (summary.throughput_rps) and at 80 % of it (the load
+- Poisson requests at the plan's promised rate (summary.goodput_rps with an SLO, else throughput_rps) and
+  at 80 % of it (the load
   `hexplan simulate` defaults to), with the workload's mean prompt and output lengths (vLLM's
   `random` dataset, `--ignore-eos` so every answer has the planned length), for 300 s each;
 - when the plan's workload is a trace: the trace itself, replayed on its own clock (`timed_trace`
@@ -10,7 +11,7 @@ The script (bash, one `vllm bench serve` per line, argv quoted with shlex) sends
   request), `input_length`, `output_length`, and `hash_ids`, one distinct id per 512-token block
   (vLLM builds each prompt from these blocks; distinct ids mean no shared prefixes, as our cost model
   assumes).
-Every run reports TTFT/TPOT/ITL/E2E percentiles and goodput under the cluster's SLO (`--goodput`) and
+Every run reports TTFT/TPOT/ITL/E2E percentiles and goodput under the plan's SLO (`--goodput`; none without) and
 saves its result JSON (`--save-result`). Flags as in vLLM 0.32/0.33's `vllm/benchmarks/serve.py` and
 `vllm/benchmarks/datasets/datasets.py`; `make test-vllm` parses every line with vLLM's own parser.
 """
@@ -26,7 +27,7 @@ from planner import __version__
 from planner.inputs.problem import Cluster
 from planner.inputs.workload import Trace
 from planner.plans.schema import Plan
-from planner.sim.sweeps import DEFAULT_LOAD, default_slo
+from planner.sim.sweeps import DEFAULT_LOAD
 
 BLOCK_TOKENS = 512
 DURATION_S = 300.0
@@ -45,12 +46,20 @@ def timed_trace_jsonl(trace: Trace) -> str:
 
 
 def _common(plan: Plan, cluster: Cluster, router_url: str, result_dir: str, name: str) -> list[str]:
-    slo = default_slo(cluster)
+    """vllm bench serve's shared flags; `--goodput` with the SLO the cluster carries (the plan's, as the
+    exporting command resolved it), none without one."""
+    slo = cluster.slo
+    goodput = (
+        []
+        if slo is None
+        else ["--goodput"]
+        + [f"{name}:{seconds * 1e3:g}" for name, seconds in (("ttft", slo.ttft), ("tpot", slo.tpot)) if seconds]
+    )
     return [
         "vllm", "bench", "serve", "--backend", "vllm", "--base-url", router_url, "--endpoint", "/v1/completions",
         "--model", plan.model, "--tokenizer", plan.model_path or plan.model, "--ignore-eos",
         "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,90,99",
-        "--goodput", f"ttft:{slo.ttft * 1e3:g}", f"tpot:{slo.tpot * 1e3:g}", "--seed", "0",
+        *goodput, "--seed", "0",
         "--save-result", "--result-dir", result_dir, "--result-filename", f"{name}.json",
     ]  # fmt: skip
 
@@ -59,7 +68,7 @@ def bench_commands(
     plan: Plan, cluster: Cluster, router_url: str, result_dir: str, trace: Trace | None, trace_file: str | None
 ) -> list[tuple[str, list[str]]]:
     """(what it measures, argv) of every run (module docstring)."""
-    promised = plan.summary.throughput_rps
+    promised = plan.summary.goodput_rps or plan.summary.throughput_rps  # the promise: goodput with an SLO
     isl, osl = round(cluster.workload.prompt.mean), round(cluster.workload.output.mean)
     runs = []
     for name, share in LOADS:

@@ -35,6 +35,7 @@ from planner.plans.schema import Plan, ReplicaPlan, RoutePlan, round_floats
 from planner.scheduler.stability import LayoutKey, anchor_of, layout_key, moved_gpus
 
 REL_TOL = 1e-6
+WEIGHT_TOL = 1e-5  # a route's weight is a ratio of rounded rates: several 6-digit roundings add up
 
 
 @dataclass(frozen=True)
@@ -243,7 +244,8 @@ def route_diffs(old: Plan, new: Plan, renamed: dict[str, str]) -> tuple[RouteDif
         a, b = old_routes.get(key), new_routes.get(key)
         wa, wb = old_w.get(key, 0.0), new_w.get(key, 0.0)
         figures = ("rate_rps", "capacity_rps", "kv_gbps")
-        if a is None or b is None or not same(wa, wb) or any(not same(getattr(a, f), getattr(b, f)) for f in figures):
+        moved = not math.isclose(wa, wb, rel_tol=WEIGHT_TOL, abs_tol=1e-12)
+        if a is None or b is None or moved or any(not same(getattr(a, f), getattr(b, f)) for f in figures):
             # A route only the old plan has keeps its old ids: renamed, a role flip would read "d-… → d-…".
             named = b or a
             out.append(RouteDiff(named.source, named.target, a, b, wa, wb))  # type: ignore[union-attr]

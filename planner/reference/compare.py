@@ -22,6 +22,7 @@ from planner.errors import InfeasibleError
 from planner.inputs.problem import Cluster
 from planner.plans.schema import Plan
 from planner.reference.baselines import baseline
+from planner.sim.arrivals import MAX_REQUESTS
 from planner.sim.sweeps import goodput, saturation, simulate_rate
 
 COMMON_LOAD = 0.8
@@ -39,9 +40,10 @@ def plan_all(cluster: Cluster, names: list[str], seed: int, time_limit: float) -
     return out
 
 
-def _row(name: str, plan: Plan, cluster: Cluster, saturated: float, tokens: float, duration: float, seed: int) -> dict:
-    """One plan's simulated figures (the common-load latency is added by the caller)."""
-    best = goodput(plan, cluster, duration=duration, seed=seed)[0] if cluster.slo is not None else None
+def _row(name: str, plan: Plan, cluster: Cluster, saturated: float, tokens: float, limit: dict) -> dict:
+    """One plan's simulated figures (the common-load latency is added by the caller); `limit`: the runs'
+    duration, seed and max_requests."""
+    best = goodput(plan, cluster, **limit)[0] if cluster.slo is not None else None
     rented = cluster.total_price_per_hour
     metric = best if best is not None else saturated
     return {
@@ -60,21 +62,26 @@ def _row(name: str, plan: Plan, cluster: Cluster, saturated: float, tokens: floa
 
 
 def compare_plans(
-    cluster: Cluster, plans: list[tuple[str, Plan | str]], *, duration: float, seed: int
+    cluster: Cluster,
+    plans: list[tuple[str, Plan | str]],
+    *,
+    duration: float,
+    seed: int,
+    max_requests: int = MAX_REQUESTS,
 ) -> list[dict[str, object]]:
     """One row per planner, best first (module docstring), each with `rank`, `metric` and ratios of ours to it.
 
-    Infeasible planners come last with their reason."""
-    runs = {
-        name: saturation(plan, cluster, duration=duration, seed=seed) for name, plan in plans if isinstance(plan, Plan)
-    }
+    Infeasible planners come last with their reason. Raises InputError (naming --max-requests) when a run
+    would simulate more than `max_requests` requests."""
+    limit = {"duration": duration, "seed": seed, "max_requests": max_requests}
+    runs = {name: saturation(plan, cluster, **limit) for name, plan in plans if isinstance(plan, Plan)}
     common = COMMON_LOAD * min((r.throughput_rps for r in runs.values()), default=0.0)
     rows: list[dict[str, object]] = []
     for name, plan in plans:
         if not isinstance(plan, Plan):
             continue
-        row = _row(name, plan, cluster, runs[name].throughput_rps, runs[name].output_tokens_per_s, duration, seed)
-        at_common = simulate_rate(plan, cluster, common, duration=duration, seed=seed) if common > 0 else None
+        row = _row(name, plan, cluster, runs[name].throughput_rps, runs[name].output_tokens_per_s, limit)
+        at_common = simulate_rate(plan, cluster, common, **limit) if common > 0 else None
         row["common_load_rps"] = common
         row["e2e_p50_s"] = at_common.e2e_s["p50"] if at_common else float("nan")
         row["e2e_p99_s"] = at_common.e2e_s["p99"] if at_common else float("nan")

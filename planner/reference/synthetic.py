@@ -41,6 +41,85 @@ def small_cluster(rng: np.random.Generator, *, max_gpus: int = 12, model: str = 
     }
 
 
+ORACLE_GPU_TYPES = ("H200-SXM", "H100-SXM", "A100-80G", "L40", "RTX-A6000", "RTX-4090", "RTX-3090", "A10", "L4")
+ORACLE_MODELS = ("llama-3.1-8b", "llama-2-7b", "qwen2.5-7b", "mistral-7b", "llama-2-13b")
+GBPS = (1, 5, 10, 25, 50, 100, 200, 400)
+
+
+def skewed_cluster(rng: np.random.Generator, *, max_gpus: int = 10, max_nodes: int = 4) -> dict:
+    """A small cluster on a skewed network, for the exact oracle (planner.reference.exact).
+
+    2–`max_nodes` nodes of 1, 2, 4 or 8 GPUs (at most `max_gpus` in all) of 1–3 types from
+    ORACLE_GPU_TYPES; NICs and the default link drawn from 1–400 Gbit/s (GBPS), and with probability
+    ½ one or two single slow links (1–10 Gbit/s) between random node pairs; a model from ORACLE_MODELS.
+    """
+    types = [str(t) for t in rng.choice(ORACLE_GPU_TYPES, size=int(rng.integers(1, 4)), replace=False)]
+    nodes, total = [], 0
+    while len(nodes) < max_nodes:
+        fits = [c for c in (1, 2, 4, 8) if total + c <= max_gpus]
+        if not fits or (len(nodes) >= 2 and rng.random() < 0.3):
+            break
+        count = int(rng.choice(fits))
+        gpu = types[len(nodes) % len(types)]
+        nic = f"{int(rng.choice(GBPS[2:]))}Gbps"
+        nodes.append({"name": f"n{len(nodes)}", "gpu": gpu, "count": count, "nic": nic})
+        total += count
+    links = []
+    if len(nodes) >= 2 and rng.random() < 0.5:
+        for _ in range(int(rng.integers(1, 3))):
+            a, b = (int(i) for i in rng.choice(len(nodes), size=2, replace=False))
+            slow = int(rng.choice(GBPS[:3]))
+            links.append({"between": [f"n{min(a, b)}", f"n{max(a, b)}"], "bandwidth": f"{slow}Gbps", "latency": "10us"})
+    unique = {tuple(link["between"]): link for link in links}
+    return {
+        "model": str(rng.choice(ORACLE_MODELS)),
+        "workload": {
+            "prompt_tokens": int(rng.choice([256, 512, 1024, 2048])),
+            "output_tokens": int(rng.choice([64, 128, 256, 512])),
+        },
+        "nodes": nodes,
+        "network": {
+            "default": {"bandwidth": f"{int(rng.choice(GBPS))}Gbps", "latency": "10us"},
+            "links": [unique[k] for k in sorted(unique)],
+        },
+    }
+
+
+def _node(name: str, gpu: str, count: int) -> dict:
+    return {"name": name, "gpu": gpu, "count": count, "nic": "100Gbps"}
+
+
+# The three failure shapes of issue 13 (what the search once missed), as small fixed clusters. The tests
+# (tests/test_search_shapes.py) assert the scheduler reaches their exact optimum; benchmarks/ablation.py
+# runs every method on them.
+FAILURE_SHAPES: dict[str, dict] = {
+    # a 1 Gbit/s link between the H200 node and the 3090 node: pipeline prefill 3090 (29 layers) + H200 (3)
+    "slow-link": {
+        "model": "llama-2-7b",
+        "workload": {"prompt_tokens": 512, "output_tokens": 128},
+        "nodes": [_node("h200", "H200-SXM", 1), _node("r3090", "RTX-3090", 2)],
+        "network": {"default": {"bandwidth": "1Gbps", "latency": "10us"}},
+    },
+    # decode-bound on three L40s; the two 4090s together hold one more decode replica (TP 2)
+    "idle-4090s": {
+        "model": "llama-2-13b",
+        "workload": {"prompt_tokens": 2048, "output_tokens": 512},
+        "nodes": [_node("big", "L40", 3), _node("r4090", "RTX-4090", 2)],
+        "network": {"default": {"bandwidth": "100Gbps", "latency": "10us"}},
+    },
+    # a three-L4 prefill pipeline must avoid the 100 Mbit/s link n0–n1: stage order n0, n2, n1
+    "stage-order": {
+        "model": "llama-2-13b",
+        "workload": {"prompt_tokens": 1024, "output_tokens": 128},
+        "nodes": [_node("n0", "L4", 1), _node("n1", "L4", 1), _node("n2", "L4", 1), _node("n3", "A100-80G", 1)],
+        "network": {
+            "default": {"bandwidth": "100Gbps", "latency": "10us"},
+            "links": [{"between": ["n0", "n1"], "bandwidth": "100Mbps", "latency": "10us"}],
+        },
+    },
+}
+
+
 def large_cluster(
     rng: np.random.Generator, gpus: int, *, model: str = "llama-3.1-70b", types: int = 3, node_size: int = 8
 ) -> dict:

@@ -41,7 +41,7 @@ ALTERNATIVES = 1  # the search's next best plans simulated besides its best
 RUN_REQUESTS = 800  # requests per simulated run: its length is this ÷ the rate, within the bounds below
 MIN_DURATION_S, MAX_DURATION_S = 15.0, 60.0
 GOODPUT_STEPS = 4  # bisection runs per candidate, around its promised goodput (1/16 of the bracket)
-PROMISING = 0.85  # candidates whose model rate is below this share of the best one's are not simulated
+PROMISING = 0.9  # candidates whose model rate is below this share of the best one's are not simulated
 BASELINES_FOR: dict[RolesMode, tuple[str, ...]] = {  # reference planners whose plans a mode admits
     "disaggregated": ("distserve",),
     "colocated": ("hexgen", "vllm"),
@@ -117,9 +117,11 @@ def solve_verified(
     verify: bool | None = None,
     progress: Progress | None = None,
     duration: float | None = None,
+    promising: float = PROMISING,
 ) -> Plan:
     """The scheduler's plan, verified by simulation when `verify` (default: `verifies_by_default`), with
-    runs of `duration` simulated seconds (default: `run_seconds`)."""
+    runs of `duration` simulated seconds (default: `run_seconds`); candidates below `promising` × the best
+    model rate are not simulated (0: simulate every one)."""
     verify = verifies_by_default(cluster, roles) if verify is None else verify
     common = {"seed": seed, "connector": connector, "objective": objective, "roles": roles, "progress": progress}
     result = search(cluster, time_limit=time_limit, alternatives=ALTERNATIVES if verify else 0, **common)
@@ -132,8 +134,11 @@ def solve_verified(
         (f"search alternative {i}", assemble(cluster, alt, solver)) for i, alt in enumerate(result.alternatives, 1)
     ]
     candidates += _baseline_plans(cluster, roles, seed, time_limit, solver)
+    best_model = max(_model_rate(plan) for _, plan in candidates)
     scored = [
-        (simulated_rate(plan, cluster, seed=seed, duration=duration), i) for i, (_, plan) in enumerate(candidates)
+        (simulated_rate(plan, cluster, seed=seed, duration=duration), i)
+        for i, (_, plan) in enumerate(candidates)
+        if i == 0 or _model_rate(plan) >= promising * best_model
     ]
     rate, index = max(scored, key=lambda s: (s[0], -s[1]))
     name, chosen = candidates[index]

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from planner.costs.chunked import colocated_perf
-from planner.costs.kvtransfer import kv_transfer_capacity
 from planner.costs.layout import Layout
 from planner.costs.replica import DEFAULT_BATCHED_TOKENS, decode_perf, prefill_perf
 from planner.costs.slo import decode_goodput, prefill_within_slo
 from planner.inputs.problem import Cluster
-from planner.scheduler.launchability import pair_allowed
+from planner.scheduler.kvload import route_traffic, traffic_capacity
+from planner.scheduler.launchability import node_of, pair_allowed
 from planner.types import Role, replica_id
 
 
@@ -50,6 +50,11 @@ class Assessment:
     def rate(self, goodput: bool) -> float:
         """The capacity the max-flow uses: within the SLO (`goodput`) or saturated."""
         return (self.goodput_rps or 0.0) if goodput else self.capacity_rps
+
+    @cached_property
+    def nodes(self) -> tuple[str, ...]:
+        """The nodes its stages sit on, in pipeline order, each once."""
+        return tuple(dict.fromkeys(node_of(g) for g in self.layout.gpus))
 
 
 def max_model_len(cluster: Cluster) -> int:
@@ -98,8 +103,9 @@ def assess(cluster: Cluster, role: Role, layout: Layout) -> Assessment | None:
 
 
 def route_capacity(cluster: Cluster, prefill: Assessment, decode: Assessment, launchable: bool) -> float:
-    """Requests/s of KV caches the links between two replicas carry on their own; 0 when the
-    connector cannot join them (launchability.pair_allowed: TP sizes, KV-head replication)."""
+    """Requests/s of KV caches the links between two replicas carry on their own, each NIC and link
+    counted once (planner.scheduler.kvload); 0 when the connector cannot join them
+    (launchability.pair_allowed: TP sizes, KV-head replication)."""
     if launchable and not pair_allowed(prefill.layout.tp, decode.layout.tp, cluster.model.kv_heads):
         return 0.0
-    return kv_transfer_capacity(cluster, prefill.layout, decode.layout)
+    return traffic_capacity(cluster, route_traffic(cluster, prefill.layout, decode.layout))

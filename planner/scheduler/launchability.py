@@ -233,6 +233,11 @@ def record_problems(tp: int, pp: int, stage_sizes: Sequence[int], gpu_types: Seq
     return [problem] if problem else []
 
 
+def route_roles_problem(source: Role | None, target: Role | None) -> str | None:
+    """KV flows from a prefill replica to a decode replica, never otherwise (None: this pair can carry it)."""
+    return None if (source, target) == ("prefill", "decode") else "is not a prefill → decode pair."
+
+
 def route_problem(tp_prefill: int, tp_decode: int, connector: Connector, kv_heads: int | None = None) -> str | None:
     """Why KV cannot move between replicas of these TP sizes with this connector (None: it can).
     Without `kv_heads` (a model the caller does not know) the KV-replication rule is not checked."""

@@ -3,8 +3,11 @@
 Only layouts vLLM and the connector can run are enumerated (planner.scheduler.launchability): a TP
 group sits on one node and one GPU type, every stage has the same valid TP size, a replica spanning
 nodes has the same number of GPUs on each, and with a KV connector a decode replica has PP = 1.
-PP stages may cross nodes and GPU types; layers are split unevenly so that the slowest stage is
-as fast as possible while every stage fits its memory (weights, activations, KV working set).
+PP stages may cross nodes and GPU types, in any order of the nodes (each node's stages consecutive);
+layers are split unevenly so that the slowest stage is as fast as possible while every stage fits its
+memory (weights, activations, KV working set). That is the *default* layout of a group; the search
+also moves layers between stages and reorders them (planner.scheduler.variants) when the KV transfers
+a split causes — every stage sends its own layers' KV from its own node — cost more than capacity.
 
 Every role takes the highest-capacity layout (ties: the lower latency); with an SLO, the one with the
 highest capacity *within* it (planner.costs.slo: queueing under Poisson load, TTFT with KV transfer,
@@ -14,17 +17,22 @@ layout" costs throughput when prefill is the bottleneck; a TTFT SLO is the way t
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from itertools import pairwise
 
 from planner.costs.layout import Layout, Stage
-from planner.costs.memory import activation_bytes_per_gpu, kv_bytes_per_token_layer
-from planner.costs.replica import DEFAULT_BATCHED_TOKENS
+from planner.costs.memory import stage_kv_tokens
+from planner.costs.replica import kv_need
 from planner.inputs.problem import Cluster
 from planner.scheduler.assess import Assessment, assess
 from planner.scheduler.launchability import decode_pp_allowed, equal_per_node, pipeline_kv_allowed, valid_tp
+from planner.scheduler.splits import min_max_split, prefill_stage_times
 from planner.types import Role
+
+MAX_ORDERED = 4  # groups on up to this many nodes try every pipeline order of their nodes
 
 
 def node_parts(cluster: Cluster, gpus: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -79,17 +87,28 @@ def split_layers(layers: int, per_layer_cost: Sequence[float], max_layers: Seque
 
 
 def _stage_layer_cap(cluster: Cluster, stage_gpus: Sequence[str], role: Role, first: bool, last: bool) -> int:
-    """How many layers fit on a stage with room for the role's KV working set per layer."""
-    model, b = cluster.model, cluster.dtype_bytes
-    tp = len(stage_gpus)
-    gpu = cluster.gpu_by_id[stage_gpus[0]].gpu
-    usable = gpu.memory * cluster.memory_utilization - activation_bytes_per_gpu(cluster, tp, DEFAULT_BATCHED_TOKENS)
-    embedding = model.vocab * model.hidden * b / tp
-    usable -= embedding * (int(first) + int(last and not (first and model.tie_embeddings)))
-    workload = cluster.workload
-    tokens = 2 * DEFAULT_BATCHED_TOKENS if role == "prefill" else 8 * (workload.prompt.mean + workload.decode_tokens)
-    per_layer = (model.params_per_layer * b + tokens * kv_bytes_per_token_layer(cluster)) / tp
-    return max(0, math.floor(usable / per_layer))
+    """How many layers a stage can hold while the replica can still run in the role (costs.replica.kv_need)."""
+    return _layer_cap(cluster, cluster.gpu_by_id[stage_gpus[0]].gpu.key, len(stage_gpus), role, first, last)
+
+
+@lru_cache(maxsize=4096)
+def _layer_cap(cluster: Cluster, gpu_key: str, tp: int, role: Role, first: bool, last: bool) -> int:
+    """_stage_layer_cap for any stage of `tp` GPUs of this type (clusters compare by identity): the stage's
+    KV room shrinks as its layers grow, so binary search on the layer count."""
+    batched, need = kv_need(cluster, role)
+    gpus = (next(slot.id for slot in cluster.gpus if slot.gpu.key == gpu_key),) * tp
+
+    def fits(layers: int) -> bool:
+        return stage_kv_tokens(cluster, Stage(gpus, 0, layers), first, last, batched) >= need
+
+    low, high = 0, cluster.model.layers  # fits(low) holds (vacuously for 0); find the largest
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
 
 
 def _stage_cost(cluster: Cluster, stage_gpus: Sequence[str], role: Role) -> float:
@@ -100,29 +119,72 @@ def _stage_cost(cluster: Cluster, stage_gpus: Sequence[str], role: Role) -> floa
     return 1.0 / (len(stage_gpus) * gpu.memory_bandwidth * gpu.memory_efficiency)
 
 
-def candidate_layouts(cluster: Cluster, gpus: Sequence[str], role: Role, launchable: bool) -> list[Layout]:
-    """Every admissible layout of the group for the role (see module docstring)."""
-    parts = node_parts(cluster, gpus)
+def tp_options(cluster: Cluster, parts: Sequence[tuple[str, Sequence[str]]], role: Role, launchable: bool) -> list[int]:
+    """TP sizes the group admits in the role: valid for the model, dividing every node's share, and
+    with a KV connector giving a decode replica one stage and a pipeline only to full-attention models."""
     if launchable and not equal_per_node(len(p) for _, p in parts):
         return []
-    layouts = []
+    options = []
     for tp in sorted({math.gcd(*(len(p) for _, p in parts))} | {1, 2, 4, 8, 16}):
         if not valid_tp(tp, cluster.model) or any(len(p) % tp for _, p in parts):
             continue
-        stage_gpus = [tuple(p[i : i + tp]) for _, p in parts for i in range(0, len(p), tp)]
-        if not decode_pp_allowed(role, len(stage_gpus), launchable):
-            continue
-        if not pipeline_kv_allowed(len(stage_gpus), cluster.model.kv_layout, launchable):
-            continue
-        n = len(stage_gpus)
-        caps = [_stage_layer_cap(cluster, s, role, i == 0, i == n - 1) for i, s in enumerate(stage_gpus)]
-        split = split_layers(cluster.model.layers, [_stage_cost(cluster, s, role) for s in stage_gpus], caps)
-        if split is None:
-            continue
-        bounds = [0]
-        for count in split:
-            bounds.append(bounds[-1] + count)
-        layouts.append(Layout(tuple(Stage(s, a, b) for s, a, b in zip(stage_gpus, bounds, bounds[1:]))))
+        stages = sum(len(p) // tp for _, p in parts)
+        if decode_pp_allowed(role, stages, launchable) and pipeline_kv_allowed(
+            stages, cluster.model.kv_layout, launchable
+        ):
+            options.append(tp)
+    return options
+
+
+def stage_groups(parts: Sequence[tuple[str, Sequence[str]]], tp: int) -> list[tuple[str, ...]]:
+    """The TP groups of the pipeline: each node's GPUs in index order, chunked by tp, nodes in `parts` order."""
+    return [tuple(p[i : i + tp]) for _, p in parts for i in range(0, len(p), tp)]
+
+
+def build_layout(stage_gpus: Sequence[tuple[str, ...]], split: Sequence[int]) -> Layout:
+    bounds = [0]
+    for count in split:
+        bounds.append(bounds[-1] + count)
+    return Layout(tuple(Stage(s, a, b) for s, a, b in zip(stage_gpus, bounds, bounds[1:])))
+
+
+def balanced_split(
+    cluster: Cluster, stage_gpus: Sequence[tuple[str, ...]], role: Role, favour: str | None = None
+) -> list[int] | None:
+    """The min-max layer split of these stages: for prefill from the cost model's stage times
+    (planner.scheduler.splits), for decode by split_layers' per-layer proxy; with `favour`, the stages on
+    that node count as nearly free, so they take every layer their memory holds (a split that keeps KV
+    local)."""
+    n = len(stage_gpus)
+    caps = [_stage_layer_cap(cluster, s, role, i == 0, i == n - 1) for i, s in enumerate(stage_gpus)]
+    if role == "prefill" and favour is None:
+        return min_max_split(prefill_stage_times(cluster, stage_gpus, caps), cluster.model.layers)
+    costs = [_stage_cost(cluster, s, role) for s in stage_gpus]
+    if favour is not None:
+        costs = [c * (1e-6 if cluster.gpu_by_id[s[0]].node == favour else 1.0) for c, s in zip(costs, stage_gpus)]
+    return split_layers(cluster.model.layers, costs, caps)
+
+
+def node_orders(parts: Sequence[tuple[str, Sequence[str]]]) -> list[list[tuple[str, Sequence[str]]]]:
+    """Pipeline orders of the group's nodes worth trying: all of them up to MAX_ORDERED nodes, else the
+    cluster order and its reverse (a stage order changes which links the PP hops cross and which
+    stage holds the embedding and the LM head)."""
+    if len(parts) <= MAX_ORDERED:
+        return [list(order) for order in itertools.permutations(parts)]
+    return [list(parts), list(reversed(parts))]
+
+
+def candidate_layouts(cluster: Cluster, gpus: Sequence[str], role: Role, launchable: bool) -> list[Layout]:
+    """Every admissible layout of the group for the role (see module docstring): each TP size and
+    node order, with the min-max layer split."""
+    parts = node_parts(cluster, gpus)
+    layouts = []
+    for tp in tp_options(cluster, parts, role, launchable):
+        for order in node_orders(parts):
+            stage_gpus = stage_groups(order, tp)
+            split = balanced_split(cluster, stage_gpus, role)
+            if split is not None:
+                layouts.append(build_layout(stage_gpus, split))
     return layouts
 
 

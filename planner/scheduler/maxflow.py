@@ -17,7 +17,9 @@ sends along that route. The arcs of a minimum cut say what limits the plan (pref
 KV transfer, hubs included).
 
 Solved with scipy's Edmonds–Karp (`scipy.sparse.csgraph.maximum_flow`, O(V·E²)), which needs
-integer capacities: rates are scaled so the largest total fits in 2³⁰.
+integer capacities: rates are scaled so the largest total fits in 2³⁰. When some route loads hubs
+only in part (a replica pipelined over several nodes), planner.scheduler.lpflow solves the same
+network as a linear program instead.
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_flow
 
+from planner.scheduler.flownet import SINK as _SINK
+from planner.scheduler.flownet import SOURCE as _SOURCE
+from planner.scheduler.flownet import Network, PairArcs
+from planner.scheduler.lpflow import lp_flow
+
 Bottleneck = Literal["prefill", "decode", "kv_transfer", "colocated", "none"]
-_SOURCE, _SINK = 0, 1
 _UNBOUNDED = 2.0**31 - 1  # scaled capacity of arcs that only connect (never part of a min cut)
-Arc = tuple[int, int, float, str]  # (tail, head, capacity in requests/s, kind)
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class FlowResult:
     routes: Mapping[tuple[str, str], float]  # (prefill id, decode id) → requests/s
     bottleneck: Bottleneck
     cut_capacity: Mapping[str, float]  # capacity of the min-cut arcs by kind
+    upper_bound: bool = False  # the value only bounds the real flow (planner.scheduler.network, relaxed)
 
 
 def max_flow(
@@ -54,104 +60,76 @@ def max_flow(
     *,
     hubs: Mapping[str, float] | None = None,
     hub_arcs: Sequence[tuple[str, str]] = (),
+    pairs: PairArcs | None = None,
+    shares: Mapping[tuple[str, str], Mapping[str, float]] | None = None,
     method: Literal["edmonds_karp", "dinic"] = "edmonds_karp",
     details: bool = True,
 ) -> FlowResult:
     """Maximum request rate through the replica network; see the module docstring.
 
     Every argument maps replica ids (or id pairs, or hub ids) to capacities in requests/s; a
-    missing KV pair means no direct route. `hub_arcs` are (from, to) pairs whose ends are a
-    prefill id (as tail), a hub id, or a decode id (as head). Inputs are read in sorted order,
-    so the result is deterministic. With details=False the routes, min cut and bottleneck are
-    left empty ("none"): a search that only compares values skips that work.
+    missing KV pair means no direct route, an infinite capacity no limit. `hub_arcs` are (from, to)
+    pairs whose ends are a prefill id (as tail), a hub id, or a decode id (as head); `pairs` adds
+    capacitated hub→hub arcs as arrays (flownet.PairArcs: node pairs of a large cluster). `shares` load
+    hubs with a fraction of what a direct KV arc carries (a route whose KV crosses them in part):
+    then the problem is a linear program (planner.scheduler.lpflow), else scipy's max-flow. Inputs are
+    read in sorted order, so the result is deterministic. With details=False the routes, min cut and
+    bottleneck are left empty ("none"): a search that only compares values skips that work.
     """
-    colocated = colocated or {}
-    hubs = hubs or {}
-    ids = sorted(prefill) + sorted(decode) + sorted(colocated) + sorted(hubs)
-    index = {rid: 2 + 2 * i for i, rid in enumerate(ids)}  # X_in = index, X_out = index + 1
-    total = max(sum(prefill.values()) + sum(colocated.values()), sum(decode.values()) + sum(colocated.values()), 1e-12)
-    scale = 2.0**30 / total
-
-    replicas = {"prefill": prefill, "decode": decode, "colocated": colocated}
-    arcs = _arcs(replicas, kv, hubs, hub_arcs, index, _UNBOUNDED / scale)
-    n = 2 + 2 * len(ids)
-    caps = np.array([int(min(cap * scale, 2**31 - 1)) for *_, cap, _ in arcs], dtype=np.int32)
-    tails = np.array([a[0] for a in arcs], dtype=np.int32)
-    heads = np.array([a[1] for a in arcs], dtype=np.int32)
-    graph = csr_matrix((caps, (tails, heads)), shape=(n, n))
-    result = maximum_flow(graph, _SOURCE, _SINK, method=method)
-    flow = result.flow.tocsr()
-    flows = np.asarray(flow[tails, heads]).ravel()
-
-    owner = {index[rid]: rid for rid in ids}
-    replica_flow = {
-        owner[tail]: float(value) / scale
-        for (tail, head, _, _), value in zip(arcs, flows)
-        if head == tail + 1 and tail in owner and owner[tail] not in hubs  # a replica's own in→out arc
-    }
+    net = Network.of(prefill, decode, kv, colocated or {}, hubs or {}, hub_arcs, pairs)
+    if shares:
+        flows, value, cut = lp_flow(net, shares)
+    else:
+        flows, value, cut = _scipy_flow(net, method, details)
+    owner = {net.index[rid]: rid for rid in net.ids}
+    n_replicas = len(prefill) + len(decode) + len(colocated or {})
+    inner = (net.tails >= 2) & (net.tails < 2 + 2 * n_replicas) & (net.tails % 2 == 0)  # X_in nodes
+    own = np.flatnonzero(inner & (net.heads == net.tails + 1))
+    replica_flow = {owner[int(net.tails[k])]: float(flows[k]) for k in own}  # each replica's own in→out arc
     if not details:
-        return FlowResult(float(result.flow_value) / scale, replica_flow, {}, "none", {})
-    routes = _decompose(arcs, flows, owner, set(prefill), set(decode), scale)
-    cut = _min_cut_capacity(n, arcs, caps, flows, scale)
+        return FlowResult(value, replica_flow, {}, "none", {})
+    routes = _decompose(net, flows, set(prefill), set(decode), tolerance=1e-9 * max(net.total, 1e-12))
     bottleneck: Bottleneck = max(cut, key=lambda kind: (cut[kind], kind)) if cut else "none"
-    return FlowResult(float(result.flow_value) / scale, replica_flow, routes, bottleneck, cut)
+    return FlowResult(value, replica_flow, routes, bottleneck, cut)
 
 
-def _arcs(
-    replicas: Mapping[str, Mapping[str, float]],
-    kv: Mapping[tuple[str, str], float],
-    hubs: Mapping[str, float],
-    hub_arcs: Sequence[tuple[str, str]],
-    index: Mapping[str, int],
-    unbounded: float,
-) -> list[Arc]:
-    """Every arc of the network, in a fixed order; source/sink arcs carry the kind of the replica they guard."""
-    arcs: list[Arc] = []
-    for kind in ("prefill", "decode", "colocated"):
-        for rid in sorted(replicas[kind]):
-            cap, node = replicas[kind][rid], index[rid]
-            if kind != "decode":
-                arcs.append((_SOURCE, node, cap, kind))
-            arcs.append((node, node + 1, cap, kind))
-            if kind != "prefill":
-                arcs.append((node + 1, _SINK, cap, kind))
-    for p, d in sorted(kv):
-        if p in replicas["prefill"] and d in replicas["decode"] and kv[(p, d)] > 0:
-            arcs.append((index[p] + 1, index[d], kv[(p, d)], "kv_transfer"))
-    for hub in sorted(hubs):
-        arcs.append((index[hub], index[hub] + 1, hubs[hub], "kv_transfer"))
-    for tail, head in sorted(set(hub_arcs)):
-        arcs.append((index[tail] + 1, index[head], unbounded, "link"))
-    return arcs
+def _scipy_flow(net: Network, method: str, details: bool) -> tuple[np.ndarray, float, dict[str, float]]:
+    """Arc flows (requests/s), value and min-cut capacity by kind, by scipy's integer max-flow: rates
+    are scaled so the largest total fits in 2³⁰; unlimited arcs get the largest integer."""
+    scale = 2.0**30 / net.total
+    if not len(net.tails):
+        return np.zeros(0), 0.0, {}
+    caps = np.minimum(net.caps * scale, _UNBOUNDED).astype(np.int32)
+    tails, heads = net.tails.astype(np.int32), net.heads.astype(np.int32)
+    graph = csr_matrix((caps, (tails, heads)), shape=(net.nodes, net.nodes))
+    result = maximum_flow(graph, _SOURCE, _SINK, method=method)
+    flows = np.asarray(result.flow.tocsr()[tails, heads]).ravel()
+    cut = _min_cut_capacity(net.nodes, net.arcs, caps, flows, scale) if details else {}
+    return flows.astype(float) / scale, float(result.flow_value) / scale, cut
 
 
 def _decompose(
-    arcs: list[Arc],
-    flows: np.ndarray,
-    owner: Mapping[int, str],
-    prefill: set[str],
-    decode: set[str],
-    scale: float,
+    net: Network, flows: np.ndarray, prefill: set[str], decode: set[str], tolerance: float
 ) -> dict[tuple[str, str], float]:
     """Split the KV part of the flow into prefill→decode paths; sum each pair's paths.
 
     The KV part is a DAG (P_out → hubs → D_in), so depth-first path peeling terminates; arcs are
-    visited in sorted order, so the decomposition is deterministic.
+    visited in sorted order, so the decomposition is deterministic. Flows below `tolerance` are noise.
     """
-    remaining: dict[int, list[list[int]]] = {}  # node → [[head, flow left], …] on KV arcs
-    for (tail, head, _, kind), value in zip(arcs, flows):
-        if kind in ("kv_transfer", "link") and value > 0:
-            remaining.setdefault(tail, []).append([head, int(value)])
+    remaining: dict[int, list[list]] = {}  # node → [[head, flow left], …] on KV arcs
+    for (tail, head, _, kind), value in zip(net.arcs, flows):
+        if kind in ("kv_transfer", "link") and value > tolerance:
+            remaining.setdefault(tail, []).append([head, float(value)])
     for out in remaining.values():
         out.sort()
-    node_of = {rid: node for node, rid in owner.items()}
+    owner = {net.index[rid]: rid for rid in net.ids}
     routes: dict[tuple[str, str], float] = {}
     for p in sorted(prefill):
-        start = node_of[p] + 1
+        start = net.index[p] + 1
         while True:
             path, node = [], start
-            while not (node in owner and owner[node] in decode and node != start):
-                step = next((arc for arc in remaining.get(node, []) if arc[1] > 0), None)
+            while not (node in owner and owner[node] in decode):
+                step = next((arc for arc in remaining.get(node, []) if arc[1] > tolerance), None)
                 if step is None:
                     break
                 path.append(step)
@@ -162,11 +140,13 @@ def _decompose(
             for arc in path:
                 arc[1] -= amount
             key = (p, owner[node])
-            routes[key] = routes.get(key, 0.0) + amount / scale
+            routes[key] = routes.get(key, 0.0) + amount
     return routes
 
 
-def _min_cut_capacity(n: int, arcs: list[Arc], caps: np.ndarray, flows: np.ndarray, scale: float) -> dict[str, float]:
+def _min_cut_capacity(
+    n: int, arcs: list[tuple[int, int, float, str]], caps: np.ndarray, flows: np.ndarray, scale: float
+) -> dict[str, float]:
     """Capacity of the arcs leaving the source side of the final residual graph, by kind."""
     residual: list[list[int]] = [[] for _ in range(n)]
     for (tail, head, _, _), cap, value in zip(arcs, caps, flows):

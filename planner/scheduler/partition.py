@@ -111,30 +111,39 @@ def kernighan_lin_refine(
     groups = [list(g) for g in groups]
     blocks = [b for group in groups for b in group]
     weights = block_bandwidth(cluster, blocks)
-    graph = nx.Graph()
-    graph.add_nodes_from(blocks)
     rows, cols = np.nonzero(np.triu(weights))
-    graph.add_weighted_edges_from((blocks[i], blocks[j], float(weights[i, j])) for i, j in zip(rows, cols))
-    owner = {b: i for i, group in enumerate(groups) for b in group}
-    between: dict[tuple[int, int], float] = {}
-    for a, b, w in graph.edges(data="weight"):
-        i, j = sorted((owner[a], owner[b]))
-        if i != j:
-            between[(i, j)] = between.get((i, j), 0.0) + w
+    owner = np.array([i for i, group in enumerate(groups) for _ in group])
+    between = np.zeros((len(groups), len(groups)))  # bandwidth between groups (numpy, not edge by edge)
+    np.add.at(between, (owner[rows], owner[cols]), weights[rows, cols])
+    between = between + between.T
+    np.fill_diagonal(between, 0.0)
     pairs: set[tuple[int, int]] = set()
-    for i in range(len(groups)):
-        ranked = sorted((p for p in between if i in p), key=lambda p: (-between[p], p))
-        pairs.update(ranked[:neighbours])
+    others = np.arange(len(groups))
+    for i in range(len(groups)):  # each group's best-connected neighbours (ties: the lower index)
+        for j in np.lexsort((others, -between[i]))[:neighbours].tolist():
+            if between[i, j] > 0:
+                pairs.add((min(i, j), max(i, j)))
+    position = {b: k for k, b in enumerate(blocks)}
 
     def internal(group: Sequence[Group]) -> float:
-        return float(graph.subgraph(group).size(weight="weight"))
+        idx = [position[b] for b in group]
+        return float(weights[np.ix_(idx, idx)].sum()) / 2
+
+    def pair_graph(union: Sequence[Group]) -> nx.Graph:
+        """The weighted graph of two groups' blocks (built per pair: the whole graph is quadratic)."""
+        idx = sorted(position[b] for b in union)
+        graph = nx.Graph()
+        graph.add_nodes_from(blocks[k] for k in idx)
+        edges = ((a, b) for x, a in enumerate(idx) for b in idx[x + 1 :] if weights[a, b])
+        graph.add_weighted_edges_from((blocks[a], blocks[b], float(weights[a, b])) for a, b in edges)
+        return graph
 
     for i, j in sorted(pairs):
         if len(groups[i]) + len(groups[j]) < 3:
             continue
         union = [*groups[i], *groups[j]]
         left, right = nx.algorithms.community.kernighan_lin_bisection(
-            graph.subgraph(union), partition=(set(groups[i]), set(groups[j])), weight="weight", seed=seed
+            pair_graph(union), partition=(set(groups[i]), set(groups[j])), weight="weight", seed=seed
         )
         new_i = sorted(left, key=union.index)
         new_j = sorted(right, key=union.index)

@@ -21,26 +21,32 @@ from planner.scheduler.partition import make_blocks
 from planner.scheduler.scoring import Scorer, State, canonical
 from planner.scheduler.search import Progress, SearchResult, replica_bytes, search
 from planner.scheduler.stability import Engine, anchor_of, key_of, moved_gpus
+from planner.scheduler.variants import variant_of_key
 from planner.types import Connector, Objective, RolesMode
 
 FREE_SHARE = 0.4  # of the time limit, for the unconstrained solve
 
 
-def baseline_state(cluster: Cluster, running: State, scorer: Scorer) -> State:
-    """The running plan's replicas that still fit the cluster, plus blocks of every other GPU."""
-    kept = [
-        (tuple(group), role)
-        for group, role in running
-        if role in scorer.roles
-        and all(g in cluster.gpu_by_id for g in group)
-        and scorer.assessment(tuple(group), role) is not None
-    ]
-    placed = {g for group, _ in kept for g in group}
+def baseline_state(cluster: Cluster, running: Sequence[Engine], scorer: Scorer) -> State:
+    """The running plan's replicas that still fit the cluster, in their running layout when the search
+    can express it (planner.scheduler.variants) so that keeping them moves nothing, plus blocks of every
+    other GPU."""
+    kept = []
+    for group, role, *key in running:
+        group = tuple(sorted(group))
+        if role not in scorer.roles or not all(g in cluster.gpu_by_id for g in group):
+            continue
+        variant = variant_of_key(cluster, key[0]) if key and key[0] else ()
+        if variant and scorer.assessment(group, role, variant) is None:
+            variant = ()
+        if scorer.assessment(group, role, variant) is not None:
+            kept.append((group, role, variant))
+    placed = {g for group, *_ in kept for g in group}
     for block in make_blocks(cluster, replica_bytes(cluster)):
         free = tuple(g for g in block if g not in placed)
         if free:
-            roles = [(a.capacity_rps, role) for role in ("decode", "prefill") if (a := scorer.assessment(free, role))]
-            kept.append((free, max(roles)[1] if roles else "decode"))
+            roles = [(a.capacity_rps, role) for role in scorer.roles if (a := scorer.assessment(free, role))]
+            kept.append((free, max(roles)[1] if roles else scorer.roles[-1], ()))
     return canonical(kept)
 
 
@@ -60,7 +66,7 @@ def replan(
     """See the module docstring; the result records how many GPUs moved in facts.moved_gpus."""
     objective = objective or cluster.default_objective
     scorer = Scorer(cluster, launchable=connector != "none", objective=objective, roles=roles)
-    start = baseline_state(cluster, canonical([(group, role) for group, role, *_ in running]), scorer)
+    start = baseline_state(cluster, running, scorer)
     anchor = tuple(running)
     common = {
         "seed": seed,

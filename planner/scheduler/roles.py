@@ -46,7 +46,7 @@ def assign_roles(scorer: Scorer, groups: Sequence[Group], *, floor: float = 0.0)
 
     def value(split: int) -> tuple[float, int]:
         state = state_at(split)
-        if scorer.bound(state) <= floor:
+        if scorer.bound(state, floor) <= floor:
             return floor, -split
         return scorer.score(state).value, -split
 

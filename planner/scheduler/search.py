@@ -34,7 +34,7 @@ from planner.scheduler.network import plan_flow
 from planner.scheduler.partition import candidate_k, flatten, kernighan_lin_refine, make_blocks, spectral_groups
 from planner.scheduler.refine import refine
 from planner.scheduler.roles import assign_roles
-from planner.scheduler.scoring import Scorer, State
+from planner.scheduler.scoring import GOODPUT_OBJECTIVES, Scorer, State
 from planner.scheduler.stability import Engine
 from planner.types import Connector, Objective, RolesMode
 
@@ -73,7 +73,7 @@ class SearchResult:
     @property
     def throughput_rps(self) -> float:
         """The flow value the objective maximises: within the SLO for goodput objectives."""
-        if self.facts.objective in ("goodput", "goodput_per_usd") and self.goodput_flow is not None:
+        if self.facts.objective in GOODPUT_OBJECTIVES and self.goodput_flow is not None:
             return self.goodput_flow.value
         return self.flow.value
 
@@ -125,13 +125,35 @@ def _moved_within_limit(
             + ".",
             hint="add GPUs, relax the SLO, or use a smaller model",
         )
-    moved = scorer.moved_gpus([(a.layout.gpus, a.role) for a in replicas]) if anchor else None
+    moved = scorer.moved_by(replicas) if anchor else None
     if max_moved is not None and moved is not None and moved > max_moved:
         raise InfeasibleError(
             f"{cluster.source}: every plan found moves {moved} GPUs of the running plan; the limit is {max_moved}.",
             hint="raise --max-moved-gpus",
         )
     return moved
+
+
+def deployed_flow(
+    cluster: Cluster, replicas: list[Assessment], *, launchable: bool, keep_idle: bool, goodput: bool = False
+) -> tuple[list[Assessment], FlowResult, FlowResult | None]:
+    """The plan's flows over every route (Edmonds–Karp): saturated, and within the SLO when the cluster
+    has one. Replicas that the flow the objective reads (within the SLO when `goodput`) leaves without
+    requests are dropped (the search's sparser network used them, the full one routes around them) unless
+    `keep_idle` (re-planning keeps running replicas). Dropping a replica without flow never lowers that value."""
+
+    def flows(replicas: list[Assessment]) -> tuple[FlowResult, FlowResult | None]:
+        within = plan_flow(cluster, replicas, launchable=launchable, goodput=True) if cluster.slo else None
+        return plan_flow(cluster, replicas, launchable=launchable), within
+
+    flow, within = flows(replicas)
+    while not keep_idle:
+        read = within if goodput and within is not None else flow
+        if not (idle := [a for a in replicas if read.replica_flow.get(a.id, 0.0) <= 0]):
+            break
+        replicas = [a for a in replicas if a not in idle]
+        flow, within = flows(replicas)
+    return replicas, flow, within
 
 
 def search(
@@ -178,26 +200,33 @@ def search(
     result = refine(scorer, starts, rng, deadline=deadline, on_step=report)
     replicas = scorer.assessments(result.state)
     moved = _moved_within_limit(cluster, scorer, result.state, replicas, anchor, max_moved)
-    facts = SearchFacts(
-        seed,
-        objective,
-        connector,
-        tuple(tried),
-        result.iterations,
-        result.converged and every_k,
-        roles,
-        time_limit,
-        moved,
+    steps, converged = result.iterations, result.converged and every_k
+    facts = SearchFacts(seed, objective, connector, tuple(tried), steps, converged, roles, time_limit, moved)
+    replicas, flow, goodput_flow = deployed_flow(
+        cluster, replicas, launchable=launchable, keep_idle=anchor is not None, goodput=objective in GOODPUT_OBJECTIVES
     )
-    flow = plan_flow(cluster, replicas, launchable=launchable)
-    goodput_flow = plan_flow(cluster, replicas, launchable=launchable, goodput=True) if cluster.slo else None
     found = SearchResult(tuple(replicas), flow, facts, goodput_flow, _alternatives(scorer, replicas, alternatives))
     report(found.throughput_rps)
     return found
 
 
 def _alternatives(scorer: Scorer, chosen: list[Assessment], count: int) -> tuple[tuple[Assessment, ...], ...]:
-    """The next best `count` states the search scored, as their deployed replicas (never the chosen ones)."""
-    ids = {a.id for a in chosen}
-    others = (tuple(scorer.assessments(state)) for state in scorer.ranked_states(count + 1) if count > 0)
-    return tuple(replicas for replicas in others if {a.id for a in replicas} != ids)[:count]
+    """The next best `count` states the search scored, as their deployed replicas (never the chosen ones);
+    with mixed roles also the best disaggregated state it scored, when that is not among them: the model
+    may rank colocated replicas first where the simulator prefers the split (HexGen-2's plan space)."""
+    if count <= 0:
+        return ()
+    found: list[tuple[Assessment, ...]] = []
+
+    def add(states: list[State], limit: int) -> None:
+        for replicas in (tuple(scorer.assessments(state)) for state in states):
+            ids = {a.id for a in replicas}
+            new = ids != {a.id for a in chosen} and all(ids != {a.id for a in other} for other in found)
+            if new and limit > 0:
+                found.append(replicas)
+                limit -= 1
+
+    add(scorer.ranked_states(count + 1), count)
+    if len(scorer.roles) > 1 and "colocated" in scorer.roles:
+        add(scorer.ranked_states(2, disaggregated=True), 1)
+    return tuple(found)

@@ -167,8 +167,14 @@ class Simulation:
         waiting = sum(len(s.queue) if isinstance(s, PrefillServer) else len(s.waiting) for s in self.fronts)
         waiting += sum(len(s.waiting) for s in self.decodes)
         self.queue_samples.append((now, waiting))
-        later = now + self.sample_s
-        busy = len(self.requests) < len(self.arrivals) or self.in_system > 0
+        later = max(now + self.sample_s, math.nextafter(now, math.inf))  # always later, even past 2**53 s
+        pending = len(self.requests) < len(self.arrivals)  # requests[i] is arrival i: the next one is len(requests)
+        if (
+            pending and self.in_system == 0
+        ):  # idle until the next arrival: skip the empty samples (the span can be huge)
+            next_arrival = float(self.arrivals.time[len(self.requests)])
+            later = max(later, math.ceil(next_arrival / self.sample_s) * self.sample_s)
+        busy = pending or self.in_system > 0
         return [Event(later, SAMPLE, self._on_sample)] if later <= self.until and busy else []
 
     # ------------------------------------------------------------------ prefill replicas

@@ -8,6 +8,7 @@ and batching, admission and preemption by planner.sim.policies.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -78,7 +79,10 @@ class Link:
     def pop_finished(self, now: float) -> list[Request]:
         self.advance(now)
         done = []
-        tolerance = 1e-9 * max(self.virtual, 1.0)
+        # a flow that needs less than one representable tick of `now` is done: at huge times (a trace spanning
+        # centuries) it would otherwise be rescheduled at `now` forever
+        tick_bytes = math.ulp(now) * self.bandwidth / max(self.active, 1)
+        tolerance = max(1e-9 * max(self.virtual, 1.0), tick_bytes)
         while self.flows and self.flows[0][0] <= self.virtual + tolerance:
             done.append(heapq.heappop(self.flows)[2])
             self.active -= 1

@@ -89,7 +89,7 @@ def summarise(
     first = np.array([r.first_token for r in requests])
     finish = np.array([r.finish for r in requests])
     output = np.array([r.output for r in requests])
-    dropped = np.array([bool(r.dropped) for r in requests], dtype=bool)
+    dropped = np.array([bool(r.dropped) for r in requests], dtype=bool)  # bool even when there are none
     done = finish >= 0
     window = max(duration - warmup, 1e-9)
     sample = (arrival >= warmup) & (arrival < duration)

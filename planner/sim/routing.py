@@ -5,15 +5,15 @@ the simulator's front end (planner.sim.engine) on simulated ones, so `hexplan si
 system `hexlaunch` starts. Pure, no I/O, no Ray: tested without servers.
 
 Policy:
-- prefill (and colocated) replicas are weighted by the flow the plan sends through them (the sum of
-  their routes' rate_rps; a colocated replica by its capacity). Among the replicas whose outstanding
-  requests are below their limit (the plan's max_num_seqs), the next one is chosen by *smooth weighted
-  round robin* (the nginx scheme): each pick adds every eligible weight to a running credit, takes the
-  largest credit and charges it the eligible total. Over any n requests a replica's share differs from
-  its weight share by less than one request, so the observed split follows the plan without sampling
-  noise; a saturated replica is skipped until it drains. When every replica is saturated, all are
-  eligible again (the engines queue). Replicas the caller marks unavailable (unhealthy, ejected) are
-  skipped the same way, so the others absorb their share in the plan's proportions.
+- prefill (and colocated) replicas are weighted by the flow the plan sends through them (the sum of their
+  routes' rate_rps; a colocated replica by its rate within the SLO, else its capacity). Among the replicas
+  whose outstanding requests are below their limit (the plan's max_num_seqs), the next one is chosen by
+  *smooth weighted round robin* (the nginx scheme): each pick adds every eligible weight to a running
+  credit, takes the largest credit and charges it the eligible total. Over any n requests a replica's share
+  differs from its weight share by less than one request, so the observed split follows the plan without
+  sampling noise; a saturated replica is skipped until it drains. When every replica is saturated, all are
+  eligible again (the engines queue). Replicas the caller marks unavailable (unhealthy, ejected) are skipped
+  the same way, so the others absorb their share in the plan's proportions.
 - decode: the same scheme over the P→D routes *from the chosen prefill*, weighted by their rate_rps,
   so each pair's share of the traffic is the plan's flow on that edge.
 The seed sets the initial credits (a phase offset), so two routers with different seeds do not send
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.plans.schema import Plan
+from planner.plans.schema import Plan, ReplicaPlan
 
 UNLIMITED = 2**62  # the limit of a replica that names none
 NO_TRAFFIC = "the plan routes no traffic: no P→D route and no colocated replica has a positive rate."
@@ -53,13 +53,19 @@ class PlannedRouting:
     def of(cls, plan: Plan) -> PlannedRouting:
         return cls(
             routes=tuple(RouteWeight(r.source, r.target, r.rate_rps) for r in plan.routes),
-            colocated_weights={r.id: r.capacity_rps for r in plan.replicas if r.role == "colocated"},
+            colocated_weights={r.id: _colocated_rate(r) for r in plan.replicas if r.role == "colocated"},
             limits={r.id: r.engine.max_num_seqs for r in plan.replicas},
         )
 
     @property
     def routes_traffic(self) -> bool:
         return any(r.weight > 0 for r in self.routes) or any(w > 0 for w in self.colocated_weights.values())
+
+
+def _colocated_rate(replica: ReplicaPlan) -> float:
+    """A colocated replica's share of the plan's flow: its rate within the SLO when the plan has one (the
+    flow the routes carry then, too), else its saturated capacity (its own source→sink arc is always full)."""
+    return replica.goodput_rps if replica.goodput_rps is not None else replica.capacity_rps
 
 
 class SmoothWeighted:

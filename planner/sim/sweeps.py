@@ -14,7 +14,7 @@ import numpy as np
 from planner.errors import InputError
 from planner.inputs.problem import Cluster
 from planner.plans.schema import Plan
-from planner.sim.arrivals import Arrivals, poisson
+from planner.sim.arrivals import MAX_REQUESTS, Arrivals, check_requests, poisson
 from planner.sim.engine import Simulation
 from planner.sim.metrics import SimResult
 
@@ -52,12 +52,14 @@ def simulate_rate(
     seed: int,
     warmup: float | None = None,
     drain: float | None = None,
+    max_requests: int = MAX_REQUESTS,
 ) -> SimResult:
     """Poisson arrivals at `rate` req/s for `duration` s; the first quarter is warm-up unless given.
 
     `drain` (default: duration) lets requests that arrived in the window finish before the clock stops.
+    Raises InputError when rate × duration exceeds `max_requests`.
     """
-    arrivals = poisson(cluster.workload, rate, duration, np.random.default_rng(seed))
+    arrivals = poisson(cluster.workload, rate, duration, np.random.default_rng(seed), max_requests=max_requests)
     return Simulation(
         plan,
         cluster,
@@ -70,10 +72,12 @@ def simulate_rate(
     ).run()
 
 
-def saturation(plan: Plan, cluster: Cluster, *, duration: float, seed: int, overload: float = 1.5) -> SimResult:
+def saturation(
+    plan: Plan, cluster: Cluster, *, duration: float, seed: int, overload: float = 1.5, max_requests: int = MAX_REQUESTS
+) -> SimResult:
     """Served rate under an offered load `overload` × the plan's max-flow figure (no drain needed)."""
     rate = overload * max(plan.summary.throughput_rps, 1e-6)
-    return simulate_rate(plan, cluster, rate, duration=duration, seed=seed, drain=0.0)
+    return simulate_rate(plan, cluster, rate, duration=duration, seed=seed, drain=0.0, max_requests=max_requests)
 
 
 def goodput(
@@ -84,6 +88,7 @@ def goodput(
     seed: int,
     iterations: int = GOODPUT_STEPS,
     high: float | None = None,
+    max_requests: int = MAX_REQUESTS,
 ) -> tuple[float, SimResult | None]:
     """Highest Poisson rate at which ≥ the SLO's attainment of requests meet it, by bisection on [0, high].
 
@@ -95,9 +100,10 @@ def goodput(
         raise InputError(NO_SLO)
     low, best = 0.0, None
     high = high or 1.2 * max(plan.summary.throughput_rps, 1e-6)
+    check_requests(high * duration, max_requests, f"a sweep up to {high:g} req/s for {duration:g} s (--duration)")
     for _ in range(iterations):
         mid = (low + high) / 2
-        result = simulate_rate(plan, cluster, mid, duration=duration, seed=seed)
+        result = simulate_rate(plan, cluster, mid, duration=duration, seed=seed, max_requests=max_requests)
         if result.slo_attainment >= cluster.slo.attainment:
             low, best = mid, result
         else:
