@@ -37,7 +37,7 @@ def main() -> None:
         "preemptions",
     ):
         table.add_column(column, justify="left" if column in ("example", "bottleneck") else "right")
-    for path in sorted(Path("examples").glob("*.yaml")):
+    for path in sorted(p for p in Path("examples").glob("*.yaml") if not p.name.startswith("offers-")):
         cluster = load_cluster(path, catalog)
         plan = solve(cluster, seed=0, time_limit=args.time_limit)
         duration = LARGE_DURATION_S if len(cluster.gpus) > 256 else args.duration

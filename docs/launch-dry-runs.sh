@@ -13,7 +13,7 @@ echo "addresses of the Ray nodes labelled with those names), and the router's in
 echo "machine that generated this page. vLLM loads the plan's \`model_path\` (the catalogue's Hugging Face id)."
 echo "\`make test-vllm\` checks every argv of these plans against vLLM's own parser. Regenerate with"
 echo "\`bash docs/launch-dry-runs.sh\` (the solver's plans change as the solver does)."
-for cluster in examples/*.yaml; do
+for cluster in $(ls examples/*.yaml | grep -v /offers-); do  # offers files are provision's input
   name=$(basename $cluster .yaml)
   .venv/bin/hexplan solve $cluster -o $work/$name.plan.yaml --time-limit 30 > /dev/null
   echo

@@ -24,12 +24,22 @@ if TYPE_CHECKING:
     from planner.inputs.problem import Cluster, Slo
     from planner.inputs.workload import Trace
     from planner.plans.schema import DraftPlan, Plan
+    from planner.provision.results import Provisioned
     from planner.sim.metrics import SimResult
     from planner.types import Connector, Objective, RolesMode
 
 __version__ = "0.1.0"
 
-__all__ = ["evaluate", "load_catalog", "load_cluster", "read_plan", "simulate", "solve", "write_plan"]
+__all__ = [
+    "evaluate",
+    "load_catalog",
+    "load_cluster",
+    "provision_offers",
+    "read_plan",
+    "simulate",
+    "solve",
+    "write_plan",
+]
 
 
 def load_catalog(profiles: Iterable[str | Path] = ()) -> Catalog:
@@ -154,3 +164,35 @@ def simulate(
     if len(replayed) == 0:
         raise InputError(f"simulate(): no request of the trace arrives within {duration} s.")
     return sweeps.simulate_replay(plan, cluster, replayed, seed=seed)
+
+
+def provision_offers(
+    offers: str | Path,
+    output_dir: str | Path,
+    *,
+    budget: float | None = None,
+    target_rps: float | None = None,
+    catalog: Catalog | None = None,
+    candidates: int = 4,
+    seed: int = 0,
+    time_limit: float = 10.0,
+    connector: Connector = "nixl",
+    roles: RolesMode = "mixed",
+    verify: bool | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Provisioned:
+    """Which GPUs to rent from an offers file (`hexplan provision`), for a `budget` ($/h: most goodput) or a
+    `target_rps` (least $/h); give exactly one. Writes nothing: `result.chosen.text` is the cluster file
+    for OUTPUT_DIR/cluster.yaml and `result.chosen.plan` the plan `solve` makes of it (same seed and
+    options: connector, roles, verify); planner.provision.output.write_outputs writes both.
+    Raises InfeasibleError (README: provision).
+    """
+    from planner.provision.offers import load_offers
+    from planner.provision.output import output_paths
+    from planner.provision.search import Request
+    from planner.provision.search import provision as run
+
+    catalog = catalog if catalog is not None else load_catalog()
+    request = Request(budget, target_rps, candidates, seed, time_limit, connector, roles, verify)
+    where, _ = output_paths(Path(output_dir))
+    return run(load_offers(Path(offers), catalog), catalog, where, request, progress)

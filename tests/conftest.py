@@ -33,6 +33,8 @@ from planner.scheduler.assess import Assessment, assess
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
+# Cluster files among the examples: everything but the offers files `hexplan provision` reads.
+CLUSTER_EXAMPLES = sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.startswith("offers-"))
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """The code's shape, checked: packages import only packages above them, no import cycle, small modules.
 
 Package order (docs/architecture.md): the top-level modules (errors, units, yamlio, types) are above
-every package, then inputs → costs → scheduler → plans → sim → reference → outputs → launcher → cli.
-A module may import top-level modules, its own package and packages above it. planner/__init__.py is
-the public facade: it may import anything (lazily), and any module may read `planner.__version__`
-from it. The launcher (a package of its own, hexlaunch) sits just above planner.cli: it may import
+every package, then inputs → costs → scheduler → plans → sim → reference → provision → outputs →
+launcher → cli. A module may import top-level modules, its own package and packages above it.
+planner/__init__.py is the public facade: it may import anything (lazily), and any module may read
+`planner.__version__` from it. The launcher (a package of its own, hexlaunch) sits just above planner.cli: it may import
 any planner package but cli; only planner.cli may import launcher modules, and only pure ones — whose
 import loads no Ray, aiohttp, prometheus_client or vLLM (the vLLM argv, the k8s export).
 """
@@ -18,7 +18,7 @@ import networkx as nx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("inputs", "costs", "scheduler", "plans", "sim", "reference", "outputs", "cli")
+PACKAGES = ("inputs", "costs", "scheduler", "plans", "sim", "reference", "provision", "outputs", "cli")
 TOP_LEVEL = ("errors", "units", "yamlio", "types")
 HEAVY = ("ray", "aiohttp", "prometheus_client", "vllm")  # what importing a pure launcher module never loads
 MAX_MODULE_LINES = 400

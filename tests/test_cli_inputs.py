@@ -6,9 +6,9 @@ import json
 
 import pytest
 import yaml
-from conftest import EXAMPLES
+from conftest import CLUSTER_EXAMPLES, EXAMPLES
 
-EXAMPLE_FILES = sorted(EXAMPLES.glob("*.yaml"))
+EXAMPLE_FILES = CLUSTER_EXAMPLES
 
 
 def test_there_are_examples():

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLES
+from conftest import CLUSTER_EXAMPLES, EXAMPLES
 
 import planner
 from planner.inputs.cluster import load_cluster
@@ -24,7 +24,7 @@ LARGE = "large-1024.yaml"
 
 
 def _examples() -> list[Path]:
-    return sorted(EXAMPLES.glob("*.yaml"))
+    return list(CLUSTER_EXAMPLES)
 
 
 def test_every_example_is_covered():
@@ -42,7 +42,10 @@ def promises(catalog) -> dict[str, tuple[Plan, object, float]]:
             cluster = dataclasses.replace(cluster, slo=STANDARD_SLO)
         large = path.name == LARGE
         plan = planner.solve(cluster, seed=0, time_limit=10.0 if large else 30.0)
-        duration = 20.0 if large else 240.0
+        # large-1024: 60 s, so the measured window (after the first quarter's warm-up) starts once a
+        # request's lifetime has passed; at 20 s the fleet was still filling and attainment read 0.87–0.89
+        # where 60 s reads 1.0 for the same plan.
+        duration = 60.0 if large else 240.0
         run = simulate_rate(plan, cluster, plan.summary.goodput_rps, duration=duration, seed=1)
         out[path.name] = (plan, cluster, run.slo_attainment)
     return out

@@ -14,7 +14,7 @@ from planner.cli.app import app, console_err, flush_notes
 from planner.errors import PlannerError
 
 # Importing the command modules registers their commands on `app`.
-from planner.cli import costs, diff, draw, export, inputs, plans, simulate, solve  # noqa: F401  isort: skip
+from planner.cli import costs, diff, draw, export, inputs, plans, provision, simulate, solve  # noqa: F401  isort: skip
 
 
 def main() -> None:

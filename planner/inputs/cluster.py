@@ -138,12 +138,17 @@ class WorkloadSpec(Strict):
         return self
 
 
-class ClusterSpec(Strict):
-    """A cluster file: the GPUs you have, how they are connected, and what you want to serve."""
+class ServingSpec(Strict):
+    """What to serve and how well: the part of a cluster file that is not hardware (OFFERS.yaml shares it)."""
 
     model: str = Field(description="a name in profiles/models.yaml or a path to a Hugging Face config.json")
     dtype: Dtype = "float16"
     workload: WorkloadSpec
+
+
+class ClusterSpec(ServingSpec):
+    """A cluster file: the GPUs you have, how they are connected, and what you want to serve."""
+
     objective: Objective | None = Field(None, description="default: goodput with workload.slo, else throughput")
     gpu_memory_utilization: float = Field(0.9, gt=0.1, le=0.98)
     nodes: list[NodeSpec] = Field(min_length=1)
@@ -214,12 +219,24 @@ def load_cluster(path: Path, catalog: Catalog) -> Cluster:
     """Read and validate cluster.yaml, resolve catalogue names, and check the cluster is usable."""
     text = read_text(path, what="cluster file")  # read once: parsed, and hashed for the plan's cluster.sha256
     data = parse_yaml(text, path, what="cluster file")
+    return cluster_from_data(data, path, hashlib.sha256(text.encode("utf-8")).hexdigest(), catalog)
+
+
+def reject_top_level_slo(data: object, path: Path) -> None:
+    """SLOs moved under `workload:`; say so instead of "extra field" (cluster files and offers files)."""
     if isinstance(data, dict) and "slo" in data:
         raise InputError(
             f"{path}: slo: SLOs are part of the workload now: move `slo:` under `workload:` "
             "(workload.slo: {ttft, tpot, attainment}, attainment defaulting to 0.9).",
             hint="e.g. workload: {prompt_tokens: 1024, output_tokens: 256, slo: {ttft: 2s, tpot: 100ms}}",
         )
+
+
+def cluster_from_data(data: object, path: Path, sha256: str, catalog: Catalog) -> Cluster:
+    """The Cluster of a parsed cluster file whose text hashes to `sha256`, as if read from `path`
+    (relative paths inside resolve against its folder). `hexplan provision` builds clusters this way
+    before it writes the one it chose, so the plan it writes is the one `solve` would make of that file."""
+    reject_top_level_slo(data, path)
     spec = validate(ClusterSpec, data, path)
     nodes = [_resolve_node(node, i, catalog, path) for i, node in enumerate(spec.nodes)]
     model = _resolve_model(spec.model, path, catalog)
@@ -242,7 +259,7 @@ def load_cluster(path: Path, catalog: Catalog) -> Cluster:
             )
     cluster = Cluster(
         source=path,
-        sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        sha256=sha256,
         model=model,
         dtype=spec.dtype,
         workload=workload,
