@@ -157,7 +157,11 @@ def evaluate_plan_file(
 
 
 def slo_override(
-    ttft: str | None, tpot: str | None, attainment: float | None, *, names: tuple[str, str] = ("--slo-ttft", "--slo-tpot")
+    ttft: str | None,
+    tpot: str | None,
+    attainment: float | None,
+    *,
+    names: tuple[str, str] = ("--slo-ttft", "--slo-tpot"),
 ) -> SloOverride:
     """The SLO fields given on the command line (--slo-ttft, --slo-tpot, --slo-attainment), checked; `names`
     are the options as the command spells them (simulate also takes the older --ttft/--tpot)."""
