@@ -168,6 +168,8 @@ def parse_yaml(text: str, path: Path, *, what: str = "YAML file") -> object:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise InputError(f"{path}: malformed YAML{where}: {problem}.") from None
+    except (ValueError, TypeError, OverflowError) as exc:  # a tag the value cannot take: `!!float abc`
+        raise InputError(f"{path}: malformed YAML: a tagged value cannot be read ({shown(str(exc), 120)}).") from None
     if data is None:
         raise InputError(f"{path}: the {what} is empty.", hint="see the README for the file format")
     if _count_nodes(data, MAX_NODES) > MAX_NODES:

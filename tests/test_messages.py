@@ -84,3 +84,33 @@ def test_deeply_nested_json_config_is_an_input_error(run_cli, tmp_path):
     result = run_cli("validate", path)
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert result.stderr.startswith(f"error: {path}: model: {tmp_path / 'config.json'}: the JSON is nested too deeply")
+
+
+def test_a_tag_the_value_cannot_take_is_malformed_yaml(run_cli, tmp_path):
+    """Found by the fuzzer: `!!float` on a word raised ValueError inside PyYAML's constructor."""
+    path = tmp_path / "cluster.yaml"
+    path.write_text(TINY.read_text().replace("prompt_tokens: ", "prompt_tokens: !!float many ", 1))
+    result = run_cli("validate", path)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {path}: malformed YAML: a tagged value cannot be read ("), result.stderr
+
+
+def test_check_shows_a_replica_field_that_went_missing(run_cli, solved_plan, tmp_path):
+    """Found by the fuzzer: a recorded replica without goodput_rps made the diff table format None."""
+    path = solved_plan(TINY, "--time-limit", "5")
+    plan = yaml.safe_load(path.read_text())
+    assert "goodput_rps" in plan["replicas"][0]
+    del plan["replicas"][0]["goodput_rps"]
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(plan))
+    result = run_cli("check", edited)
+    assert "Traceback" not in result.output and result.exit_code in (0, 1), result.output
+    assert "goodput_rps — →" in result.stdout, result.stdout
+
+
+def test_simulate_names_the_slo_option_as_spelled(run_cli, solved_plan):
+    """simulate takes --slo-ttft and the older --ttft: the message names both (the fuzzer expected --ttft)."""
+    path = solved_plan(TINY, "--time-limit", "5")
+    result = run_cli("simulate", path, "--duration", "10", "--ttft", "abc")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: option --slo-ttft/--ttft: cannot read 'abc' as a duration"), result.stderr

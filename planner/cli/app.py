@@ -156,11 +156,18 @@ def evaluate_plan_file(
     return recorded, honest, cluster, cluster_file
 
 
-def slo_override(ttft: str | None, tpot: str | None, attainment: float | None) -> SloOverride:
-    """The SLO fields given on the command line (--slo-ttft, --slo-tpot, --slo-attainment), checked."""
+def slo_override(
+    ttft: str | None,
+    tpot: str | None,
+    attainment: float | None,
+    *,
+    names: tuple[str, str] = ("--slo-ttft", "--slo-tpot"),
+) -> SloOverride:
+    """The SLO fields given on the command line (--slo-ttft, --slo-tpot, --slo-attainment), checked; `names`
+    are the options as the command spells them (simulate also takes the older --ttft/--tpot)."""
     if attainment is not None and not 0.0 < attainment <= 1.0:
         raise InputError(f"option --slo-attainment: expected a share in (0, 1], e.g. 0.9, got {attainment}.")
-    return SloOverride(parse_duration_option("--slo-ttft", ttft), parse_duration_option("--slo-tpot", tpot), attainment)
+    return SloOverride(parse_duration_option(names[0], ttft), parse_duration_option(names[1], tpot), attainment)
 
 
 def check_positive(value: float | None, option: str) -> None:

@@ -86,9 +86,14 @@ def change_text(c: Change) -> str:
         return "gpus " + " ".join([f"+{g}" for g in sorted(new - old)] + [f"-{g}" for g in sorted(old - new)])
     if c.field == "layers":
         return f"layers {_split(c.old)} → {_split(c.new)}"
-    if isinstance(c.old, float) or isinstance(c.new, float):
-        return f"{c.field} {c.old:.4g} → {c.new:.4g}"
-    return f"{c.field} {_plain(c.old)} → {_plain(c.new)}"
+    return f"{c.field} {_value(c.old)} → {_value(c.new)}"
+
+
+def _value(value: object) -> str:
+    """A changed value as the table shows it: floats to 4 significant digits (a field may be absent: None)."""
+    if value is None:
+        return "—"
+    return f"{value:.4g}" if isinstance(value, float) else _plain(value)
 
 
 def _split(layers: object) -> str:

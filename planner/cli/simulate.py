@@ -46,6 +46,8 @@ from planner.sim.sweeps import (
 )
 from planner.yamlio import write_atomic
 
+# simulate also takes the older --ttft/--tpot spellings; messages name both
+SLO_OPTION_NAMES = ("--slo-ttft/--ttft", "--slo-tpot/--tpot")
 TtftOption = Annotated[str | None, typer.Option("--slo-ttft", "--ttft", help="TTFT SLO, e.g. 2s (default: the plan's)")]
 TpotOption = Annotated[
     str | None, typer.Option("--slo-tpot", "--tpot", help="TPOT SLO, e.g. 100ms (default: the plan's)")
@@ -130,7 +132,7 @@ def simulate_command(
 ) -> None:
     """Simulate a plan serving Poisson or trace-replayed requests; print latency, throughput and utilisation."""
     _check_sources(rate, trace, duration, speedup, sweep)
-    override = slo_override(ttft, tpot, attainment)
+    override = slo_override(ttft, tpot, attainment, names=SLO_OPTION_NAMES)
     _, plan, the_cluster, cluster_file = evaluate_plan_file(plan_file, cluster, profiles, calibration, override)
     if plan.summary.throughput_rps <= 0:
         raise InputError(
@@ -196,7 +198,7 @@ def compare_command(
     cluster = load(cluster_file, profiles, calibration)
     if plot is not None and plot.suffix.lower() != ".png":
         raise InputError(f"--plot {plot}: expected a file ending in .png.")
-    slo, source = resolve_slo(None, cluster, slo_override(ttft, tpot, attainment))
+    slo, source = resolve_slo(None, cluster, slo_override(ttft, tpot, attainment, names=SLO_OPTION_NAMES))
     cluster = with_slo(cluster, slo)
     note(slo_line(slo, source))
     plans = plan_all(cluster, names, seed, time_limit)
