@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_CLUSTER ?= examples/paper-hetero-1.yaml
 
-.PHONY: install demo test lint bench fuzz test-vllm clean
+.PHONY: install demo test lint bench fuzz test-vllm mutate clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -71,6 +71,17 @@ test-vllm: $(STAMP) $(VLLM_STAMP)
 	done
 	VLLM_TARGET_DEVICE=cpu $(VLLM_VENV)/bin/python tests/vllm_contract.py $(CONTRACT)/*.json \
 		$(CONTRACT)/*.k8s.yaml $(CONTRACT)/*.bench.sh
+
+# Mutation testing of planner/costs, planner/scheduler, planner/sim and the router (scripts/mutate.py): a seeded
+# sample of MUTANTS mutants (0: all ~5000), each run against the tests that execute its line, JOBS at a time.
+# Golden-plan, Ray and architecture tests are left out; the golden-plan tests then run on the survivors alone, for
+# a second rate. Kill rates and survivors print at the end.
+MUTANTS ?= 300
+SEED ?= 0
+JOBS ?= 2
+
+mutate: $(STAMP)
+	$(BIN)/python scripts/mutate.py --mutants $(MUTANTS) --seed $(SEED) --jobs $(JOBS) --golden
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/costmodel_fidelity.py

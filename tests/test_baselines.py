@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import pytest
+from oracles import own_route_capacity, served_rps
 
 from planner.errors import InfeasibleError, InputError
 from planner.inputs.cluster import load_cluster
-from planner.plans.checks import evaluate
+from planner.plans.assemble import layout_of
 from planner.plans.schema import plan_to_yaml
 from planner.reference.baselines import BASELINES, baseline
+from planner.scheduler.assess import assess
 
 
 @pytest.mark.parametrize("name", sorted(BASELINES))
-def test_baseline_plans_evaluate_to_themselves_and_are_deterministic(tiny_cluster, name):
+def test_baseline_plans_have_honest_figures_and_are_deterministic(tiny_cluster, name):
+    """Each replica's figures are the cost model's, the throughput is what the networkx oracle (tests/oracles.py)
+    says its replicas serve, every route is within its links' capacity."""
     plan = BASELINES[name](tiny_cluster, seed=0, time_limit=30)
+    assessments = {r.id: assess(tiny_cluster, r.role, layout_of(r)) for r in plan.replicas}
+    for r in plan.replicas:
+        assert (r.capacity_rps, r.latency_s) == (assessments[r.id].capacity_rps, assessments[r.id].latency_s)
     assert plan.summary.throughput_rps > 0
-    assert plan_to_yaml(evaluate(plan, tiny_cluster)) == plan_to_yaml(plan)
+    assert plan.summary.throughput_rps == pytest.approx(served_rps(tiny_cluster, assessments.values()), rel=1e-6)
+    for route in plan.routes:
+        capacity = own_route_capacity(tiny_cluster, assessments[route.source], assessments[route.target])
+        assert route.capacity_rps == pytest.approx(capacity) and route.rate_rps <= capacity * (1 + 1e-6)
     assert plan_to_yaml(BASELINES[name](tiny_cluster, seed=0, time_limit=30)) == plan_to_yaml(plan)
     assert plan.solver.name == f"{name}-style"
 

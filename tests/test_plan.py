@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 from conftest import EXAMPLES
+from oracles import served_rps
 
 from planner.costs.layout import Layout, Stage
 from planner.errors import PlanError
@@ -91,6 +92,8 @@ def test_output_is_byte_identical(tiny_cluster, plan_file, tmp_path):
 def test_evaluate_reproduces_an_honest_plan(plan, tiny_cluster, plan_file):
     honest = evaluate(read_plan(plan_file), tiny_cluster)
     assert plan_to_yaml(honest) == plan_to_yaml(plan)
+    replicas = [assess(tiny_cluster, role, layout) for role, layout in REPLICAS]
+    assert honest.summary.throughput_rps == pytest.approx(served_rps(tiny_cluster, replicas), rel=1e-6)  # independent
 
 
 def test_evaluate_ignores_claimed_figures(plan, tiny_cluster, plan_file):

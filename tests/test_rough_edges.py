@@ -53,7 +53,8 @@ def test_solve_says_what_it_tried_in_words(run_cli, tmp_path) -> None:
     again = run_cli("solve", EXAMPLES / "tiny.yaml", "--baseline", tmp_path / "a.yaml", "-o", tmp_path / "b.yaml",
                     "--time-limit", "3")  # fmt: skip
     line = next(line for line in again.stdout.splitlines() if line.startswith("solved in"))
-    assert "[]" not in line and "tried" not in line  # re-planning starts from the plan: no replica counts tried
+    words = line.replace(str(tmp_path), "")  # the plan's path may contain anything
+    assert "[]" not in words and "tried" not in words  # re-planning starts from the plan: no replica counts tried
     assert "GPUs moved from" in line
 
 

@@ -1,0 +1,1 @@
+"""A seeded mutation tester of our own (see scripts/mutate.py)."""
