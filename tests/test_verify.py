@@ -85,3 +85,27 @@ def test_hexgen2_as_published_is_not_verified_by_default(catalog):
     assert not verify.verifies_by_default(cluster, "disaggregated")
     assert verify.verifies_by_default(cluster, "mixed")
     assert verify.verifies_by_default(dataclasses.replace(cluster, slo=STANDARD_SLO), "disaggregated")
+
+
+def test_the_work_budget_charges_runs_until_spent(catalog):
+    cluster = load_cluster(EXAMPLES / "tiny.yaml", catalog)
+    mean_output = cluster.workload.output.mean
+    budget = verify.WorkBudget(tokens=3 * mean_output)
+    assert budget.spend(cluster, 1.0, 2.0) and budget.left == pytest.approx(mean_output)
+    assert budget.spend(cluster, 1.0, 2.0)  # the last run may overdraw: runs are charged before they start
+    assert not budget.spend(cluster, 1.0, 2.0) and budget.left == pytest.approx(-mean_output)
+
+
+def test_a_spent_budget_stops_the_bisection_at_its_lower_bound(catalog, monkeypatch):
+    """Found by the fuzzer: 2,560-token outputs made verification simulate ~13 s for a 2 s time limit."""
+    cluster = load_cluster(EXAMPLES / "tiny.yaml", catalog)
+    plan = planner.solve(cluster, seed=0, time_limit=5.0, verify=False)
+    rates = []
+    real = verify.simulate_rate
+    monkeypatch.setattr(verify, "simulate_rate", lambda *a, **k: rates.append(a[2]) or real(*a, **k))
+    spent = verify.WorkBudget(tokens=1.0)  # the first run always happens, then nothing
+    assert verify.simulated_rate(plan, cluster, seed=0, duration=10.0, budget=spent) in (0.0, rates[0])
+    assert len(rates) == 1
+    rates.clear()
+    verify.simulated_rate(plan, cluster, seed=0, duration=10.0)
+    assert len(rates) == 1 + verify.GOODPUT_STEPS

@@ -17,6 +17,13 @@ sits below planner.sim). `planner.solve` and `hexplan solve` call it.
 Candidates whose model rate is below PROMISING of the best candidate's are not simulated (the search's own
 best always is): the simulator referees close calls, it does not search.
 
+Work bound: all runs of one verification together simulate at most VERIFY_TOKEN_BUDGET output tokens
+(arrival rate × run length × mean output, counted before each run). A budget of simulated work rather
+than wall time keeps plans deterministic; once it is spent, the bisection keeps its lower bound and the
+remaining candidates are not simulated (the record counts those that were). Typical workloads (a few
+hundred output tokens) never reach it; a workload of 2,560-token outputs would otherwise simulate for
+many times the search's time limit.
+
 Default: verification runs for clusters of at most VERIFY_MAX_GPUS GPUs — there each candidate costs a
 few simulated minutes, seconds of wall time — and not for a plan solved as HexGen-2 was published
 (disaggregated roles, no SLO), which keeps that mode's plans exactly the search's.
@@ -40,6 +47,7 @@ VERIFY_MAX_GPUS = 64  # default --verify up to this many GPUs in the cluster
 ALTERNATIVES = 1  # the search's next best plans simulated besides its best
 RUN_REQUESTS = 800  # requests per simulated run: its length is this ÷ the rate, within the bounds below
 MIN_DURATION_S, MAX_DURATION_S = 15.0, 60.0
+VERIFY_TOKEN_BUDGET = 8e6  # simulated output tokens per verification (module docstring): ~40 typical runs
 GOODPUT_STEPS = 4  # bisection runs per candidate, around its promised goodput (1/16 of the bracket)
 PROMISING = 0.9  # candidates whose model rate is below this share of the best one's are not simulated
 BASELINES_FOR: dict[RolesMode, tuple[str, ...]] = {  # reference planners whose plans a mode admits
@@ -60,13 +68,32 @@ def run_seconds(rate: float) -> float:
     return min(MAX_DURATION_S, max(MIN_DURATION_S, RUN_REQUESTS / max(rate, 1e-9)))
 
 
-def simulated_rate(plan: Plan, cluster: Cluster, *, seed: int, duration: float | None = None) -> float:
+class WorkBudget:
+    """Simulated output tokens left to one verification (module docstring: Work bound)."""
+
+    def __init__(self, tokens: float = VERIFY_TOKEN_BUDGET) -> None:
+        self.left = tokens
+
+    def spend(self, cluster: Cluster, rate: float, seconds: float) -> bool:
+        """Charge a run of `seconds` at `rate` req/s; False (nothing charged) when the budget is spent."""
+        if self.left <= 0.0:
+            return False
+        self.left -= rate * seconds * cluster.workload.output.mean
+        return True
+
+
+def simulated_rate(
+    plan: Plan, cluster: Cluster, *, seed: int, duration: float | None = None, budget: WorkBudget | None = None
+) -> float:
     """The verifier's metric for one plan (module docstring), requests/s: simulated goodput, bisected between
     half and twice the plan's promise (its analytic bound is conservative, so the knee is usually above it;
     below half it is bisected from 0), or without an SLO the saturated output tokens/s in requests/s.
-    Runs last `duration` simulated seconds, default `run_seconds` of the plan's rate."""
+    Runs last `duration` simulated seconds, default `run_seconds` of the plan's rate; with a `budget`, the
+    bisection stops at its lower bound when the budget is spent (the first run always happens)."""
+    budget = budget or WorkBudget(float("inf"))
     if cluster.slo is None:
         seconds = duration or run_seconds(plan.summary.throughput_rps)
+        budget.spend(cluster, 1.5 * plan.summary.throughput_rps, seconds)
         run = saturation(plan, cluster, duration=seconds, seed=seed)
         return run.output_tokens_per_s / cluster.workload.output.mean
     promise = plan.summary.goodput_rps or 0.0
@@ -75,10 +102,13 @@ def simulated_rate(plan: Plan, cluster: Cluster, *, seed: int, duration: float |
     duration = duration or run_seconds(promise)
     high = min(2.0 * promise, 1.05 * max(plan.summary.throughput_rps, promise))
     low = 0.5 * promise
+    budget.spend(cluster, low, duration)
     if simulate_rate(plan, cluster, low, duration=duration, seed=seed).slo_attainment < cluster.slo.attainment:
         low, high = 0.0, low
     for _ in range(GOODPUT_STEPS):
         mid = (low + high) / 2
+        if not budget.spend(cluster, mid, duration):
+            break
         if simulate_rate(plan, cluster, mid, duration=duration, seed=seed).slo_attainment >= cluster.slo.attainment:
             low = mid
         else:
@@ -135,10 +165,11 @@ def solve_verified(
     ]
     candidates += _baseline_plans(cluster, roles, seed, time_limit, solver)
     best_model = max(_model_rate(plan) for _, plan in candidates)
+    budget = WorkBudget()
     scored = [
-        (simulated_rate(plan, cluster, seed=seed, duration=duration), i)
+        (simulated_rate(plan, cluster, seed=seed, duration=duration, budget=budget), i)
         for i, (_, plan) in enumerate(candidates)
-        if i == 0 or _model_rate(plan) >= promising * best_model
+        if i == 0 or (_model_rate(plan) >= promising * best_model and budget.left > 0.0)
     ]
     rate, index = max(scored, key=lambda s: (s[0], -s[1]))
     name, chosen = candidates[index]
