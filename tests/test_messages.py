@@ -7,29 +7,13 @@ refusals, a plan with no traffic, and values too long to echo back whole.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import yaml
-from typer.testing import CliRunner
+from test_launch_cli import run as hexlaunch  # hexlaunch in-process through the real main
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "examples" / "tiny.yaml"
-
-
-def hexlaunch(*args: object) -> tuple[int, str, str]:
-    from launcher.cli import main
-
-    runner = CliRunner(env={"COLUMNS": "240", "NO_COLOR": "1"})
-    with runner.isolation() as (out, err, _):
-        try:
-            main([str(a) for a in args])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 0
-        sys.stdout.flush()
-        sys.stderr.flush()
-        return code, out.getvalue().decode(), err.getvalue().decode()
 
 
 def broken_plan(solved_plan, tmp_path: Path) -> Path:
