@@ -38,7 +38,11 @@ SELECTION = ("-m", "not ray", "-k", "not golden", "--ignore=tests/test_architect
 GOLDEN = ("tests/test_solver.py::test_golden_plan", "tests/test_api.py::test_solve_writes_the_golden_plan")
 GOLDEN_SELECTION = ("-m", "not ray")
 PYTEST = ("-q", "-p", "no:cacheprovider", "-p", "no:anyio", "-p", "mutation.plugin", "--no-header", "-o", "addopts=")
-COPIED = ("planner", "launcher", "tests", "profiles", "examples", "scripts", "pyproject.toml", "setup.cfg")
+# README, Makefile and docs too: some tests read them (the README's commands, the architecture page)
+COPIED = (
+    "planner", "launcher", "tests", "profiles", "examples", "scripts", "docs", "benchmarks",
+    "pyproject.toml", "setup.cfg", "README.md", "Makefile",
+)
 KILLER_FILE = ".mutation-killer"
 
 
