@@ -7,40 +7,23 @@ must exit 2 within a second with a message on stderr naming the file, never bloc
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from fuzz.cases import SPECIALS as KINDS
+from fuzz.cases import make_special as hostile
 
 from planner.errors import InputError
 from planner.yamlio import MAX_FILE_BYTES, read_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "examples" / "tiny.yaml"
-KINDS = ("fifo", "devzero", "directory", "loop", "huge", "missing")
-
-
-def hostile(path: Path, kind: str) -> Path:
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "devzero":
-        path.symlink_to("/dev/zero")
-    elif kind == "directory":
-        path.mkdir()
-    elif kind == "loop":
-        path.symlink_to(path.name)
-    elif kind == "huge":
-        with path.open("wb") as handle:
-            handle.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used
-    return path
-
-
 EXPECTED = {
     "fifo": "is a FIFO (named pipe), not a regular file",
     "devzero": "is a character device, not a regular file",
-    "directory": "is a directory, not a regular file",
+    "dir": "is a directory, not a regular file",
     "loop": "cannot read",
     "huge": f"at most {MAX_FILE_BYTES:,} bytes are read",
     "missing": "no such file",

@@ -16,11 +16,12 @@ from pathlib import Path
 
 import yaml
 
+from planner.yamlio import MAX_FILE_BYTES
+
 from . import mutate
 from .corpus import Corpus
 
 SPECIALS = ("fifo", "devzero", "dir", "huge", "loop", "missing")
-HUGE_BYTES = 65 * 2**20  # over the readers' 64 MiB cap; written sparse, so it costs no disk
 SENTINEL = b"sentinel: this output must survive a failed command\n"
 BAD_FLOATS = ("nan", "inf", "-inf", "-1", "0", "1e309", "abc", "")
 ODD_FLOATS = ("1e9", "1e-9", "1e300", "1e-300", "0.001", "7", "1e12")
@@ -55,7 +56,9 @@ class Case:
         return [a.replace("{dir}", str(directory)) for a in self.argv]
 
 
-def make_special(path: Path, kind: str) -> None:
+def make_special(path: Path, kind: str) -> Path:
+    """A hostile non-file (one of SPECIALS) at `path`; "missing" leaves nothing there. Shared with
+    tests/test_hostile_files.py."""
     if kind == "fifo":
         os.mkfifo(path)
     elif kind == "devzero":
@@ -64,11 +67,12 @@ def make_special(path: Path, kind: str) -> None:
         path.mkdir()
     elif kind == "huge":
         with path.open("wb") as handle:
-            handle.truncate(HUGE_BYTES)
+            handle.truncate(MAX_FILE_BYTES + 1)  # over the readers' cap; sparse, so it costs no disk
     elif kind == "loop":
         path.symlink_to(path.name)
     elif kind != "missing":
         raise ValueError(kind)
+    return path
 
 
 def dump(tree: object, rng: random.Random) -> bytes:
