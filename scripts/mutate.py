@@ -1,6 +1,7 @@
 """Mutation testing of the cost model, the scheduler, the simulator and the router (`make mutate`).
 
     .venv/bin/python scripts/mutate.py [--mutants 300] [--seed 0] [--jobs 2] [--list] [--keep] [PATH ...]
+    .venv/bin/python scripts/mutate.py planner/costs/fit.py --tests tests/test_calibration.py --mutants 0 --jobs 1
 
 Every mutant of scripts/mutation/operators.py is enumerated over planner/costs/, planner/scheduler/, planner/sim/
 and the router (launcher/router.py, planner/sim/routing.py); `--mutants N` samples N of them with `--seed` (0: all).
@@ -9,10 +10,15 @@ architecture test are left out: a mutant must be caught by a test of behaviour, 
 each mutant runs those tests in a private copy of the repository (scripts/mutation/runner.py), `--jobs` at a time,
 fastest first, until one fails or `--budget` seconds of them (as timed in the coverage run) have passed.
 
+`--rerun out/mutation/report.json` tests only the survivors of an earlier run (of unchanged code: a mutant is
+known by file, line, column and mutation). `--tests T ...` is the quick loop of someone writing tests for one
+module: no coverage run; every mutant runs exactly those tests (files or node ids; a mutant they do not execute
+survives). Its rate is a lower bound of what the whole suite kills, not the figure RESULTS.md records.
+
 Prints the kill rate per package and overall (killed + timed out over all sampled mutants, a mutant no test
 executes counting as a survivor), then every survivor as file:line, mutation and source line. Survivors listed in
-scripts/mutation/equivalent.yaml (mutants that change no observable behaviour, each with its reason) are marked
-and a second rate leaves them out. The whole result goes to out/mutation/report.json.
+scripts/mutation/equivalent/*.yaml (mutants that change no observable behaviour, each with its reason; one file
+a package) are marked and a second rate leaves them out. The whole result goes to out/mutation/report.json.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,10 +44,12 @@ from mutation.operators import Mutant, mutants  # noqa: E402
 from mutation.runner import (  # noqa: E402
     GOLDEN,
     GOLDEN_SELECTION,
-    CoverageMap,
+    PYTEST,
+    SELECTION,
     Job,
     Outcome,
     coverage_map,
+    environment,
     make_copy,
     preload,
     run_jobs,
@@ -48,7 +57,7 @@ from mutation.runner import (  # noqa: E402
 
 ROUTER = ("launcher/router.py", "planner/sim/routing.py")
 PACKAGES = {"costs": "planner/costs/", "scheduler": "planner/scheduler/", "sim": "planner/sim/", "router": ""}
-EQUIVALENT = ROOT / "scripts" / "mutation" / "equivalent.yaml"
+EQUIVALENT = ROOT / "scripts" / "mutation" / "equivalent"  # one YAML file a package
 KILLED = ("killed", "timeout")
 
 
@@ -75,28 +84,57 @@ def sample(all_mutants: list[Mutant], count: int, seed: int) -> list[Mutant]:
 
 def equivalents() -> dict[tuple[str, str, str, int | None], str]:
     """(file, stripped source line, mutation, column or None for any) → why the mutant cannot change behaviour."""
-    entries = yaml.safe_load(EQUIVALENT.read_text(encoding="utf-8")) or []
+    files = sorted(EQUIVALENT.glob("*.yaml"))
+    entries = [e for f in files for e in yaml.safe_load(f.read_text(encoding="utf-8")) or []]
     return {(e["file"], e["line"].strip(), e["mutation"], e.get("col")): e["reason"] for e in entries}
+
+
+def survivors_of(report: Path) -> set[tuple[str, int, int, str]]:
+    """(file, line, column, mutation) of the survivors a previous run's report.json lists (--rerun)."""
+    found = json.loads(report.read_text(encoding="utf-8"))["survivors"]
+    return {(s["file"], s["line"], s["col"], s["mutation"]) for s in found}
 
 
 def source_line(mutant: Mutant) -> str:
     return (ROOT / mutant.path).read_text(encoding="utf-8").splitlines()[mutant.lineno - 1].strip()
 
 
-def run_all(
-    chosen: list[Mutant], jobs: int, work: Path, factor: float, budget: float, golden: bool = False
-) -> tuple[list[Outcome], CoverageMap]:
-    copies = [make_copy(ROOT, work / f"w{i}") for i in range(jobs)]
+def planned_jobs(chosen: list[Mutant], copy: Path, work: Path, factor: float, budget: float) -> list[Job]:
+    """Each mutant with the tests that execute its line (one coverage run, cached), within `budget` seconds."""
     started = time.monotonic()
-    covered = coverage_map(copies[0], sorted({m.path for m in chosen}), work, cache=ROOT / "out" / "mutation")
+    covered = coverage_map(copy, sorted({m.path for m in chosen}), work, cache=ROOT / "out" / "mutation")
     print(f"coverage run: {len(covered.seconds)} tests in {time.monotonic() - started:.0f} s", flush=True)
     for test in covered.failed:
         print(f"left out (fails in a copy of the repository without any mutation): {test}", flush=True)
-    work_list = []
     sources = {path: (ROOT / path).read_text(encoding="utf-8") for path in {m.path for m in chosen}}
+    jobs = []
     for mutant in chosen:
         tests = covered.tests_for(mutant, sources[mutant.path], budget)
-        work_list.append(Job(mutant, tests, factor * covered.seconds_of(tests) + 20.0))
+        jobs.append(Job(mutant, tests, factor * covered.seconds_of(tests) + 20.0))
+    return jobs
+
+
+def given_tests_jobs(chosen: list[Mutant], tests: list[str], copy: Path, factor: float) -> list[Job]:
+    """Every mutant with the same tests (--tests); timed once unmutated, which must pass."""
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-x", *PYTEST, *SELECTION, *tests], cwd=copy,
+                          env=environment(copy), capture_output=True, text=True)  # fmt: skip
+    seconds = time.monotonic() - started
+    if done.returncode != 0:
+        sys.exit(f"mutate.py: the tests given with --tests fail without any mutation:\n{done.stdout[-3000:]}")
+    print(f"unmutated run of the given tests: {seconds:.1f} s", flush=True)
+    return [Job(mutant, tests, factor * seconds + 20.0) for mutant in chosen]
+
+
+def run_all(
+    chosen: list[Mutant], jobs: int, work: Path, factor: float, budget: float, golden: bool = False,
+    tests: list[str] | None = None,
+) -> list[Outcome]:  # fmt: skip
+    copies = [make_copy(ROOT, work / f"w{i}") for i in range(jobs)]
+    if tests:
+        work_list = given_tests_jobs(chosen, tests, copies[0], factor)
+    else:
+        work_list = planned_jobs(chosen, copies[0], work, factor, budget)
     count = 0
 
     def done(outcome: Outcome) -> None:
@@ -115,7 +153,7 @@ def run_all(
         count, chosen = 0, [job.mutant for job in survivors]
         caught = {o.mutant for o in run_jobs(survivors, copies, done) if o.status in KILLED}
         outcomes = [replace(o, golden=o.mutant in caught) for o in outcomes]
-    return sorted(outcomes, key=lambda o: o.mutant), covered
+    return sorted(outcomes, key=lambda o: o.mutant)
 
 
 def report(outcomes: list[Outcome], known: dict[tuple[str, str, str, int | None], str]) -> dict:
@@ -185,10 +223,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="only count the mutants per package")
     parser.add_argument("--golden", action="store_true", help="also run the golden-plan tests on the survivors")
     parser.add_argument("--keep", action="store_true", help="keep the working copies (printed)")
+    parser.add_argument("--rerun", type=Path, metavar="REPORT", help="test only the survivors of this report.json")
+    parser.add_argument("--tests", nargs="+", metavar="TEST", help="run every mutant against these tests only (quick)")
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "mutation" / "report.json")
     args = parser.parse_args(argv)
     files = target_files(args.paths)
     every = [m for f in files for m in mutants(f, (ROOT / f).read_text(encoding="utf-8"))]
+    if args.rerun:
+        again = survivors_of(args.rerun)
+        every = [m for m in every if (m.path, m.lineno, m.col, m.description) in again]
     chosen = sample(every, args.mutants, args.seed)
     for name in PACKAGES:
         total = sum(package_of(m.path) == name for m in every)
@@ -198,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="hexgen2-mutate-"))
     try:
-        outcomes, _ = run_all(chosen, args.jobs, work, args.timeout_factor, args.budget, args.golden)
+        outcomes = run_all(chosen, args.jobs, work, args.timeout_factor, args.budget, args.golden, args.tests)
     finally:
         if args.keep:
             print(f"working copies kept in {work}")
@@ -209,8 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = report(outcomes, equivalents())
     print_report(result, args, time.monotonic() - started)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"mutants": args.mutants, "seed": args.seed, "jobs": args.jobs, "budget_s": args.budget}
-    meta["golden"] = args.golden
+    meta = {"mutants": args.mutants, "seed": args.seed, "paths": args.paths, "jobs": args.jobs, "budget_s": args.budget}
+    meta["golden"], meta["tests"] = args.golden, args.tests
     meta["seconds"] = time.monotonic() - started
     args.output.write_text(json.dumps({**meta, **result}, indent=1, ensure_ascii=False), encoding="utf-8")
     return 0
