@@ -12,10 +12,11 @@ import math
 
 import numpy as np
 import pytest
-from builders import cluster, layout, node, replica
+from builders import cluster, gbps, layout, node, replica
+from oracles import kv_bytes_per_request, served_rps
 
 from planner.scheduler.assess import Assessment, EngineLimits
-from planner.scheduler.kvload import RouteTraffic
+from planner.scheduler.kvload import RouteTraffic, route_traffic
 from planner.scheduler.maxflow import max_flow
 from planner.scheduler.network import free_flow, replica_flow
 
@@ -145,3 +146,20 @@ def test_a_route_limit_keeps_each_replicas_fastest_routes_only() -> None:
     limited = replica_flow(c, [*prefill, *decode], one, launchable=True, route_limit=1)
     assert full.value == pytest.approx(9.0) and len(full.routes) == 9
     assert limited.value == pytest.approx(5.0) and len(limited.routes) == 5
+
+
+def test_a_relaxed_flow_gives_each_partly_loaded_route_the_hubs_to_itself() -> None:
+    """A prefill pipeline over a and b sends to two decode replicas on c, whose 10 Gbit/s NIC (9.3 requests/s) both
+    routes cross in full. Exact: they share it, 9.3 (the oracle's LP). Relaxed (an upper bound for the search): each
+    route gets its own arc as fast as the NIC allows it alone, 2 × 9.3, and the result says it is a bound."""
+    c = cluster(node("a", "A100-80G", 1), node("b", "A100-80G", 1), node("c", "A100-80G", 2, nic=10), network=400)
+    p = replica(c, "prefill", ["a/0"], ["b/0"])
+    decode = [replica(c, "decode", ["c/0"]), replica(c, "decode", ["c/1"])]
+    nic = gbps(10) / kv_bytes_per_request(c)
+    assert p.capacity_rps > 2 * nic and decode[0].capacity_rps > nic, "the NIC binds"
+    traffic = lambda x, y: route_traffic(c, x.layout, y.layout)  # noqa: E731
+    exact = replica_flow(c, [p, *decode], traffic, launchable=True)
+    relaxed = replica_flow(c, [p, *decode], traffic, launchable=True, relaxed=True)
+    assert exact.value == pytest.approx(served_rps(c, [p, *decode])) == pytest.approx(nic)
+    assert not exact.upper_bound
+    assert relaxed.value == pytest.approx(2 * nic) and relaxed.upper_bound
