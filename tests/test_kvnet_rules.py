@@ -11,7 +11,7 @@ KV of one mean request here (llama-3.1-8b, 1024-token prompt): 1024 × 32 layers
 from __future__ import annotations
 
 import pytest
-from builders import cluster, gbps, node, replica
+from builders import cluster, gbps, hf_config, node, replica
 from oracles import kv_bytes_per_request, served_rps
 
 from planner.scheduler.kvload import hub_capacity, route_traffic
@@ -150,3 +150,28 @@ def test_pooled_nics_and_wires_just_above_their_most_are_dropped() -> None:
     assert not network.free and network.pairs is not None
     assert network.pairs.caps.tolist() == pytest.approx([gbps(15) / per_request]), "the 15 Gbit/s wire binds"
     assert close(plan_flow(slow, [p, d], launchable=True).value, served_rps(slow, [p, d]))
+
+
+def test_node_pairs_with_a_replica_pair_that_cannot_talk_route_each_pair_on_its_own() -> None:
+    """A toy model (12 KV heads) lets TP 3 send to TP 1 but not to TP 2. p3 (TP 3, node a) reaches only d1 (TP 1, c,
+    313 requests/s); p1 (TP 1, node e, whose 25 Gbit/s NIC carries 248) reaches both. So a → b is no pooled pair:
+    248 + 313 = 562 with the connector's rule; without it p3 also feeds d2 (478 on b): 478 + 313 = 792."""
+    c = cluster(
+        node("a", "A100-80G", 3),
+        node("e", "A100-80G", 1, nic=25),
+        node("b", "A100-80G", 2),
+        node("c", "A100-80G", 1),
+        model=hf_config(heads=12, kv_heads=12),
+        network=400,
+    )
+    p1, p3 = replica(c, "prefill", ["e/0"]), replica(c, "prefill", ["a/0", "a/1", "a/2"])
+    d2, d1 = replica(c, "decode", ["b/0", "b/1"]), replica(c, "decode", ["c/0"])
+    nic_e = gbps(25) / kv_bytes_per_request(c)
+    assert min(p1.capacity_rps, p3.capacity_rps) > d1.capacity_rps + d2.capacity_rps, "decode and e's NIC bind"
+    ruled = plan_flow(c, [p1, p3, d2, d1], launchable=True)
+    assert close(ruled.value, served_rps(c, [p1, p3, d2, d1], launchable=True))
+    assert close(ruled.value, nic_e + d1.capacity_rps)
+    assert (p3.id, d2.id) not in ruled.routes
+    free = plan_flow(c, [p1, p3, d2, d1], launchable=False)
+    assert close(free.value, served_rps(c, [p1, p3, d2, d1], launchable=False))
+    assert close(free.value, d1.capacity_rps + d2.capacity_rps)

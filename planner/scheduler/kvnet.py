@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -52,8 +52,8 @@ class KvNetwork:
     direct: dict[tuple[str, str], float]  # (prefill id, decode id) → own-arc capacity, requests/s (inf: none)
     hubs: dict[str, float]  # hub id → capacity, requests/s (inf: a junction)
     hub_arcs: tuple[tuple[str, str], ...]  # (from, to) among prefill ids, hub ids, decode ids
-    shares: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # explicit route → hub → share
-    free: bool = False  # nothing in the KV part can bind (module docstring)
+    shares: dict[tuple[str, str], dict[str, float]]  # explicit route → hub → share
+    free: bool  # nothing in the KV part can bind (module docstring)
     pairs: PairArcs | None = None  # E:a → I:b arcs of pooled node pairs, as arrays
     unconstrained: bool = False  # the flow is min(Σ prefill, Σ decode) + Σ colocated (free, or shown so)
 
