@@ -27,19 +27,24 @@ def close(value: float, expected: float) -> bool:
     return value == pytest.approx(expected, rel=1e-6, abs=1e-9)
 
 
-def test_a_wire_shared_by_a_pooled_pair_and_a_pipeline_is_one_hub() -> None:
+@pytest.mark.parametrize("c_to_b", [400, 2])
+def test_a_wire_shared_by_a_pooled_pair_and_a_pipeline_is_one_hub(c_to_b) -> None:
     """a → b is a 5 Gbit/s wire between 400 Gbit/s NICs. p1 (on a) reaches b's decode replicas over it as a pooled
     pair; p2, pipelined over a and c, sends half its KV (its layers on a) over the same wire. One wire, one
     capacity: p1 + p2 / 2 ≤ 4.66 requests/s, so the best is p2 alone at 9.31 (the oracle's LP) — a second, parallel
-    arc for the pooled pair would add another 4.66."""
-    c = cluster(*(node(n, "A100-80G", 2, nic=400) for n in "abc"), network=400, links=[("a", "b", 5)])
+    arc for the pooled pair would add another 4.66. With a 2 Gbit/s wire c → b (p2 ≤ 2 × 1.86 = 3.73 over its other
+    half) p1 takes the rest of a → b: 4.66 − 3.73 / 2 + 3.73 = 6.52, which needs p1's path through the wire hub."""
+    c = cluster(
+        *(node(n, "A100-80G", 2, nic=400) for n in "abc"), network=400, links=[("a", "b", 5), ("c", "b", c_to_b)]
+    )
     p1, p2 = replica(c, "prefill", ["a/0"]), replica(c, "prefill", ["a/1"], ["c/0"])
     decode = [replica(c, "decode", ["b/0"]), replica(c, "decode", ["b/1"])]
     wire = gbps(5) / kv_bytes_per_request(c)
     assert p2.capacity_rps > 2 * wire and p1.capacity_rps > wire, "wire-bound case"
     flow = plan_flow(c, [p1, p2, *decode], launchable=True)
     assert close(flow.value, served_rps(c, [p1, p2, *decode]))
-    assert close(flow.value, 2 * wire)
+    other = gbps(c_to_b) / kv_bytes_per_request(c) / 0.5  # p2's bound from its half over c → b
+    assert close(flow.value, 2 * wire if other > 2 * wire else wire - other / 2 + other)
 
 
 def four_nodes(wire: float):
