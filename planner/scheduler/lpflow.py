@@ -31,13 +31,13 @@ def lp_flow(net: Network, shares: Mapping[tuple[str, str], Mapping[str, float]])
     """(flow on each arc of `net`, value, min-cut capacity by kind); see the module docstring."""
     n_arcs = len(net.tails)
     tails, heads = net.tails, net.heads
-    inner = net.nodes - 2  # conservation rows: every node but source (0) and sink (1)
+    inner = np.arange(2, net.nodes)
     # conservation: +1 where an arc enters the node, −1 where it leaves (rows = nodes 2…)
     rows = np.concatenate([heads, tails])
     cols = np.concatenate([np.arange(n_arcs), np.arange(n_arcs)])
     vals = np.concatenate([np.ones(n_arcs), -np.ones(n_arcs)])
     keep = rows >= 2
-    a_eq = csr_matrix((vals[keep], (rows[keep] - 2, cols[keep])), shape=(inner, n_arcs))
+    a_eq = csr_matrix((vals[keep], (rows[keep] - 2, cols[keep])), shape=(len(inner), n_arcs))
     position = {(tail, head): i for i, (tail, head) in enumerate(zip(tails.tolist(), heads.tolist()))}
     side_rows, side_caps = [], []
     loads: dict[str, list[tuple[int, float]]] = {}
@@ -66,7 +66,7 @@ def lp_flow(net: Network, shares: Mapping[tuple[str, str], Mapping[str, float]])
         A_ub=a_ub,
         b_ub=np.array(side_caps) if side_rows else None,
         A_eq=a_eq,
-        b_eq=np.zeros(inner),
+        b_eq=np.zeros(len(inner)),
         bounds=bounds,
         method="highs",
     )
