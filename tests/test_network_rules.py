@@ -167,4 +167,6 @@ def test_a_relaxed_flow_gives_each_partly_loaded_route_the_hubs_to_itself() -> N
     relaxed = replica_flow(c, [p, *decode], traffic, launchable=True, relaxed=True)
     assert exact.value == pytest.approx(served_rps(c, [p, *decode])) == pytest.approx(nic)
     assert not exact.upper_bound
+    # the linear program's min cut (from its duals) is the NIC: kv_transfer, adding up to the flow
+    assert exact.bottleneck == "kv_transfer" and sum(exact.cut_capacity.values()) == pytest.approx(exact.value)
     assert relaxed.value == pytest.approx(2 * nic) and relaxed.upper_bound
