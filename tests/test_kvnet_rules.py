@@ -180,3 +180,18 @@ def test_node_pairs_with_a_replica_pair_that_cannot_talk_route_each_pair_on_its_
     free = plan_flow(c, [p1, p3, d2, d1], launchable=False)
     assert close(free.value, served_rps(c, [p1, p3, d2, d1], launchable=False))
     assert close(free.value, d1.capacity_rps + d2.capacity_rps)
+
+
+def test_a_replica_loads_a_hub_by_its_largest_share_among_its_routes() -> None:
+    """Decode d (TP 2 on c, 39.2 requests/s) takes KV from p (over a and b: all of it enters c) and from q (over a
+    and c: only a's quarter enters c). c's 20 Gbit/s NIC (18.6) can bind: p + q / 4 ≤ 18.6 with q ≤ 21.1 leaves
+    p = 13.4, so 34.4 in all (the oracle's LP) — though d at q's share alone (39.2 / 4 = 9.8) would never fill it."""
+    c = cluster(node("a", "A100-80G", 2), node("b", "A100-80G", 1), node("c", "A100-80G", 3, nic=20), network=400)
+    p = replica(c, "prefill", ["a/0"], ["b/0"], split=[8])
+    q = replica(c, "prefill", ["a/1"], ["c/2"], split=[8])
+    d = replica(c, "decode", ["c/0", "c/1"])
+    nic = gbps(20) / kv_bytes_per_request(c)
+    assert d.capacity_rps / 4 < nic < q.capacity_rps / 4 + p.capacity_rps, "the rule decides whether the NIC binds"
+    flow = plan_flow(c, [p, q, d], launchable=True)
+    assert close(flow.value, served_rps(c, [p, q, d]))
+    assert close(flow.value, q.capacity_rps + nic - q.capacity_rps / 4)

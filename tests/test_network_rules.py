@@ -141,7 +141,8 @@ def test_a_route_limit_keeps_each_replicas_fastest_routes_only() -> None:
     """Three prefill and three decode replicas on one node, every route 1 request/s of its own (a stand-in
     traffic): all nine carry 9. With route_limit 1 each replica keeps one route, counted from both ends: the
     prefill replicas' picks all reach one decode replica, the decode replicas' picks all leave one prefill
-    replica, 5 routes in all (their common pair counted once), so 5 requests/s."""
+    replica, 5 routes in all (their common pair counted once), so 5 requests/s. With route_limit 2 nothing is dropped:
+    9 routes are within 2 per replica."""
     c = cluster(node("a", "A100-80G", 8))
     prefill = [replica(c, "prefill", [f"a/{i}"]) for i in range(3)]
     decode = [replica(c, "decode", [f"a/{i}"]) for i in range(3, 6)]
@@ -151,6 +152,8 @@ def test_a_route_limit_keeps_each_replicas_fastest_routes_only() -> None:
     limited = replica_flow(c, [*prefill, *decode], one, launchable=True, route_limit=1)
     assert full.value == pytest.approx(9.0) and len(full.routes) == 9
     assert limited.value == pytest.approx(5.0) and len(limited.routes) == 5
+    roomy = replica_flow(c, [*prefill, *decode], one, launchable=True, route_limit=2)  # 9 routes ≤ 2 × 6 replicas
+    assert roomy.value == pytest.approx(9.0) and len(roomy.routes) == 9
 
 
 def test_a_relaxed_flow_gives_each_partly_loaded_route_the_hubs_to_itself() -> None:
