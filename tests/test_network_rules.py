@@ -173,3 +173,15 @@ def test_a_relaxed_flow_gives_each_partly_loaded_route_the_hubs_to_itself() -> N
     # the linear program's min cut (from its duals) is the NIC: kv_transfer, adding up to the flow
     assert exact.bottleneck == "kv_transfer" and sum(exact.cut_capacity.values()) == pytest.approx(exact.value)
     assert relaxed.value == pytest.approx(2 * nic) and relaxed.upper_bound
+
+
+def test_side_loads_of_a_route_without_an_arc_are_ignored() -> None:
+    """Hub H (capacity 2) joins p0 and p1 to d; p1 also has an own arc (1 request/s) that loads H by half its flow:
+    p0 + p1's hub flow + p1's own flow / 2 ≤ 2 gives 2.5 in all. A share given for p0 → d, which has no own arc,
+    loads nothing (there is no flow it could be a share of): the value stays 2.5."""
+    network = ({"p0": 3.0, "p1": 3.0}, {"d": 9.0}, {("p1", "d"): 1.0})
+    arcs = dict(hubs={"H": 2.0}, hub_arcs=[("p0", "H"), ("p1", "H"), ("H", "d")])
+    loaded = max_flow(*network, **arcs, shares={("p1", "d"): {"H": 0.5}})
+    assert loaded.value == pytest.approx(2.5)
+    stray = max_flow(*network, **arcs, shares={("p1", "d"): {"H": 0.5}, ("p0", "d"): {"H": 1.0}})
+    assert stray.value == pytest.approx(2.5)
