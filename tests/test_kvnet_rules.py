@@ -195,3 +195,17 @@ def test_a_replica_loads_a_hub_by_its_largest_share_among_its_routes() -> None:
     flow = plan_flow(c, [p, q, d], launchable=True)
     assert close(flow.value, served_rps(c, [p, q, d]))
     assert close(flow.value, q.capacity_rps + nic - q.capacity_rps / 4)
+
+
+def test_a_wire_the_pooled_pair_alone_cannot_fill_binds_with_a_pipelines_share() -> None:
+    """a → b at 20 Gbit/s (18.6 requests/s): p1 alone (15.8) cannot fill it, p2's half (≤ 15.8) alone cannot either,
+    together they can: p1 + p2 / 2 ≤ 18.6 with p2 ≤ 31.6 gives 2.8 + 31.6 = 34.4 (the oracle's LP), not the 41.4
+    the decode replicas could take."""
+    c = cluster(*(node(n, "A100-80G", 2, nic=400) for n in "abc"), network=400, links=[("a", "b", 20)])
+    p1, p2 = replica(c, "prefill", ["a/0"]), replica(c, "prefill", ["a/1"], ["c/0"])
+    decode = [replica(c, "decode", ["b/0"]), replica(c, "decode", ["b/1"])]
+    wire = gbps(20) / kv_bytes_per_request(c)
+    assert p1.capacity_rps < wire and p2.capacity_rps / 2 < wire < p1.capacity_rps + p2.capacity_rps / 2
+    flow = plan_flow(c, [p1, p2, *decode], launchable=True)
+    assert close(flow.value, served_rps(c, [p1, p2, *decode]))
+    assert close(flow.value, wire + p2.capacity_rps / 2)
