@@ -80,9 +80,11 @@ def test_a_value_only_network_solves_the_flow_when_the_wires_bind(wire) -> None:
         assert close(value.value, expected)
 
 
-def pipeline_to(nic_c: float):
+def pipeline_to(nic_c: float, nic_a: float = 200):
     """A prefill pipeline over a and b (16 layers each, ~31.6 requests/s) sending to a decode replica on c."""
-    c = cluster(node("a", "A100-80G", 1), node("b", "A100-80G", 1), node("c", "A100-80G", 1, nic=nic_c), network=400)
+    c = cluster(
+        node("a", "A100-80G", 1, nic=nic_a), node("b", "A100-80G", 1), node("c", "A100-80G", 1, nic=nic_c), network=400
+    )
     return c, replica(c, "prefill", ["a/0"], ["b/0"]), replica(c, "decode", ["c/0"])
 
 
@@ -95,6 +97,17 @@ def test_a_hub_only_explicit_routes_cross_is_dropped_when_it_cannot_bind() -> No
     assert d.capacity_rps < nic < min(p.capacity_rps, 2 * d.capacity_rps), "the NIC lies where the rule matters"
     network = kv_network(c, [p], [d], traffic_of(c), launchable=True)
     assert network.free and not any(h[0] in "EIL" for h in network.hubs)
+    assert close(plan_flow(c, [p, d], launchable=True).value, served_rps(c, [p, d]))
+
+
+def test_a_sending_nic_is_loaded_by_the_share_of_the_kv_leaving_it() -> None:
+    """a's 15 Gbit/s NIC (14.0 requests/s) sends half of each request's KV: at most 20.7 / 2 = 10.3 can leave it, so
+    it cannot bind (a whole request per route would say it can) and the network is free."""
+    c, p, d = pipeline_to(400, nic_a=15)
+    nic = gbps(15) / kv_bytes_per_request(c)
+    assert d.capacity_rps / 2 < nic < d.capacity_rps
+    network = kv_network(c, [p], [d], traffic_of(c), launchable=True)
+    assert network.free
     assert close(plan_flow(c, [p, d], launchable=True).value, served_rps(c, [p, d]))
 
 

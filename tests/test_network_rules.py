@@ -16,6 +16,7 @@ from builders import cluster, gbps, layout, node, replica
 from oracles import kv_bytes_per_request, served_rps
 
 from planner.scheduler.assess import Assessment, EngineLimits
+from planner.scheduler.flownet import PairArcs
 from planner.scheduler.kvload import RouteTraffic, route_traffic
 from planner.scheduler.maxflow import max_flow
 from planner.scheduler.network import free_flow, replica_flow
@@ -185,3 +186,20 @@ def test_side_loads_of_a_route_without_an_arc_are_ignored() -> None:
     assert loaded.value == pytest.approx(2.5)
     stray = max_flow(*network, **arcs, shares={("p1", "d"): {"H": 0.5}, ("p0", "d"): {"H": 1.0}})
     assert stray.value == pytest.approx(2.5)
+
+
+def test_flows_at_rounding_level_split_over_two_arcs_give_no_route() -> None:
+    """max_flow works in integer units of total / 2³⁰ and calls a path flow below 1e-9 × total noise. Hub E carries
+    2 units (above it) but splits them over two array arcs of 1 unit each (below it): the path peeling stops at E
+    without a route, and the value is still the 2 units."""
+    unit = 2.0 * 2.0**-30  # total = 2 (the decode side)
+    pairs = PairArcs(["E"], ["I1", "I2"], np.array([0, 0]), np.array([0, 1]), np.array([1.2 * unit, 1.2 * unit]))
+    flow = max_flow(
+        {"p": 1.0},
+        {"d1": 1.0, "d2": 1.0},
+        {},
+        hubs={"E": 2.5 * unit, "I1": 1.0, "I2": 1.0},
+        hub_arcs=[("p", "E"), ("I1", "d1"), ("I2", "d2")],
+        pairs=pairs,
+    )
+    assert flow.value == pytest.approx(2 * unit) and flow.routes == {}
