@@ -97,3 +97,13 @@ def test_an_unreachable_tpot_leaves_decoding_replicas_running_with_zero_goodput(
         assert a.capacity_rps == pytest.approx(unconstrained.capacity_rps, rel=1e-12), role
         assert a.latency_s == pytest.approx(unconstrained.latency_s, rel=1e-12) and a.latency_s > 0.001, role
     assert replica(tight, "prefill", ["n/0"]).goodput_rps > 0
+
+
+@pytest.mark.parametrize("stages", [[["a/0"]], [["a/0"], ["a/1"]]])
+def test_a_prefill_engine_admits_a_full_micro_batch_per_pipeline_stage(stages) -> None:
+    """A prefill micro-batch is max_num_batched_tokens of 1024-token prompts; a pipeline of PP stages keeps PP of them
+    in flight, and vLLM caps all running sequences at max_num_seqs, so it must admit PP × that many (as an int)."""
+    c = cluster(node("a", "A100-80G", 2), prompt=1024)
+    engine = replica(c, "prefill", *stages).engine
+    assert isinstance(engine.max_num_seqs, int)
+    assert engine.max_num_seqs == len(stages) * (engine.max_num_batched_tokens // 1024) > 0
