@@ -222,3 +222,6 @@ def test_a_wire_the_pooled_pair_alone_cannot_fill_binds_with_a_pipelines_share()
     flow = plan_flow(c, [p1, p2, *decode], launchable=True)
     assert close(flow.value, served_rps(c, [p1, p2, *decode]))
     assert close(flow.value, wire + p2.capacity_rps / 2)
+    # the pooled pair alone fits the wire, so only the pipeline's share tells a value-only caller that it binds
+    bare = replica_flow(c, [p1, p2, *decode], traffic_of(c), launchable=True, details=False)
+    assert close(bare.value, flow.value)
