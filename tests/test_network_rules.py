@@ -203,3 +203,12 @@ def test_flows_at_rounding_level_split_over_two_arcs_give_no_route() -> None:
         pairs=pairs,
     )
     assert flow.value == pytest.approx(2 * unit) and flow.routes == {}
+
+
+def test_a_junction_carrying_the_whole_flow_is_never_the_cut() -> None:
+    """p0, p1 (0.5 each) → junction H → d (1): the whole flow (the total, 2³⁰ integer units) crosses H's unlimited
+    arc, which must still hold more than that; the cut is a replica side (the one nearest the source)."""
+    arcs = [("p0", "H"), ("p1", "H"), ("H", "d")]
+    flow = max_flow({"p0": 0.5, "p1": 0.5}, {"d": 1.0}, {}, hubs={"H": math.inf}, hub_arcs=arcs)
+    assert flow.value == pytest.approx(1.0)
+    assert flow.bottleneck == "prefill" and set(flow.cut_capacity) == {"prefill"}
