@@ -136,7 +136,7 @@ class Router:
             connector=connector,
             timeout=timeout,
             auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),  # identity answers: relayed as they come
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         self.prober = asyncio.create_task(self.probe_forever())

@@ -187,7 +187,8 @@ async def until(condition, seconds: float = 3.0) -> None:
 
 # --- a request's way through --------------------------------------------------------------------------------------
 def test_prefill_then_decode_ids_and_the_request_metrics() -> None:
-    """Without keys: no door, no secret sent to the engines. Request ids: the client's when well formed, else the
+    """Without keys: no door, no secret sent to the engines (nor an Accept-Encoding: answers come uncompressed,
+    as relayed). Request ids: the client's when well formed, else the
     router's own (prefix-counter, a new one per request). Counted: requests by pair, and each request's
     end-to-end time in the latency histogram (count = requests, 0 < sum < the wall time they took)."""
 
@@ -203,7 +204,7 @@ def test_prefill_then_decode_ids_and_the_request_metrics() -> None:
             assert all(re.fullmatch(r"[0-9a-f]+-\d+", i) for i in ids[:2] + ids[3:]) and len(set(ids)) == 4, ids
             assert ids[2] == "r-1"
             assert [h["X-Request-Id"] for _, h in p1.seen] == [h["X-Request-Id"] for _, h in d1.seen] == ids
-            assert all("Authorization" not in h for _, h in p1.seen + d1.seen)
+            assert all("Authorization" not in h and "Accept-Encoding" not in h for _, h in p1.seen + d1.seen)
             assert all(h["X-Hexgen2-Route"] == "p1->d1" for _, h, _ in answers)
             assert await r.metric("hexgen2_router_requests_total") == {("d1", "p1"): 4.0}
             count = (await r.metric("hexgen2_router_request_seconds_count"))[()]
