@@ -278,7 +278,7 @@ class Exchange:
         self.stream = body.get("stream") is True
         self.headers = {**router.engine_headers, "X-Request-Id": request_id}
         self.request_id = request_id
-        self.targets: dict[tuple[str, str, str], Target] = {}  # set per try (run)
+        self.targets: dict[tuple[str, str, str], Target]  # the engines of the current try (run sets them)
 
     async def run(self) -> web.StreamResponse:
         router = self.router

@@ -35,7 +35,8 @@ QUICK = {"connect_s": 0.5, "first_byte_s": 0.3, "idle_s": 0.3, "total_s": 2.0}
 
 class Engine:
     """A fake vLLM engine scripted per request: `script` holds what the next requests do ("ok", "500", "400",
-    "hold": wait for `gate`, "hang": never answer in time); `seen` records (body, headers) of each request."""
+    "hold": wait for `gate`, "hang": never answer in time, "cut": die after two chunks of a stream); `seen`
+    records (body, headers) of each request."""
 
     def __init__(self, name: str, role: str) -> None:
         self.name, self.role = name, role
@@ -71,6 +72,10 @@ class Engine:
             await response.prepare(request)
             for i in range(3):
                 await response.write(f"data: {self.name}:{i}\n\n".encode())
+                if action == "cut" and i == 1:
+                    assert request.transport is not None
+                    request.transport.abort()  # the engine dies after two chunks reached the client
+                    return response
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
             return response
@@ -420,6 +425,22 @@ def test_a_pd_stream_is_relayed_from_the_decode() -> None:
     bounded(scenario())
 
 
+def test_a_stream_cut_after_it_began_is_a_cut_and_an_error_not_a_served_request() -> None:
+    async def scenario() -> None:
+        p1, d1 = Engine("p1", "prefill"), Engine("d1", "decode")
+        d1.script = ["cut"]
+        async with running([p1, d1], [("p1", "d1", 1.0)]) as r:
+            status, _, raw = await r.ask(stream=True)
+            assert status == 200 and raw.startswith(b"data: d1:0\n\ndata: d1:1\n\n") and b"upstream_error" in raw
+            assert await r.metric("hexgen2_router_stream_cuts_total") == {("d1",): 1.0}
+            assert await r.metric("hexgen2_router_errors_total") == {("decode", "d1"): 1.0}
+            assert await r.metric("hexgen2_router_requests_total") == {}
+            assert (await r.ask(stream=True))[0] == 200
+            assert await r.metric("hexgen2_router_requests_total") == {("d1", "p1"): 1.0}
+
+    bounded(scenario())
+
+
 # --- config switches ----------------------------------------------------------------------------------------------
 def test_a_new_config_mid_request_serves_its_retry_and_keeps_in_flight_counts(tmp_path: Path) -> None:
     """A decode hop held on d1 while the same config is posted again (its in-flight count must survive) and then a
@@ -554,6 +575,11 @@ def test_serve_reads_the_secrets_and_runs_the_app_on_an_event_loop(tmp_path: Pat
     ran["loop"].close()
     router = router_of(ran["app"])
     assert router.api_auth == b"Bearer client-key" and router.engine_headers["Authorization"] == "Bearer engine-secret"
+    path.write_text(json.dumps(FLEET))  # no secret files: no doors, no secret sent
+    router_module.serve(path, "127.0.0.1", 8123)
+    ran["loop"].close()
+    router = router_of(ran["app"])
+    assert router.api_auth is None and "Authorization" not in router.engine_headers
     monkeypatch.setitem(sys.modules, "uvloop", None)  # not installed
     loop = router_module.event_loop()
     assert isinstance(loop, asyncio.AbstractEventLoop)
