@@ -547,6 +547,7 @@ FLEET = {
     [
         ((), "ok", 200),
         (("p1", "d1"), "degraded", 200),  # p2 → d2 still serves
+        (("c1", "d1"), "degraded", 200),  # so do p1 and p2 → d2
         (("d1", "d2", "c1"), "unavailable", 503),  # prefills up, but no decode and no colocated
         (("p1", "p2", "d1", "d2"), "degraded", 200),  # the colocated replica alone
         (("p1", "p2", "c1"), "unavailable", 503),  # decodes up, but nothing to start a request
