@@ -1,10 +1,10 @@
-"""launcher.router's rules, one by one, in-process against scripted fake engines (aiohttp test servers on 127.0.0.1,
-no Ray, no subprocess, every scenario bounded): which doors need which key, what each refusal answers, when a
-failed hop is retried and whether the prefill is redone, what every Prometheus series counts (latency, timeouts,
-ejections, retries, failures), what /health and /admin/state report, probing, and a config switched mid-request.
+"""launcher.router's rules for a request's way through, in-process against scripted fake engines
+(tests/fakes/scripted_engine.py; no Ray, no subprocess, every scenario bounded): which doors need which key, what each
+refusal answers, when a failed hop is retried and whether the prefill is redone, and what every Prometheus series
+counts (requests, latency, errors, timeouts, retries, ejections, cuts, failures).
 
-The expectations are the protocol's (module docstring of launcher.router), counted by hand per scenario; the
-fakes record what reached each engine so the tests see both sides of a hop.
+The expectations are the protocol's (module docstring of launcher.router), counted by hand per scenario; the fakes
+record what reached each engine so the tests see both sides of a hop.
 """
 
 from __future__ import annotations
@@ -12,190 +12,22 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
-import pytest
-from aiohttp import ClientSession, web
-from aiohttp.test_utils import TestServer, make_mocked_request
-
-import launcher.router as router_module
 from launcher.private import write_secret
-from launcher.router import Router, make_app
-from launcher.router_config import RouterConfig
 
-MODEL = "m"
-QUICK = {"connect_s": 1.0, "first_byte_s": 2.0, "idle_s": 2.0, "total_s": 5.0}  # generous: a loaded CI is slow
-
-
-class Engine:
-    """A fake vLLM engine scripted per request: `script` holds what the next requests do ("ok", "500", "400",
-    "hold": wait for `gate`, "hang": never answer in time, "cut": die after two chunks of a stream); `seen`
-    records (body, headers) of each request."""
-
-    def __init__(self, name: str, role: str) -> None:
-        self.name, self.role = name, role
-        self.script: list[str] = []
-        self.seen: list[tuple[dict[str, Any], Any]] = []
-        self.gate = asyncio.Event()
-        self.healthy = True
-        self.probes = 0
-        self.server: TestServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        return str(self.server.make_url("")).rstrip("/")
-
-    async def completions(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self.seen.append((body, request.headers.copy()))
-        action = self.script.pop(0) if self.script else "ok"
-        if action == "hold":
-            await self.gate.wait()
-            action = self.script.pop(0) if self.script else "ok"
-        if action == "hang":
-            await asyncio.sleep(5)
-        if action in ("500", "400"):
-            return web.json_response({"error": {"message": f"{self.name} says {action}"}}, status=int(action))
-        if self.role == "prefill":
-            return web.json_response(
-                {"choices": [{"text": "x"}], "kv_transfer_params": {"remote_engine_id": self.name}}
-            )
-        if body.get("stream") is True:
-            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-            await response.prepare(request)
-            for i in range(3):
-                await response.write(f"data: {self.name}:{i}\n\n".encode())
-                if action == "cut" and i == 1:
-                    assert request.transport is not None
-                    request.transport.abort()  # the engine dies after two chunks reached the client
-                    return response
-            await response.write(b"data: [DONE]\n\n")
-            await response.write_eof()
-            return response
-        return web.json_response({"choices": [{"text": self.name}]})
-
-    async def health(self, _request: web.Request) -> web.Response:
-        self.probes += 1
-        return web.Response(status=200 if self.healthy else 503)
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/v1/completions", self.completions)
-        app.router.add_get("/health", self.health)
-        self.server = TestServer(app, host="127.0.0.1")
-        await self.server.start_server()
-
-
-def closed_port_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}"
-
-
-def bounded(scenario: Awaitable[None], seconds: float = 20.0) -> None:
-    asyncio.run(asyncio.wait_for(scenario, seconds))
-
-
-class Running:
-    """A router over engines, and a client session to talk to it."""
-
-    def __init__(self, router: Router, url: str, session: ClientSession) -> None:
-        self.router, self.url, self.session = router, url, session
-
-    async def post(self, body: object, headers: dict[str, str] | None = None, path: str = "/v1/completions"):
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        async with self.session.post(self.url + path, data=data, headers=headers or {}) as r:
-            return r.status, r.headers.copy(), await r.read()
-
-    async def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        async with self.session.get(self.url + path, headers=headers or {}) as r:
-            return r.status, await r.read()
-
-    async def ask(self, prompt: str = "hi", headers: dict[str, str] | None = None, **extra: Any):
-        return await self.post({"model": MODEL, "prompt": prompt, "max_tokens": 3, **extra}, headers)
-
-    async def metric(self, name: str, headers: dict[str, str] | None = None) -> dict[tuple[str, ...], float]:
-        """A series' samples by label values (alphabetical label order, as Prometheus prints them)."""
-        status, raw = await self.get("/metrics", headers)
-        assert status == 200
-        found = {}
-        for m in re.finditer(rf"^{name}(?:\{{([^}}]*)\}})? (\S+)$", raw.decode(), re.MULTILINE):
-            found[tuple(re.findall(r'="([^"]*)"', m[1] or ""))] = float(m[2])
-        return found
-
-
-def config(engines: list[Engine], routes: list[tuple[str, str, float]], **settings: Any) -> dict[str, Any]:
-    colocated = {e.name: 1.0 for e in engines if e.role == "colocated"}
-    backends = [{"id": e.name, "role": e.role, "url": e.url, "max_outstanding": 8} for e in engines]
-    health = {"interval_s": 30.0, "eject_after": 10, **settings.pop("health", {})}
-    return {
-        "model": MODEL,
-        "backends": backends,
-        "routes": [{"source": s, "target": t, "weight": w} for s, t, w in routes],
-        "colocated_weights": colocated,
-        "timeouts": {"prefill": QUICK, "decode": QUICK},
-        "health": health,
-        **settings,
-    }
-
-
-@asynccontextmanager
-async def running(
-    engines: list[Engine], routes: list[tuple[str, str, float]], **settings: Any
-) -> AsyncIterator[Running]:
-    for engine in engines:
-        if engine.server is None and not engine.name.startswith("dead"):
-            await engine.start()
-    app = make_app(config(engines, routes, **settings))
-    router = router_of(app)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    try:
-        async with ClientSession() as session:
-            yield Running(router, str(server.make_url("")).rstrip("/"), session)
-    finally:
-        await server.close()
-        for engine in engines:
-            if engine.server is not None:
-                await engine.server.close()
-
-
-def router_of(app: web.Application) -> Router:
-    """The Router whose start() is the app's startup hook."""
-    return next(hook.__self__ for hook in app.on_startup if isinstance(getattr(hook, "__self__", None), Router))
-
-
-class Dead(Engine):
-    """A backend nobody listens on (connection refused)."""
-
-    def __init__(self, name: str, role: str) -> None:
-        super().__init__(name, role)
-        self._url = closed_port_url()
-
-    @property
-    def url(self) -> str:
-        return self._url
-
-
-async def until(condition, seconds: float = 3.0) -> None:
-    async with asyncio.timeout(seconds):
-        while not condition():
-            await asyncio.sleep(0.01)
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fakes"))
+from scripted_engine import MODEL, QUICK, Dead, Engine, bounded, config, running, until
 
 
 # --- a request's way through --------------------------------------------------------------------------------------
 def test_prefill_then_decode_ids_and_the_request_metrics() -> None:
-    """Without keys: no door, no secret sent to the engines (nor an Accept-Encoding: answers come uncompressed,
-    as relayed). Request ids: the client's when well formed, else the
-    router's own (prefix-counter, a new one per request). Counted: requests by pair, and each request's
-    end-to-end time in the latency histogram (count = requests, 0 < sum < the wall time they took)."""
+    """Without keys: no door, no secret sent to the engines (nor an Accept-Encoding: answers come uncompressed, as
+    relayed). Request ids: the client's when well formed, else the router's own (prefix-counter, a new one per
+    request). Counted: requests by pair, and each request's end-to-end time in the latency histogram (count =
+    requests, 0 < sum < the wall time they took)."""
 
     async def scenario() -> None:
         p1, d1 = Engine("p1", "prefill"), Engine("d1", "decode")
@@ -440,150 +272,3 @@ def test_a_stream_cut_after_it_began_is_a_cut_and_an_error_not_a_served_request(
             assert await r.metric("hexgen2_router_requests_total") == {("d1", "p1"): 1.0}
 
     bounded(scenario())
-
-
-# --- config switches ----------------------------------------------------------------------------------------------
-def test_a_new_config_mid_request_serves_its_retry_and_keeps_in_flight_counts(tmp_path: Path) -> None:
-    """A decode hop held on d1 while the same config is posted again (its in-flight count must survive) and then a
-    config without d1, with p1 → d3 and eject_after 1: d1's 500 is retried on d3 through the new config's engines;
-    /admin/state then shows d1 removed with nothing in flight; a d3 error ejects at once (the new health policy)."""
-
-    async def scenario() -> None:
-        p1, d1, d3 = Engine("p1", "prefill"), Engine("d1", "decode"), Engine("d3", "decode")
-        d1.script = ["hold", "500"]
-        for engine in (p1, d1, d3):
-            await engine.start()
-        write_secret(tmp_path / "engine.secret", "s")
-        secret, key = {"Authorization": "Bearer s"}, {"engine_key_file": str(tmp_path / "engine.secret")}
-        async with running([p1, d1], [("p1", "d1", 1.0)], limits={"max_attempts": 2}, **key) as r:
-            first = asyncio.create_task(r.ask())
-            await until(lambda: len(d1.seen) == 1)
-            same = config([p1, d1], [("p1", "d1", 1.0)], limits={"max_attempts": 2}, **key)
-            assert (await r.post(same, secret, "/admin/config"))[0] == 200
-            new = config([p1, d3], [("p1", "d3", 1.0)], limits={"max_attempts": 1}, health={"eject_after": 1}, **key)
-            status, _, raw = await r.post(new, secret, "/admin/config")
-            assert status == 200 and json.loads(raw) == {"backends": ["d3", "p1"]}
-            d1.gate.set()
-            status, headers, _ = await first
-            assert status == 200 and headers["X-Hexgen2-Route"] == "p1->d3"
-            state = json.loads((await r.get("/admin/state", secret))[1])
-            assert state == {
-                "active": 0,
-                "replicas": {
-                    "d1": {"outstanding": 0, "health": "removed"},
-                    "d3": {"outstanding": 0, "health": "up"},
-                    "p1": {"outstanding": 0, "health": "up"},
-                },
-                "backends": ["d3", "p1"],
-            }
-            d3.script = ["500"]
-            assert (await r.ask())[0] == 502
-            assert await r.metric("hexgen2_router_ejections_total") == {("d3",): 1.0}
-            bad = {**new, "backends": [{**new["backends"][0], "url": "nope"}]}
-            status, _, raw = await r.post(bad, secret, "/admin/config")
-            assert status == 400 and "backends[0].url" in json.loads(raw)["error"]["message"]
-            assert json.loads(raw)["error"]["type"] == "invalid_request_error"
-
-    bounded(scenario())
-
-
-# --- probes and lifecycle -----------------------------------------------------------------------------------------
-def test_probes_take_replicas_out_and_back_and_stop_with_the_router() -> None:
-    """interval 0.1 s, one failed probe takes a replica out, one good one brings it back: an engine answering 503
-    on /health and a backend nobody listens on go out; the 503 one returns once healthy. Probes come once per
-    interval (about 3 in 0.35 s, not hundreds). Closing the router cancels the prober and closes its session."""
-
-    async def scenario() -> None:
-        p1, d1, d2 = Engine("p1", "prefill"), Engine("d1", "decode"), Dead("dead-d2", "decode")
-        d1.healthy = False
-        health = {"interval_s": 0.1, "unhealthy_after": 1, "healthy_after": 1, "probe_timeout_s": 0.5}
-        routes = [("p1", "d1", 1.0), ("p1", "dead-d2", 1.0)]
-        async with running([p1, d1, d2], routes, health=health) as r:
-            router = r.router
-            await until(lambda: router.health.down == {"d1", "dead-d2"})
-            status, raw = await r.get("/health")
-            assert status == 503 and json.loads(raw)["out"] == {"d1": "down", "dead-d2": "down"}
-            d1.healthy = True
-            await until(lambda: router.health.down == {"dead-d2"})
-            probes, started = p1.probes, time.perf_counter()
-            await asyncio.sleep(0.35)
-            took = time.perf_counter() - started
-            assert 1 <= p1.probes - probes <= took / 0.1 + 2, (p1.probes - probes, took)
-        assert router.prober is not None and router.prober.cancelled()
-        assert router.session is not None and router.session.closed
-
-    bounded(scenario())
-
-
-def test_hops_run_concurrently_on_one_connection_pool() -> None:
-    async def scenario() -> None:
-        p1, d1 = Engine("p1", "prefill"), Engine("d1", "decode")
-        d1.script = ["hold", "hold", "hold"]
-        async with running([p1, d1], [("p1", "d1", 1.0)]) as r:
-            asks = [asyncio.create_task(r.ask()) for _ in range(3)]
-            await until(lambda: len(d1.seen) == 3)
-            assert await r.metric("hexgen2_router_outstanding") == {("d1",): 3.0, ("p1",): 0.0}
-            d1.gate.set()
-            assert [status for status, _, _ in await asyncio.gather(*asks)] == [200] * 3
-
-    bounded(scenario())
-
-
-# --- /health, pure ------------------------------------------------------------------------------------------------
-FLEET = {
-    "model": MODEL,
-    "backends": [
-        {"id": i, "role": role, "url": "http://127.0.0.1:9", "max_outstanding": 4}
-        for i, role in (("p1", "prefill"), ("p2", "prefill"), ("d1", "decode"), ("d2", "decode"), ("c1", "colocated"))
-    ],
-    "routes": [{"source": p, "target": d, "weight": 1.0} for p in ("p1", "p2") for d in ("d1", "d2")],
-    "colocated_weights": {"c1": 1.0},
-    "health": {"unhealthy_after": 1},
-}
-
-
-@pytest.mark.parametrize(
-    ("out", "status", "code"),
-    [
-        ((), "ok", 200),
-        (("p1", "d1"), "degraded", 200),  # p2 → d2 still serves
-        (("c1", "d1"), "degraded", 200),  # so do p1 and p2 → d2
-        (("d1", "d2", "c1"), "unavailable", 503),  # prefills up, but no decode and no colocated
-        (("p1", "p2", "d1", "d2"), "degraded", 200),  # the colocated replica alone
-        (("p1", "p2", "c1"), "unavailable", 503),  # decodes up, but nothing to start a request
-        (("p1", "d1", "d2", "c1"), "unavailable", 503),
-    ],
-)
-def test_health_page_says_whether_traffic_has_a_path(out: tuple[str, ...], status: str, code: int) -> None:
-    router = Router(RouterConfig.model_validate(FLEET), None, None)
-    for replica in out:
-        router.health.probed(replica, False, 0.0)
-    response = asyncio.run(router.health_page(make_mocked_request("GET", "/health")))
-    assert response.status == code
-    assert json.loads(response.text) == {"status": status, "replicas": 5, "out": dict.fromkeys(out, "down")}
-
-
-# --- serve: the process entry point -------------------------------------------------------------------------------
-def test_serve_reads_the_secrets_and_runs_the_app_on_an_event_loop(tmp_path: Path, monkeypatch) -> None:
-    write_secret(tmp_path / "api.key", "client-key")
-    write_secret(tmp_path / "engine.secret", "engine-secret")
-    path = tmp_path / "router.json"
-    fleet = {**FLEET, "api_key_file": str(tmp_path / "api.key"), "engine_key_file": str(tmp_path / "engine.secret")}
-    path.write_text(json.dumps(fleet))
-    ran: dict[str, Any] = {}
-    monkeypatch.setattr(router_module.web, "run_app", lambda app, **kw: ran.update(app=app, **kw))
-    router_module.serve(path, "127.0.0.1", 8123)
-    assert (ran["host"], ran["port"]) == ("127.0.0.1", 8123)
-    assert isinstance(ran["loop"], asyncio.AbstractEventLoop)
-    ran["loop"].close()
-    router = router_of(ran["app"])
-    assert router.api_auth == b"Bearer client-key" and router.engine_headers["Authorization"] == "Bearer engine-secret"
-    path.write_text(json.dumps(FLEET))  # no secret files: no doors, no secret sent
-    router_module.serve(path, "127.0.0.1", 8123)
-    ran["loop"].close()
-    router = router_of(ran["app"])
-    assert router.api_auth is None and "Authorization" not in router.engine_headers
-    monkeypatch.setitem(sys.modules, "uvloop", None)  # not installed
-    loop = router_module.event_loop()
-    assert isinstance(loop, asyncio.AbstractEventLoop)
-    loop.close()
