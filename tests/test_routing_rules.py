@@ -102,6 +102,8 @@ def test_a_replica_is_full_exactly_at_its_limit() -> None:
     chosen = policy({"p1": 3, "p2": 3, "c1": 3})
     assert {chosen.choose({"p1": 3})[0] for _ in range(20)} == {"p2", "c1"}
     assert {chosen.choose({"p1": 2})[0] for _ in range(20)} == {"p1", "p2", "c1"}
+    closed = policy({"p1": 0})  # a limit of 0: full even when idle
+    assert {closed.choose({})[0] for _ in range(20)} == {"p2", "c1"}
 
 
 def test_a_replica_without_a_limit_never_fills_and_an_idle_one_is_not_full() -> None:
