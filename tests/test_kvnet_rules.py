@@ -151,18 +151,20 @@ def test_nodes_without_a_link_are_not_a_pooled_pair() -> None:
 
 
 def test_pooled_nics_and_wires_just_above_their_most_are_dropped() -> None:
-    """Prefill on a (15.8 requests/s), decode on b (20.7). a's 20 Gbit/s NIC (18.6), b's 30 Gbit/s NIC (27.9) and the
-    20 Gbit/s wire (18.6) each carry more than can ever cross them (15.8, 20.7 — and the wire at most the smaller,
-    15.8), though less than twice that: none can bind, so none is a hub and the network is free."""
-    c = cluster(node("a", "A100-80G", 1, nic=20), node("b", "A100-80G", 1, nic=30), network=20)
+    """Prefill on a (15.8 requests/s), decode on b (20.7). a's 25 Gbit/s NIC (23.3), b's 30 Gbit/s NIC (27.9) and the
+    20 Gbit/s wire (18.6, slower than both NICs) each carry more than can ever cross them (15.8, 20.7 — and the wire
+    at most the smaller, 15.8), though less than twice that: none can bind, so none is a hub and the network is free.
+    A 15 Gbit/s wire (14.0) binds: it becomes the capacity of the pair's arc."""
+    c = cluster(node("a", "A100-80G", 1, nic=25), node("b", "A100-80G", 1, nic=30), network=20)
     p, d = replica(c, "prefill", ["a/0"]), replica(c, "decode", ["b/0"])
     per_request = kv_bytes_per_request(c)
     assert p.capacity_rps < gbps(20) / per_request < 2 * p.capacity_rps
+    assert p.capacity_rps < gbps(25) / per_request < 2 * p.capacity_rps
     assert d.capacity_rps < gbps(30) / per_request < 2 * d.capacity_rps
     network = kv_network(c, [p], [d], traffic_of(c), launchable=True)
     assert network.free and network.direct == {}
     assert close(plan_flow(c, [p, d], launchable=True).value, served_rps(c, [p, d]))
-    slow = cluster(node("a", "A100-80G", 1, nic=20), node("b", "A100-80G", 1, nic=30), network=15)
+    slow = cluster(node("a", "A100-80G", 1, nic=25), node("b", "A100-80G", 1, nic=30), network=15)
     p, d = replica(slow, "prefill", ["a/0"]), replica(slow, "decode", ["b/0"])
     network = kv_network(slow, [p], [d], traffic_of(slow), launchable=True)
     assert not network.free and network.pairs is not None

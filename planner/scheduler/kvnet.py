@@ -196,8 +196,7 @@ class _Sides:
             t = traffic(p, d)
             if t.own_rps > 0 and all(hub_capacity(self.cluster, h) > 0 for h, _ in t.shares):
                 direct[(p.id, d.id)] = t.own_rps
-                if t.shares:
-                    shares[(p.id, d.id)] = dict(t.shares)
+                shares[(p.id, d.id)] = dict(t.shares)  # empty inside a node: dropped with the hubs' filter
 
         for a, b in self.unpooled_pairs:
             for p in self.by_node[a][0]:
