@@ -63,6 +63,7 @@ def test_a_step_without_decodes_is_the_prefill_of_its_chunk(chunk):
     # one prompt of `chunk` tokens: Σ s² = chunk²; its prefill alone, through replica's own prefill batch
     alone = mixed_step_time(c, ONE, 0.0, 500.0, chunk, chunk * chunk, 1.0)
     assert alone == pytest.approx(prefill_batch_time(c, ONE, [int(chunk)])[1], rel=1e-12)
+    assert mixed_step_time(c, ONE, 0.0, 500.0, chunk, chunk * chunk) == alone  # one prompt unless told otherwise
 
 
 def test_the_fused_step_pays_the_fixed_costs_once():
@@ -71,7 +72,7 @@ def test_the_fused_step_pays_the_fixed_costs_once():
     def step(b: float, chunk: float) -> float:
         return mixed_step_time(c, ONE, b, 800.0, chunk, chunk * 1000.0, chunk / 1000.0)
 
-    for b, chunk in ((8.0, 500.0), (100.0, 2000.0)):
+    for b, chunk in ((8.0, 500.0), (100.0, 2000.0), (3.0, 1.0)):
         prefill, decode, empty = step(0.0, chunk), step(b, 0.0), step(0.0, 0.0)
         assert step(b, chunk) == pytest.approx(prefill + decode - empty, rel=1e-12)
         assert max(prefill, decode) <= step(b, chunk) <= prefill + decode
@@ -230,3 +231,53 @@ def test_under_a_tpot_slo_the_best_of_the_batch_caps_is_kept():
     assert perf == best
     assert perf.tpot_s <= 0.01 and 0 < perf.goodput_rps <= perf.capacity_rps
     assert colocated_perf(toy(tpot=0.001), ONE, Slo(None, 0.001)) is None  # not one token budget meets it
+
+
+def uniform_prompts(ttft: float | None, tpot: float | None):
+    """Prompts uniform on [500, 1500] (their 95 % quantile 1450 tokens), 100 decode tokens, both SLOs."""
+    workload = Workload(Lengths("uniform", 1000.0, low=500.0, high=1500.0), Lengths("fixed", 101.0))
+    return dataclasses.replace(toy(), workload=workload, slo=Slo(ttft, tpot))
+
+
+def test_under_an_slo_the_capacity_is_the_saturated_point_of_the_chosen_engine():
+    c = uniform_prompts(0.05, 0.005)
+    perf = colocated_perf(c, ONE, c.slo)
+    b, m = perf.batch, perf.max_num_batched_tokens
+    assert m < 8192 and b in (128, 256, 512)  # the TPOT SLO cut the token budget
+    most = min(b / 100, m / 1100)  # the batch cap or the token budget: x(p̄ + D̄) ≤ M
+    assert perf.capacity_rps == pytest.approx(expected_point(c, ONE, most, m)[0], rel=1e-9)
+    assert perf.tpot_s == _longest_step(c, ONE, _Shape.of(c), b, m) <= 0.005
+
+
+def test_under_an_slo_a_long_prompt_alone_takes_whole_full_steps():
+    # unloaded: the lightest operating point (x = most / 1000); the 95 % prompt (1450 tokens; TTFT gets half of
+    # the 10 % miss budget) takes ⌈1450 / room⌉ = 2 full steps of the room the decodes leave
+    c = uniform_prompts(0.05, 0.005)
+    perf = colocated_perf(c, ONE, c.slo)
+    b, m = perf.batch, perf.max_num_batched_tokens
+    _, _, room, full = expected_point(c, ONE, min(b / 100, m / 1100) / 1000, m)
+    assert math.ceil(1450 / room) == 2
+    assert perf.ttft_s == pytest.approx(2 * full, rel=1e-9)
+
+
+def test_goodput_grows_with_the_ttft_slo_until_it_no_longer_binds():
+    rates = [colocated_perf(c, ONE, c.slo).goodput_rps for c in (uniform_prompts(t, 0.005) for t in (0.01, 0.02, 0.05, 1.0, 1e6))]
+    assert rates[:4] == sorted(rates[:4]) and rates[0] < rates[1] < rates[2] < rates[3]
+    assert rates[3] == rates[4]  # a TTFT of 1 s is already loose: the slots and the queue's utilisation bind
+    capacity = colocated_perf(uniform_prompts(1e6, 0.005), ONE, Slo(1e6, 0.005)).capacity_rps
+    assert rates[4] < capacity
+    assert colocated_perf(uniform_prompts(1e-4, 0.005), ONE, Slo(1e-4, 0.005)) is None  # below one chunk's step
+
+
+def test_the_token_budget_lands_on_an_exactly_met_step():
+    c = toy()
+    shape = _Shape.of(c)
+    assert _token_budget(c, ONE, shape, 64, _longest_step(c, ONE, shape, 64, 5000)) == 5000
+
+
+def test_records_are_frozen():
+    c = toy()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _Shape.of(c).prompt = 1.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        colocated_perf(c, ONE, None).batch = 1  # type: ignore[misc]
