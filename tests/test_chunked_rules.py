@@ -261,7 +261,8 @@ def test_under_an_slo_a_long_prompt_alone_takes_whole_full_steps():
 
 
 def test_goodput_grows_with_the_ttft_slo_until_it_no_longer_binds():
-    rates = [colocated_perf(c, ONE, c.slo).goodput_rps for c in (uniform_prompts(t, 0.005) for t in (0.01, 0.02, 0.05, 1.0, 1e6))]
+    clusters = [uniform_prompts(ttft, 0.005) for ttft in (0.01, 0.02, 0.05, 1.0, 1e6)]
+    rates = [colocated_perf(c, ONE, c.slo).goodput_rps for c in clusters]
     assert rates[:4] == sorted(rates[:4]) and rates[0] < rates[1] < rates[2] < rates[3]
     assert rates[3] == rates[4]  # a TTFT of 1 s is already loose: the slots and the queue's utilisation bind
     capacity = colocated_perf(uniform_prompts(1e6, 0.005), ONE, Slo(1e6, 0.005)).capacity_rps
