@@ -57,7 +57,7 @@ def test_a_step_without_a_chunk_is_the_decode_step(lay, decodes):
     )
 
 
-@pytest.mark.parametrize("chunk", [16.0, 700.0, 3000.0])
+@pytest.mark.parametrize("chunk", [1.0, 16.0, 700.0, 3000.0])
 def test_a_step_without_decodes_is_the_prefill_of_its_chunk(chunk):
     c = toy()
     # one prompt of `chunk` tokens: Σ s² = chunk²; its prefill alone, through replica's own prefill batch
@@ -221,15 +221,17 @@ def test_the_longest_step_is_at_one_end_of_the_budgets_split():
     assert longest == max(splits[0], splits[-1]) and longest >= max(splits)
 
 
-def test_under_a_tpot_slo_the_best_of_the_batch_caps_is_kept():
-    c = toy(tpot=0.01)
+@pytest.mark.parametrize(("tpot", "winner"), [(0.01, 128), (0.02, 256), (0.05, 512)])
+def test_under_a_tpot_slo_the_best_of_the_batch_caps_is_kept(tpot, winner):
+    # caps B, B/2, B/4 (B = 512 here): a tighter TPOT leaves the big batches no token budget, or a smaller one
+    c = toy(tpot=tpot)
     perf = colocated_perf(c, ONE, c.slo)
     shape = _Shape.of(c)
     kv = kv_capacity_tokens(c, ONE, 8192)
     options = [_within_slo(c, ONE, shape, c.slo, cap, kv) for cap in (512, 256, 128)]
     best = max((o for o in options if o is not None), key=lambda o: o.goodput_rps)
-    assert perf == best
-    assert perf.tpot_s <= 0.01 and 0 < perf.goodput_rps <= perf.capacity_rps
+    assert perf == best and perf.batch == winner
+    assert perf.tpot_s <= tpot and 0 < perf.goodput_rps <= perf.capacity_rps
     assert colocated_perf(toy(tpot=0.001), ONE, Slo(None, 0.001)) is None  # not one token budget meets it
 
 
@@ -249,10 +251,12 @@ def test_under_an_slo_the_capacity_is_the_saturated_point_of_the_chosen_engine()
     assert perf.tpot_s == _longest_step(c, ONE, _Shape.of(c), b, m) <= 0.005
 
 
-def test_under_an_slo_a_long_prompt_alone_takes_whole_full_steps():
+@pytest.mark.parametrize("tpot", [0.005, 0.0046])
+def test_under_an_slo_a_long_prompt_alone_takes_whole_full_steps(tpot):
     # unloaded: the lightest operating point (x = most / 1000); the 95 % prompt (1450 tokens; TTFT gets half of
-    # the 10 % miss budget) takes ⌈1450 / room⌉ = 2 full steps of the room the decodes leave
-    c = uniform_prompts(0.05, 0.005)
+    # the 10 % miss budget) takes ⌈1450 / room⌉ = 2 full steps of the room the decodes leave (a room of about
+    # 1270 or 728 tokens: a mean prompt would take 1 or 2, a 1550-token one 2 or 3)
+    c = uniform_prompts(0.05, tpot)
     perf = colocated_perf(c, ONE, c.slo)
     b, m = perf.batch, perf.max_num_batched_tokens
     _, _, room, full = expected_point(c, ONE, min(b / 100, m / 1100) / 1000, m)
@@ -282,3 +286,14 @@ def test_records_are_frozen():
         _Shape.of(c).prompt = 1.0  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         colocated_perf(c, ONE, None).batch = 1  # type: ignore[misc]
+
+
+def test_when_rounding_puts_the_saturated_load_past_the_room_the_engine_runs_a_chunk_lighter():
+    # 71-token prompts, 4 decode tokens: x = 8192 / 75 requests a step fill the budget exactly, but in floats
+    # 71x exceeds 8192 − 4x by 1e-12, so the saturated point is taken at x · (8192 − 16) / 8192
+    c = toy(prompt=71, output=5)
+    most = 8192 / 75
+    assert most * 71 > 8192 - most * 4
+    perf = colocated_perf(c, ONE, None)
+    lighter = expected_point(c, ONE, most * (8192 - 16) / 8192, 8192)
+    assert perf.capacity_rps == pytest.approx(lighter[0], rel=1e-9) and perf.tpot_s == pytest.approx(lighter[1])

@@ -176,7 +176,7 @@ def _step_curve(cluster: Cluster, layout: Layout, shape: _Shape, batch: int, bud
     rates increasing. Figures at a rate are read off by linear interpolation (they change smoothly)."""
     most = min(batch / shape.decode, budget / (shape.prompt + shape.decode))
     points = [p for f in CURVE if (p := _operating_point(cluster, layout, shape, most * f, budget)) is not None]
-    curve = np.array(points, dtype=float).reshape(-1, 4)
+    curve = np.array(points, dtype=float)  # never empty: the lightest point fits any budget (_within_slo)
     curve[:, 0] = np.maximum.accumulate(curve[:, 0])
     return curve
 
