@@ -297,3 +297,12 @@ def test_when_rounding_puts_the_saturated_load_past_the_room_the_engine_runs_a_c
     perf = colocated_perf(c, ONE, None)
     lighter = expected_point(c, ONE, most * (8192 - 16) / 8192, 8192)
     assert perf.capacity_rps == pytest.approx(lighter[0], rel=1e-9) and perf.tpot_s == pytest.approx(lighter[1])
+
+
+def test_a_ttft_slo_alone_counts_slot_waits_against_its_own_miss_budget():
+    # no TPOT SLO: TTFT gets the whole 10 % budget, which also bounds the requests that wait for a slot
+    c = uniform_prompts(0.05, None)
+    perf = colocated_perf(c, ONE, c.slo)
+    assert perf is not None and perf.max_num_batched_tokens == 8192  # no TPOT: vLLM's default budget
+    assert 0.0 < perf.goodput_rps < perf.capacity_rps
+    assert perf.goodput_rps > colocated_perf(uniform_prompts(0.01, None), ONE, Slo(0.01, None)).goodput_rps

@@ -7,6 +7,9 @@ a plan stale for no reason or fresh when it is not.
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from builders import catalog, cluster, layout, node, toy_gpu
 
 from planner.costs.usage import CalibrationUse, calibrations_used, describe, uncalibrated_gpu_types
@@ -56,3 +59,10 @@ def test_uncalibrated_gpu_types_are_listed_once_by_name():
     )
     two_l40 = cluster(node("l", "L40", 1), node("m", "L40", 1), node("a", "A100-80G", 1))
     assert uncalibrated_gpu_types(two_l40) == ["L40 (fallback from L40S)"]
+
+
+def test_uses_are_frozen_and_ordered():
+    use = CalibrationUse("gpu", "L40", "x", "y", "fallback", "L40S")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        use.key = "A100-80G"  # type: ignore[misc]
+    assert use < CalibrationUse("gpu", "L40S", "", "", "calibrated")
