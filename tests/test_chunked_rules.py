@@ -43,12 +43,13 @@ def toy(*, prompt: int = 3000, output: int = 101, memory: str = "10GB", network:
 
 ONE = layout(LAYERS, ["a/0"])
 PIPE = layout(LAYERS, ["a/0"], ["b/0"], split=[1])  # stages of 1 and 3 layers: not interchangeable
+EVEN = layout(LAYERS, ["a/0"], ["b/0"])  # 2 and 2 layers: the sum of stages and hop is the longer wait
 
 
 # ----------------------------------------------------------------------------- the mixed step
 
 
-@pytest.mark.parametrize("lay", [ONE, PIPE], ids=["pp1", "pp2"])
+@pytest.mark.parametrize("lay", [ONE, PIPE, EVEN], ids=["pp1", "pp2", "pp2-even"])
 @pytest.mark.parametrize("decodes", [1.0, 7.0, 64.0])
 def test_a_step_without_a_chunk_is_the_decode_step(lay, decodes):
     c = toy()
