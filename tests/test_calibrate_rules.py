@@ -7,6 +7,8 @@ to trust it, so the figures and words it carries are checked here against hand-c
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
+
 import numpy as np
 import pytest
 
@@ -50,7 +52,8 @@ def test_regime_errors_by_hand():
     # worst is the largest |log| either way: 2.0 beats 0.6
     assert regime_errors(records[:2], np.array([0.6, 4.0]))["decode small batch"].worst_ratio == 2.0
     # four-digit ratios
-    assert regime_errors(records[:1], np.array([1.23456]))["decode small batch"].median_ratio == 1.2346
+    rounded = regime_errors(records[:1], np.array([1.23456]))["decode small batch"]
+    assert (rounded.median_ratio, rounded.worst_ratio) == (1.2346, 1.2346)
 
 
 def test_residual_ratios_and_the_worst_heldout_error():
@@ -68,6 +71,10 @@ def test_residual_ratios_and_the_worst_heldout_error():
 
     assert calibrated(3.0, 7.5, 1.0).worst_heldout_pct == 7.5
     assert calibrated().worst_heldout_pct == 0.0
+    with pytest.raises(FrozenInstanceError):
+        r.heldout_s = 0.0  # type: ignore[misc]
+    with pytest.raises(FrozenInstanceError):
+        calibrated().residuals = []  # type: ignore[misc]
 
 
 # ----------------------------------------------------------------------------- GPU calibration
@@ -121,7 +128,10 @@ def test_gpu_provenance_names_what_was_fitted_and_where_the_rest_comes_from(cata
 def test_engine_scope_points_fit_the_step_overhead_and_a_named_prior_is_cited(catalog):
     records = [r.model_copy(update={"scope": "engine", "tp": 1 + i % 2})
                for i, r in enumerate(noisy_records(catalog, 6, engine="sglang", engine_version="0.4"))]  # fmt: skip
-    records += [records[0].model_copy(update={"engine": "vllm", "engine_version": "0.6", "device": "d2"})]
+    records += [
+        records[0].model_copy(update={"engine": "vllm", "engine_version": "0.6", "device": "d2"}),
+        records[1].model_copy(update={"engine": "trt", "engine_version": None}),
+    ]  # no version: not listed
     cal = calibrate_gpu(records, catalog, cal_id="x", sources=[], prior_name="h100-old", hardware="8×H100")
     p = cal.document.provenance
     assert "step_overhead" in p.fitted and "step_overhead" not in p.prior
@@ -181,3 +191,16 @@ def test_allreduce_calibration_fits_each_implementation_and_holds_out_from_ten_p
     held = calibrate_allreduce(noisy, catalog, cal_id="ar", sources=[])
     assert held.document.provenance.heldout_error != held.document.provenance.fit_error
     assert any(abs(r.heldout_s - r.predicted_s) > 1e-3 * r.predicted_s for r in held.residuals)
+
+
+def test_a_given_prior_fills_what_the_records_cannot_identify(catalog):
+    from planner.inputs.calibrations import GpuParameters, StepOverhead
+
+    prior = GpuParameters(
+        eta_compute=0.5, tokens_half=8.0, eta_memory=0.6, tau_layer_s=4e-5, eta_attention=0.33, eta_kv=0.44,
+        tau_attention_s=5e-5, step_overhead=[StepOverhead(tp=1, seconds=2e-3)],
+    )  # fmt: skip
+    records = noisy_records(catalog, 4, excludes=("elementwise", "attention"))
+    p = calibrate_gpu(records, catalog, cal_id="x", sources=[], prior=prior, prior_name="mine").document.parameters
+    assert (p.tau_layer_s, p.eta_attention, p.eta_kv, p.tau_attention_s) == (4e-5, 0.33, 0.44, 5e-5)
+    assert [r.seconds for r in p.step_overhead] == [2e-3] * 4  # one row: t0 flat over TP

@@ -10,6 +10,7 @@ GPU_BOUNDS — written down by hand in each test. All-reduce cases do the same f
 from __future__ import annotations
 
 import math
+from dataclasses import FrozenInstanceError
 
 import numpy as np
 import pytest
@@ -146,8 +147,9 @@ def test_a_start_outside_the_bounds_is_moved_inside():
     nbytes = np.array([1e9, 2e9])
     measured = nbytes / (BANDWIDTH * 0.25)
     prior = PRIOR | {"eta_memory": 1.5, "tau_layer_s": -1.0}
-    values = fit.fit_gpu(one_term(2, measured, gemm_bytes=nbytes), ["eta_memory"], prior)
+    values = fit.fit_gpu(one_term(2, measured, gemm_bytes=nbytes), ["eta_memory", "tau_layer_s"], prior)
     assert values["eta_memory"] == pytest.approx(0.25, rel=1e-5)
+    assert 0.0 <= values["tau_layer_s"] < 1e-12  # no record has the term (weight 0): it stays at its lowest start
 
 
 # ----------------------------------------------------------------------------- residuals and lower bounds
@@ -353,3 +355,21 @@ def test_allreduce_bandwidth_is_capped_at_the_link_times_tp_over_tp_minus_one():
     records = [ar(n, tp=tp, beta=1e12, alpha=1e-6) for tp in (2, 4) for n in (2**10, 2**12)]
     rows = fit.fit_allreduce(records, 100e9)
     assert [r.bandwidth_bytes_per_s for r in rows] == pytest.approx([200e9, 400e9 / 3], rel=1e-5)
+
+
+def test_stacking_records_keeps_each_records_work_and_order(catalog):
+    from planner.costs.predict import case_work, resolve
+
+    records = [case(tp=2, excludes=("attention",)), case("prefill", tp=1, scope="engine"),
+               case(tp=4).model_copy(update={"lower_bound": True, "measured_s": 3e-3})]  # fmt: skip
+    s = fit.stack(records, catalog)
+    for i, rec in enumerate(records):
+        w = case_work(rec, resolve(rec, catalog, "case"))
+        assert [float(getattr(s.work, name)[i]) for name in ("gemm_flops", "attn_bytes", "w_attention", "steps")] == [
+            w.gemm_flops, w.attn_bytes, w.w_attention, w.steps]  # fmt: skip
+    assert s.measured.tolist() == [1e-3, 1e-3, 3e-3] and s.lower.tolist() == [False, False, True]
+    assert s.tp.tolist() == [2, 1, 4] and s.peak.tolist() == [989.4e12] * 3 and s.bandwidth == 3350e9  # H100 fp16
+    part = s.take(np.array([2, 0]))
+    assert part.tp.tolist() == [4, 2] and part.work.gemm_flops.tolist() == [s.work.gemm_flops[2], s.work.gemm_flops[0]]
+    with pytest.raises(FrozenInstanceError):
+        s.bandwidth = 1.0  # type: ignore[misc]

@@ -9,7 +9,9 @@ ourselves. The prior step overhead is checked against benchmarks/RESULTS.md ("t0
 
 from __future__ import annotations
 
-from dataclasses import replace
+import math
+from dataclasses import FrozenInstanceError, replace
+from pathlib import Path
 
 import pytest
 
@@ -188,6 +190,7 @@ def test_prefill_work_counts_every_prompt(catalog):
     link = catalog.links["nvlink4"]
     assert w.allreduce_s == pytest.approx(2 * allreduce_seconds(link, 2, 300 * m.hidden * 2))
     d = case_work(case(), resolve(case(), catalog, "case"))
+    assert (d.tokens, d.lm_tokens, d.steps) == (4, 4, 1.0)
     assert d.allreduce_s == pytest.approx(2 * allreduce_seconds(link, 2, 4 * m.hidden * 2))
     assert d.attn_flops == 4 * 4 * 1000 * (m.heads / 2) * m.head_dim  # batch 4 × context 1000 tokens read
 
@@ -283,3 +286,88 @@ def test_a_layout_counts_its_stages_gpus_and_layers():
     layout = Layout((Stage(("a", "b"), 0, 10), Stage(("c", "d"), 10, 32)))
     assert (layout.pp, layout.tp, layout.gpus) == (2, 2, ("a", "b", "c", "d"))
     assert [(s.tp, s.layers) for s in layout.stages] == [(2, 10), (2, 22)]
+
+
+def test_a_layout_is_a_hashable_immutable_value():
+    layout = Layout((Stage(("a", "b"), 0, 4), Stage(("c",), 4, 8)))
+    assert layout.tp == 2  # the first stage's TP
+    assert {layout: 1}[Layout((Stage(("a", "b"), 0, 4), Stage(("c",), 4, 8)))] == 1  # plans key replicas by layout
+    with pytest.raises(FrozenInstanceError):
+        layout.stages[0].layer_end = 5  # type: ignore[misc]
+
+
+# ----------------------------------------------------------------------------- more edges
+
+
+def test_records_of_the_step_model_are_immutable_or_slotted(catalog):
+    with pytest.raises(FrozenInstanceError):
+        F.eta_compute = 1.0  # type: ignore[misc]
+    w = work()
+    with pytest.raises(AttributeError):
+        w.gemm_flop = 1.0  # type: ignore[attr-defined]  # a misspelt count fails instead of being ignored
+    with pytest.raises(FrozenInstanceError):
+        resolve(case(), catalog, "case").gpu = None  # type: ignore[misc]
+
+
+def test_a_one_row_lm_head_pays_the_small_gemm_penalty():
+    # 1 row: η_c(1) = η_c·1/(1 + m½) → 50·(1 + 2)/(1·50) = 3 s (bytes 0)
+    assert sm.terms(F, work(lm_tokens=1, lm_bytes=0))["lm_head"] == pytest.approx(3.0)
+
+
+def test_excluded_attention_and_allreduce_by_hand(catalog):
+    m = catalog.model("llama-3.1-8b")
+    p = catalog.gpus["H100-SXM"].calibration.parameters
+    full = breakdown(case(scope="layers"), catalog)
+    # batch 4 × context 1000 at TP 2, 2-byte values: QKᵀ and PV FLOPs, the KV cache read plus q and out
+    heads, kv = m.heads / 2, m.kv_heads / 2
+    flops = 4 * 4000 * heads * m.head_dim
+    nbytes = 4000 * 2 * kv * m.head_dim * 2 + 4 * 2 * 2 * heads * m.head_dim
+    attention = m.layers * (max(flops / (989.4e12 * p.eta_attention), nbytes / (3350e9 * p.eta_kv)) + p.tau_attention_s)
+    assert full["attention"] == pytest.approx(attention)
+    # two all-reduces a layer of batch × hidden × 2 bytes
+    ar = 2 * allreduce_seconds(catalog.links["nvlink4"], 2, 4 * m.hidden * 2)
+    assert full["allreduce"] == pytest.approx(m.layers * ar)
+
+
+def test_a_hugging_face_config_stands_for_a_model(catalog):
+    path = Path(__file__).parent / "fakes" / "tiny-llama" / "config.json"
+    by_path = predict(case(model=str(path), scope="layers"), catalog)
+    assert by_path > 0 and math.isfinite(by_path)
+    assert by_path != predict(case(scope="layers"), catalog)
+
+
+def test_predict_takes_nccl_or_vllm_as_named_and_the_fastest_for_other_engines(catalog):
+    link = catalog.links["nvlink4"]
+    c = Measurement(phase="allreduce", tp=4, bytes=2**20, interconnect="nvlink4")
+    nccl, vllm = allreduce_seconds(link, 4, 2**20, "nccl"), allreduce_seconds(link, 4, 2**20, "vllm")
+    assert vllm < nccl  # vLLM's custom all-reduce wins at 1 MiB on NVLink
+    assert predict(c.model_copy(update={"engine": "nccl"}), catalog) == nccl
+    assert predict(c.model_copy(update={"engine": "vllm"}), catalog) == vllm
+    assert predict(c, catalog) == vllm
+    # an engine that is not an all-reduce implementation takes the fastest, even where a table names it
+    slow = AllreduceRow(implementation="sglang", tp=4, latency_s=1e-3, bandwidth_bytes_per_s=1e9)
+    table = replace(link.allreduce, table=(*link.allreduce.table, slow), sha256="with-sglang")
+    cat = replace(catalog, links={**catalog.links, "nvlink4": replace(link, allreduce=table)})
+    assert predict(c.model_copy(update={"engine": "sglang"}), cat) == pytest.approx(vllm)
+
+
+def test_beyond_a_one_or_three_size_table_the_nearest_size_scales():
+    link = link_with(ROWS[:1])  # TP 2 only: TP 4 is 3× α and (3/4)/(1/2) = 1.5× 1/β
+    assert allreduce_seconds(link, 4, 1000) == pytest.approx(30e-6 + 1.5 * 1000 / 10e9)
+    three = [
+        AllreduceRow(implementation="nccl", tp=tp, latency_s=tp * 1e-6, bandwidth_bytes_per_s=1e9) for tp in (2, 4, 8)
+    ]
+    assert allreduce_seconds(link_with(three), 16, 0.0) == pytest.approx(8e-6 * 15 / 7)  # from TP 8, the largest
+
+
+def test_below_the_lowest_band_the_lowest_band_applies():
+    rows = [
+        ROWS[1],
+        ROWS[1].model_copy(update={"min_bytes": 2**20, "latency_s": 50e-6, "bandwidth_bytes_per_s": 100e9}),
+    ]
+    assert allreduce_seconds(link_with(rows), 2, 100) == pytest.approx(20e-6 + 100 / 40e9)
+
+
+def test_table_coefficients_are_memoised():
+    link = link_with(ROWS)
+    assert coefficients(link.allreduce, 2) is coefficients(link.allreduce, 2)
