@@ -202,6 +202,9 @@ def test_allreduce_cases_use_the_named_implementation(catalog):
     other = c.model_copy(update={"engine": "sglang"})  # not an implementation of the table: the engine's choice
     assert predict(other, catalog) == allreduce_seconds(link, 4, 2**20)
     assert breakdown(c, catalog) == {"allreduce": predict(c, catalog)}
+    # an all-reduce belongs to the link: its GPU column is informative only, even when the catalogue lacks it
+    tagged = c.model_copy(update={"gpu": "GH200-not-in-catalogue"})
+    assert predict(tagged, catalog) == predict(c, catalog)
 
 
 @pytest.mark.parametrize(
