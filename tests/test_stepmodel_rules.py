@@ -178,6 +178,9 @@ def test_engine_scope_adds_the_lm_head_and_one_step_overhead(catalog):
     t0 = sm.step_overhead(catalog.gpus["H100-SXM"].calibration.parameters.step_overhead, 2)
     assert engine["overhead"] == pytest.approx(t0)
     assert predict(case(), catalog) == pytest.approx(sum(engine.values()))
+    # the LM head sees one row per sequence: a prefill of 4 prompts pays what a decode step of 4 sequences pays
+    prefill = breakdown(case(phase="prefill", tokens=300, context=None), catalog)
+    assert prefill["lm_head"] == pytest.approx(engine["lm_head"]) and prefill["overhead"] == engine["overhead"]
 
 
 def test_prefill_work_counts_every_prompt(catalog):
