@@ -106,6 +106,13 @@ def test_each_term_by_hand():
     assert sm.terms(F, work(lm_tokens=4, lm_bytes=0))["lm_head"] == pytest.approx(1.5)
 
 
+def test_work_left_unsaid_is_absent():
+    # only the per-layer counts given: no all-reduce, no LM head, no step overhead, every per-layer term in
+    bare = sm.Work(layers=2, tokens=2, gemm_flops=100, gemm_bytes=10, elem_bytes=5, attn_flops=50, attn_bytes=20)
+    expected = {"gemm": 8.0, "elementwise": 4.0, "attention": 12.0, "allreduce": 0.0, "lm_head": 0.0, "overhead": 0.0}
+    assert sm.terms(F, bare) == expected
+
+
 def test_excluded_terms_weigh_nothing():
     t = sm.terms(F, work(w_elementwise=0.0, w_attention=0.0, w_allreduce=0.0, steps=0.0))
     assert (t["elementwise"], t["attention"], t["allreduce"], t["overhead"]) == (0.0, 0.0, 0.0, 0.0)
