@@ -242,6 +242,8 @@ BASE = ["eta_compute", "tokens_half", "eta_memory"]
         ([case(excludes=("elementwise", "attention")), case(excludes=("attention",))], [*BASE, "tau_layer_s"]),
         ([case("prefill", excludes=("elementwise",))], [*BASE, "eta_attention", "tau_attention_s"]),
         ([case("decode", excludes=("elementwise",))], [*BASE, "eta_kv", "tau_attention_s"]),
+        ([case("prefill", excludes=("elementwise",)), case("decode", excludes=("elementwise",))],
+         [*BASE, "eta_attention", "eta_kv", "tau_attention_s"]),
         ([case("prefill", excludes=("attention",)), case("decode", excludes=("elementwise",))],
          [*BASE, "tau_layer_s", "eta_kv", "tau_attention_s"]),
         ([case(scope="engine", excludes=("elementwise", "attention"))], [*BASE, "t0_s"]),
