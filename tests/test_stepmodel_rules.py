@@ -381,6 +381,13 @@ def test_below_the_lowest_band_the_lowest_band_applies():
     assert allreduce_seconds(link_with(rows), 2, 100) == pytest.approx(20e-6 + 100 / 40e9)
 
 
+def test_an_implementation_the_table_lacks_takes_the_fastest_it_has():
+    link = link_with([*ROWS, AllreduceRow(implementation="vllm", tp=2, latency_s=1e-6, bandwidth_bytes_per_s=5e9)])
+    fastest = allreduce_seconds(link, 2, 1000)
+    assert fastest == pytest.approx(1e-6 + 1000 / 5e9)  # vLLM's 1 µs beats NCCL's 10 µs at 1 kB
+    assert allreduce_seconds(link, 2, 1000, "msccl") == fastest
+
+
 def test_table_coefficients_are_memoised():
     link = link_with(ROWS)
     assert coefficients(link.allreduce, 2) is coefficients(link.allreduce, 2)
