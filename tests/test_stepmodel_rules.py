@@ -9,6 +9,7 @@ ourselves. The prior step overhead is checked against benchmarks/RESULTS.md ("t0
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import FrozenInstanceError, replace
 from pathlib import Path
@@ -253,10 +254,11 @@ def test_calibration_status_of_gpus_and_links(catalog):
 # ----------------------------------------------------------------------------- all-reduce table
 
 
-def link_with(rows, scale=1.0, catalog=None):
+def link_with(rows, scale=1.0):
     from planner.inputs.catalog import LinkProfile
 
-    table = AllreduceCalibration("t", f"sha-{id(rows)}-{scale}", "x", tuple(rows), bandwidth_scale=scale)
+    digest = hashlib.sha256(repr(rows).encode()).hexdigest()  # the look-up memoises by content, as files are
+    table = AllreduceCalibration("t", digest, "x", tuple(rows), bandwidth_scale=scale)
     return LinkProfile("x", "intra_node", 100e9, 1e-6, allreduce=table)
 
 
