@@ -1,0 +1,277 @@
+"""The search rules of scheduler.refine, each on a fake scorer whose landscape the test writes by hand.
+
+The real scorer makes every rule depend on flows; here a state is a tuple of integers, its value is what
+the test says, and `candidate_moves` / `assign_roles` are replaced by fakes that record what the search asks
+for. So each rule is observed directly: how many perturbation rounds run (and when patience stops them),
+which moves a large neighbourhood samples, which improvement counts as one, how ties are broken, when
+the deadline makes the result unconverged, and that `on_step` hears every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import planner.scheduler.refine as refine_module
+from planner.scheduler.refine import _better, _climb, _with_roles, refine
+
+REROLED = ("rerole",)  # what the fake assign_roles answers: a state that never scores
+
+
+@dataclass(frozen=True)
+class FakeScore:
+    value: float
+    tie_break: float = 0.0
+
+    @property
+    def throughput_rps(self) -> float:
+        return self.value * 10
+
+
+@dataclass
+class FakeScorer:
+    """value(state) decides the landscape; bound is exact (the score itself)."""
+
+    value: object
+    tie_break: bool = False
+    extra: object = None  # tie_break(state), when tie_break is on
+    scored: list = field(default_factory=list)
+
+    def score(self, state) -> FakeScore:
+        self.scored.append(state)
+        if state == REROLED:
+            return FakeScore(-1.0)
+        return FakeScore(self.value(state), self.extra(state) if self.extra else 0.0)
+
+    def bound(self, state, floor: float = float("-inf")) -> float:
+        return -1.0 if state == REROLED else self.value(state)
+
+    def bottleneck(self, state) -> str:
+        return "prefill"
+
+
+@dataclass(eq=False)
+class FakeMove:
+    """Replaces the whole state by `to` (or answers None: the move no longer applies); counts its uses."""
+
+    priority: int
+    to: tuple | None = None
+    applied: int = 0
+
+    def apply(self, state):
+        self.applied += 1
+        return self.to
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    """Installs fake candidate moves (per bottleneck) and roles; records every call."""
+    calls: list[str] = []
+    table: dict[str, object] = {}
+
+    def candidate_moves(scorer, state, bottleneck, rng, *, recruit=True):
+        calls.append(bottleneck)
+        return table[bottleneck](state)
+
+    monkeypatch.setattr(refine_module, "candidate_moves", candidate_moves)
+    monkeypatch.setattr(refine_module, "assign_roles", lambda scorer, groups, floor=0.0: REROLED)
+    return SimpleNamespace(calls=calls, table=table)
+
+
+def state_of(size: int, top: int = 0) -> tuple:
+    """`size` groups; `top` is the last item, which the kick moves raise."""
+    return (*range(size - 1), 100 + top)
+
+
+def kicks_run(fakes, size: int, improving: bool) -> int:
+    """Perturbation rounds refine runs from one start of `size` groups (climbs find nothing: only kicks move)."""
+    fakes.table["prefill"] = lambda state: []
+    # a kick move raises the last item by one; the value follows it when kicks improve, else stays flat
+    fakes.table["none"] = lambda state: [FakeMove(2, (*state[:-1], state[-1] + 1))]
+    scorer = FakeScorer(lambda s: float(s[-1]) if improving else 1.0)
+    refine(scorer, [state_of(size)], np.random.default_rng(0), deadline=float("inf"))
+    moves_per_kick = 3  # module docstring: a perturbation is a few random moves
+    assert fakes.calls.count("none") % moves_per_kick == 0
+    return fakes.calls.count("none") // moves_per_kick
+
+
+def test_a_large_state_stops_kicking_after_one_round_that_finds_nothing(fakes) -> None:
+    """13 groups is large (small is ≤ 12): one fruitless perturbation ends the search (patience 1)."""
+    assert kicks_run(fakes, 13, improving=False) == 1
+
+
+def test_a_large_state_is_kicked_at_most_twice_even_when_every_kick_improves(fakes) -> None:
+    assert kicks_run(fakes, 13, improving=True) == 2
+
+
+def test_a_small_state_gets_ten_fruitless_kicks(fakes) -> None:
+    """12 groups is still small: patience 10 rounds in a row."""
+    assert kicks_run(fakes, 12, improving=False) == 10
+
+
+def test_a_small_state_is_kicked_at_most_32_times(fakes) -> None:
+    assert kicks_run(fakes, 12, improving=True) == 32
+
+
+def test_a_kick_is_three_random_moves_applied_in_turn(fakes) -> None:
+    """Each kick move raises the last item once: one kick of three moves leaves it 3 higher."""
+    fakes.table["none"] = lambda state: [FakeMove(2, (*state[:-1], state[-1] + 1))]
+    kicked = refine_module._kick(FakeScorer(lambda s: 0.0), state_of(13), np.random.default_rng(0))
+    assert kicked == state_of(13, top=3)
+
+
+def test_a_kick_stops_when_no_move_is_left(fakes) -> None:
+    fakes.table["none"] = lambda state: []
+    assert refine_module._kick(FakeScorer(lambda s: 0.0), state_of(13), np.random.default_rng(0)) == state_of(13)
+    assert fakes.calls == ["none"]
+
+
+def climb_applies(fakes, priorities: list[int]) -> list[int]:
+    """How often a climb applies each of these moves (none applies, so one round of scoring is all)."""
+    moves = [FakeMove(p) for p in priorities]
+    fakes.table["prefill"] = lambda state: moves
+    result = _climb(FakeScorer(lambda s: 1.0), state_of(13), np.random.default_rng(0), float("inf"), None)
+    assert result.converged and result.iterations == 1
+    return [m.applied for m in moves]
+
+
+def test_up_to_256_moves_are_all_scored(fakes) -> None:
+    assert climb_applies(fakes, [3] * 256) == [1] * 256
+
+
+def test_past_256_moves_the_urgent_ones_and_64_others_are_scored(fakes) -> None:
+    """Priorities 0–1 are urgent (aimed at the bottleneck): all 40 are scored, plus a sample of 64 of the rest."""
+    applied = climb_applies(fakes, [0] * 20 + [1] * 20 + [2] * 130 + [3] * 130)
+    assert applied[:40] == [1] * 40
+    assert sum(applied[40:]) == 64 and max(applied[40:]) == 1
+
+
+def test_at_most_64_urgent_moves_are_scored(fakes) -> None:
+    applied = climb_applies(fakes, [1] * 100 + [3] * 200)
+    assert applied[:64] == [1] * 64 and applied[64:100] == [0] * 36
+    assert sum(applied[100:]) == 64
+
+
+def score(value: float, tie_break: float = 0.0) -> FakeScore:
+    return FakeScore(value, tie_break)
+
+
+@pytest.mark.parametrize(
+    ("value", "than", "better"),
+    [
+        (1 + 1.5e-6, 1.0, True),  # a relative gain above 1e-6 counts
+        (1 + 0.8e-6, 1.0, False),  # below it is float noise
+        (1.5e-12, 0.0, True),  # from zero, the absolute floor is 1e-12
+        (0.8e-12, 0.0, False),
+        (1.0, 1.0, False),
+    ],
+)
+def test_a_better_value_must_beat_the_noise_margin(value, than, better) -> None:
+    assert _better(score(value), score(than)) is better
+
+
+@pytest.mark.parametrize(
+    ("tie", "than", "better"),
+    [
+        (1 + 1.5e-9, 1.0, True),  # at equal value, spare capacity up by more than 1e-9 (relative) wins
+        (1 + 0.8e-9, 1.0, False),
+        (1.5e-12, 0.0, True),  # absolute floor 1e-12
+        (0.8e-12, 0.0, False),
+    ],
+)
+def test_at_equal_value_more_spare_capacity_is_better(tie, than, better) -> None:
+    assert _better(score(5.0, tie), score(5.0, than)) is better
+
+
+def test_spare_capacity_never_buys_a_lower_value() -> None:
+    assert not _better(score(4.999, 100.0), score(5.0, 1.0))
+
+
+def test_with_roles_keeps_an_equal_value_when_the_scorer_breaks_ties(fakes) -> None:
+    """With tie-breaking on, an option of the same value is still scored (it may win on spare capacity);
+    without it, an option must beat the current value by the improvement margin to be scored at all."""
+    candidate = state_of(13, top=1)
+    ties = FakeScorer(lambda s: 5.0, tie_break=True, extra=lambda s: 2.0)
+    state, found = _with_roles(ties, candidate, score(5.0, 1.0))
+    assert state == candidate and found == score(5.0, 2.0)
+    plain = FakeScorer(lambda s: 5.0)
+    assert _with_roles(plain, candidate, score(5.0)) == (candidate, None)
+
+
+def test_with_roles_prunes_what_cannot_reach_the_current_value_with_ties_on(fakes) -> None:
+    scorer = FakeScorer(lambda s: 4.0, tie_break=True, extra=lambda s: 9.0)
+    assert _with_roles(scorer, state_of(13), score(5.0)) == (state_of(13), None)
+    assert state_of(13) not in scorer.scored
+
+
+def test_equal_values_are_ranked_by_spare_capacity(fakes) -> None:
+    """Two incompatible improving moves of one value: the climb takes the one with more spare capacity,
+    even though it was generated second."""
+    start, low, high = ((0,),), ((1,),), ((2,),)  # one group each: small states are re-roled too
+    fakes.table["prefill"] = lambda state: [FakeMove(0, low), FakeMove(0, high)] if state == start else []
+    scorer = FakeScorer(lambda s: 0.0 if s == start else 5.0, tie_break=True, extra=lambda s: float(s[0][0]))
+    result = _climb(scorer, start, np.random.default_rng(0), float("inf"), None)
+    assert result.state == high
+
+
+def test_on_step_hears_the_throughput_after_every_step(fakes) -> None:
+    """A chain 0 → 1 → 2 of improving single moves: two steps, each reported (throughput = 10 × value)."""
+    fakes.table["prefill"] = lambda state: [FakeMove(0, ((state[0][0] + 1,),))] if state[0][0] < 2 else []
+    heard: list[float] = []
+    scorer = FakeScorer(lambda s: float(s[0][0]))
+    result = _climb(scorer, ((0,),), np.random.default_rng(0), float("inf"), heard.append)
+    assert result.state == ((2,),) and result.converged and result.iterations == 3
+    assert heard == [10.0, 20.0]
+
+
+class Clock:
+    """A monotonic clock the test moves forward."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_a_deadline_passed_between_climbs_makes_the_result_unconverged(fakes, monkeypatch) -> None:
+    """The start's climb converges (no moves), but the clock passes the deadline before the first kick."""
+    clock = Clock()
+    monkeypatch.setattr(refine_module, "time", clock)
+
+    def no_moves(state):
+        clock.now = 10.0
+        return []
+
+    fakes.table["prefill"] = no_moves
+    result = refine(FakeScorer(lambda s: 1.0), [state_of(13)], np.random.default_rng(0), deadline=5.0)
+    assert not result.converged and result.state == state_of(13)
+    assert "none" not in fakes.calls  # no kick once the deadline has passed
+
+
+def test_a_kick_climb_cut_by_the_deadline_makes_the_result_unconverged(fakes, monkeypatch) -> None:
+    """The deadline passes during a kick: its climb stops unconverged; patience then ends the search, and the
+    result still says it was cut short."""
+    clock = Clock()
+    monkeypatch.setattr(refine_module, "time", clock)
+    fakes.table["prefill"] = lambda state: []
+
+    def kick(state):
+        clock.now = 10.0
+        return [FakeMove(2, state)]
+
+    fakes.table["none"] = kick
+    result = refine(FakeScorer(lambda s: 1.0), [state_of(13)], np.random.default_rng(0), deadline=5.0)
+    assert not result.converged
+
+
+def test_the_best_of_several_starts_wins_and_iterations_add_up(fakes) -> None:
+    fakes.table["prefill"] = lambda state: []
+    fakes.table["none"] = lambda state: []
+    starts = [state_of(13, top=t) for t in (1, 3, 2)]
+    result = refine(FakeScorer(lambda s: float(s[-1])), starts, np.random.default_rng(0), deadline=float("inf"))
+    assert result.state == state_of(13, top=3) and result.converged
+    assert result.iterations == 3 + 1  # one round per start, one per kick climb (patience 1)
