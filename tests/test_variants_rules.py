@@ -1,0 +1,107 @@
+"""scheduler.variants: variants of running engines' layout keys, which variants fit a group, and the layout
+moves' neighbourhood counted by hand (shift sizes, swaps of multi-stage nodes, other TP sizes, what is left
+out when nothing fits, and never the layout itself)."""
+
+from __future__ import annotations
+
+import pytest
+from builders import cluster, node
+
+from planner.costs.layout import Layout, Stage
+from planner.scheduler.layouts import balanced_split, build_layout
+from planner.scheduler.variants import layout_moves, layout_of_variant, variant_of, variant_of_key
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    """llama-3.1-8b (32 layers); a: 2 × A100-80G, b: 2 × L40."""
+    return cluster(node("a", "A100-80G", 2), node("b", "L40", 2), network=100)
+
+
+def key_of(layout: Layout) -> list:
+    return [(stage.gpus, (stage.layer_start, stage.layer_end)) for stage in layout.stages]
+
+
+def test_a_running_engines_key_gives_its_variant(two_nodes) -> None:
+    layout = Layout((Stage(("b/0",), 0, 10), Stage(("a/0",), 10, 20), Stage(("a/1",), 20, 32)))
+    assert variant_of_key(two_nodes, key_of(layout)) == (1, ("b", "a"), (10, 10, 12))
+    reordered = [(("a/1", "a/0"), (0, 32))]  # a TP group's GPUs in any order: the index order is taken
+    assert variant_of_key(two_nodes, reordered) == (2, ("a",), (32,))
+
+
+def test_a_key_variants_cannot_express_has_no_variant(two_nodes) -> None:
+    """Stage GPUs that are not the node's GPUs chunked in index order (a/1 before a/0 as stages), an unknown
+    GPU (a node the cluster no longer has: None, not a KeyError), or no stage at all."""
+    swapped = [(("a/1",), (0, 16)), (("a/0",), (16, 32))]
+    assert variant_of_key(two_nodes, swapped) is None
+    assert variant_of_key(two_nodes, [(("z/0",), (0, 32))]) is None
+    assert variant_of_key(two_nodes, [(("a/0",), (0, 16)), (("z/0",), (16, 32))]) is None
+    assert variant_of_key(two_nodes, []) is None
+
+
+def test_a_variant_fits_only_its_nodes_and_a_tp_dividing_each_share(two_nodes) -> None:
+    group = ["a/0", "a/1", "b/0"]
+    assert layout_of_variant(two_nodes, group, (1, ("a", "b"), (10, 10, 12))) is not None
+    assert layout_of_variant(two_nodes, group, (2, ("a", "b"), (16, 16))) is None  # b's one GPU: no TP 2
+    assert layout_of_variant(two_nodes, ["a/0", "a/1"], (1, ("a", "b"), (10, 10, 12))) is None  # b not in it
+    assert layout_of_variant(two_nodes, group, (1, ("a",), (10, 10, 12))) is None  # b missing from the order
+    assert layout_of_variant(two_nodes, group, (1, ("a", "b"), (0, 20, 12))) is None  # a stage without layers
+    assert layout_of_variant(two_nodes, group, (1, ("a", "b"), (10, 10, 10))) is None  # 30 of 32 layers
+
+
+def test_shifts_move_one_two_four_up_to_32_layers() -> None:
+    """80 layers, 79 + 1: the shifts from stage 0 are 1, 2, 4, …, 32 (never 64, though it would fit)."""
+    c = cluster(node("a", "A100-80G", 2), model="llama-2-70b")
+    layout = build_layout([("a/0",), ("a/1",)], [79, 1])
+    moves = layout_moves(c, ["a/0", "a/1"], "prefill", layout, False)
+    shifts = {m[2] for m in moves if m[:2] == (1, ("a",))}
+    assert {(79 - k, 1 + k) for k in (1, 2, 4, 8, 16, 32)} <= shifts
+    assert (15, 65) not in shifts
+
+
+def test_a_swap_carries_each_nodes_stages_with_their_layers(two_nodes) -> None:
+    """a holds two stages (10, 15), b one (7): swapped, b's 7 come first and a's pair follows unchanged."""
+    layout = build_layout([("a/0",), ("a/1",), ("b/0",)], [10, 15, 7])
+    moves = layout_moves(two_nodes, ["a/0", "a/1", "b/0"], "prefill", layout, False)
+    assert (1, ("b", "a"), (7, 10, 15)) in moves
+    assert (1, ("b", "a"), (10, 10, 15)) not in moves
+
+
+def test_another_tp_size_is_offered_with_its_balanced_split(two_nodes) -> None:
+    layout = build_layout([("a/0",), ("a/1",)], [16, 16])
+    moves = layout_moves(two_nodes, ["a/0", "a/1"], "prefill", layout, True)
+    assert (2, ("a",), (32,)) in moves
+
+
+def test_one_nodes_kv_local_split_is_its_balanced_split() -> None:
+    """A single node: keeping KV local changes nothing, so the moves are the shifts and the other TP only."""
+    c = cluster(node("a", "A100-80G", 2))
+    layout = build_layout([("a/0",), ("a/1",)], [20, 12])
+    moves = layout_moves(c, ["a/0", "a/1"], "prefill", layout, True)
+    shifts = {(1, ("a",), (20 - k, 12 + k)) for k in (1, 2, 4, 8, 16) if 20 - k >= 1}
+    shifts |= {(1, ("a",), (20 + k, 12 - k)) for k in (1, 2, 4, 8) if 12 - k >= 1}
+    balanced = balanced_split(c, [("a/0",), ("a/1",)], "prefill")
+    assert moves == shifts | {(2, ("a",), (32,)), (1, ("a",), tuple(balanced))} - {(1, ("a",), (20, 12))}
+
+
+def test_the_layout_itself_is_never_a_move(two_nodes) -> None:
+    """The current layout is the balanced split of its own order and TP: that candidate is dropped."""
+    stages = [("a/0",), ("b/0",)]
+    split = balanced_split(two_nodes, stages, "prefill")
+    layout = build_layout(stages, split)
+    moves = layout_moves(two_nodes, ["a/0", "b/0"], "prefill", layout, True)
+    assert variant_of(two_nodes, layout) not in moves
+    assert moves  # shifts and the swap remain
+
+
+def test_a_group_too_small_for_the_model_gets_only_shifts_and_swaps() -> None:
+    """Two L4s cannot hold a 70B model: no balanced or KV-local split exists, so none is offered."""
+    c = cluster(node("a", "L4", 1), node("b", "L4", 1), model="llama-2-70b")
+    layout = build_layout([("a/0",), ("b/0",)], [40, 40])
+    assert balanced_split(c, [("a/0",), ("b/0",)], "prefill") is None
+    moves = layout_moves(c, ["a/0", "b/0"], "prefill", layout, False)
+    assert moves == {
+        *((1, ("a", "b"), (40 - k, 40 + k)) for k in (1, 2, 4, 8, 16, 32)),
+        *((1, ("a", "b"), (40 + k, 40 - k)) for k in (1, 2, 4, 8, 16, 32)),
+        (1, ("b", "a"), (40, 40)),
+    }
