@@ -1,0 +1,77 @@
+"""scheduler.partition, the rules test_partition.py leaves loose: which neighbouring groups Kernighan–Lin pairs,
+that it weighs real bandwidth (a bigger crossed grouping than chance would sort), and the exact K values
+tried around total memory ÷ replica memory. Expectations come from the node layout drawn in each docstring.
+"""
+
+from __future__ import annotations
+
+from builders import cluster, node
+
+from planner.scheduler.partition import candidate_k, flatten, kernighan_lin_refine, make_blocks
+
+
+def by_gpus(groups) -> list[list[str]]:
+    return sorted(sorted(flatten(g)) for g in groups)
+
+
+def test_each_group_pairs_with_its_best_connected_neighbour() -> None:
+    """a and b are NVLink nodes, c another; groups {a/0, b/0}, {a/1, b/1} are crossed and {c/0, c/1} alone.
+    With one neighbour each, the crossed pair (most bandwidth between them) is the pair refined, and it
+    regroups by node; pairing with the far group c gains nothing."""
+    c = cluster(node("a", "A100-80G", 2), node("b", "A100-80G", 2), node("c", "A100-80G", 2), network=10)
+    groups = [[("a/0",), ("b/0",)], [("a/1",), ("b/1",)], [("c/0",), ("c/1",)]]
+    refined = kernighan_lin_refine(c, groups, lambda gpus: True, seed=0, neighbours=1)
+    assert by_gpus(refined) == [["a/0", "a/1"], ["b/0", "b/1"], ["c/0", "c/1"]]
+
+
+def test_a_large_crossed_grouping_is_sorted_by_node() -> None:
+    """Two 4-GPU nodes on a slow link, each group holding half of each: only the bandwidth-weighted swaps find
+    the by-node grouping (one of 35 balanced ways to split eight blocks)."""
+    c = cluster(node("a", "A100-80G", 4), node("b", "A100-80G", 4), network=10)
+    groups = [[("a/0",), ("a/1",), ("b/0",), ("b/1",)], [("a/2",), ("a/3",), ("b/2",), ("b/3",)]]
+    for seed in range(3):
+        refined = kernighan_lin_refine(c, groups, lambda gpus: True, seed=seed)
+        assert by_gpus(refined) == [[f"a/{i}" for i in range(4)], [f"b/{i}" for i in range(4)]]
+
+
+def test_groups_with_no_bandwidth_between_them_are_not_paired() -> None:
+    """One group only: nothing to pair; two groups already by node: KL keeps them."""
+    c = cluster(node("a", "A100-80G", 2), node("b", "A100-80G", 2), network=10)
+    one = [[("a/0",), ("a/1",), ("b/0",), ("b/1",)]]
+    assert kernighan_lin_refine(c, one, lambda gpus: True, seed=0) == one
+    two = [[("a/0",), ("a/1",)], [("b/0",), ("b/1",)]]
+    assert kernighan_lin_refine(c, two, lambda gpus: True, seed=0) == two
+
+
+def usable_bytes(c) -> float:
+    return sum(slot.gpu.memory for slot in c.gpus) * c.memory_utilization
+
+
+def test_candidate_k_when_memory_holds_one_and_a_half_replicas() -> None:
+    """k0 = 1: the Ks are 1, 2 (k0 + 1 and the ¾ floor of 2) and the block count, never 0 nor 3."""
+    c = cluster(node("a", "A100-80G", 8))
+    replica = usable_bytes(c) / 1.5
+    assert candidate_k(c, replica, 8) == [1, 2, 8]
+
+
+def test_candidate_k_when_no_replica_fits_whole_memory() -> None:
+    """k0 is at least 1 even when one replica needs more than all the memory."""
+    c = cluster(node("a", "A100-80G", 8))
+    assert candidate_k(c, usable_bytes(c) * 3, 8) == [1, 2, 8]
+
+
+def test_candidate_k_around_eight_replicas() -> None:
+    """Memory for 8.5 replicas: k0 = 8, so 7, 8, 9, ¾ · 8 = 6 and the 16 blocks."""
+    c = cluster(node("a", "A100-80G", 8), node("b", "A100-80G", 8))
+    assert candidate_k(c, usable_bytes(c) / 8.5, 16) == [6, 7, 8, 9, 16]
+    assert candidate_k(c, usable_bytes(c) / 8.5, 8) == [6, 7, 8]
+
+
+def test_a_block_of_a_node_that_halves_unevenly_stops_at_the_last_even_size() -> None:
+    """12 GPUs need 8 a replica: 1 → 2 → 4 divide 12, 8 does not, so blocks of 4."""
+    c = cluster(node("a", "A100-80G", 12))
+    per_gpu = c.gpus[0].gpu.memory * c.memory_utilization
+    assert {len(b) for b in make_blocks(c, 7.5 * per_gpu)} == {4}
+    assert {len(b) for b in make_blocks(c, 4.0 * per_gpu)} == {4}
+    assert {len(b) for b in make_blocks(c, 4.01 * per_gpu)} == {4}
+    assert {len(b) for b in make_blocks(c, 2.0 * per_gpu)} == {2}
