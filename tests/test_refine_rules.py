@@ -275,3 +275,69 @@ def test_the_best_of_several_starts_wins_and_iterations_add_up(fakes) -> None:
     result = refine(FakeScorer(lambda s: float(s[-1])), starts, np.random.default_rng(0), deadline=float("inf"))
     assert result.state == state_of(13, top=3) and result.converged
     assert result.iterations == 3 + 1  # one round per start, one per kick climb (patience 1)
+
+
+def test_a_climb_stops_scoring_moves_the_moment_the_deadline_is_reached(fakes, monkeypatch) -> None:
+    """The first move's scoring takes the clock exactly to the deadline: the climb returns its state unchanged
+    and unconverged, without applying the (improving) second move."""
+    clock = Clock()
+    monkeypatch.setattr(refine_module, "time", clock)
+
+    class SlowMove(FakeMove):
+        def apply(self, state):
+            clock.now = 5.0
+            return super().apply(state)
+
+    first, second = SlowMove(0, state_of(13, top=1)), FakeMove(0, state_of(13, top=2))
+    fakes.table["prefill"] = lambda state: [first, second]
+    result = _climb(FakeScorer(lambda s: float(s[-1])), state_of(13), np.random.default_rng(0), 5.0, None)
+    assert (result.state, result.converged, result.iterations) == (state_of(13), False, 1)
+    assert second.applied == 0
+
+
+def test_improving_moves_on_untouched_groups_are_batched_until_the_deadline(fakes, monkeypatch) -> None:
+    """Two improving moves: the best is taken, and the other is re-applied in the same step, unless the
+    clock has reached the deadline by then."""
+    clock = Clock()
+    monkeypatch.setattr(refine_module, "time", clock)
+    start, both = ((0,), (1,)), ((3,), (2,))
+
+    class Raise:
+        """Moves that raise one item; the second applies on top of the first."""
+
+        def __init__(self, priority, index, to) -> None:
+            self.priority, self.index, self.to = priority, index, to
+
+        def apply(self, state):
+            items = list(state)
+            items[self.index] = (self.to,)
+            return tuple(items)
+
+    fakes.table["prefill"] = lambda state: [Raise(0, 1, 2), Raise(0, 0, 3)] if state == start else []
+    scorer = FakeScorer(lambda s: float(sum(item[0] for item in s)))
+    assert _climb(scorer, start, np.random.default_rng(0), 5.0, None).state == both
+
+    best_alone = ((3,), (1,))
+    original = scorer.score
+
+    def score(state):
+        if state == best_alone:  # scoring the best move takes the clock to the deadline
+            clock.now = 5.0
+        return original(state)
+
+    scorer.score = score
+    result = _climb(scorer, start, np.random.default_rng(0), 5.0, None)
+    assert result.state == best_alone and not result.converged
+
+
+def test_the_best_improving_move_is_taken_though_generated_last(fakes) -> None:
+    """Two improving moves that exclude each other (each applies only to the start): the higher value wins."""
+    start, good, best = state_of(13), state_of(13, top=1), state_of(13, top=5)
+
+    class FromStart(FakeMove):
+        def apply(self, state):
+            return super().apply(state) if state == start else None
+
+    fakes.table["prefill"] = lambda state: [FromStart(0, good), FromStart(0, best)] if state == start else []
+    result = _climb(FakeScorer(lambda s: float(s[-1])), start, np.random.default_rng(0), float("inf"), None)
+    assert result.state == best and result.converged

@@ -108,3 +108,15 @@ def test_colocated_below_the_floor_is_not_considered() -> None:
 def test_only_colocated_allowed_gives_every_group_colocated() -> None:
     scorer = FakeScorer(uniform(3), peak_at(1), ("colocated",), colocated=0.0)
     assert assign_roles(scorer, list(uniform(3))) == tuple(((f"g{i}",), "colocated", ()) for i in range(3))
+
+
+def test_splits_that_cannot_beat_the_floor_are_not_solved() -> None:
+    """Values 0..4 by prefill count, floor 2: splits whose bound is at most 2 (0, 1, 2) are never scored,
+    and the answer is the best split, 4."""
+    scored: list[int] = []
+    scorer = FakeScorer(uniform(4), lambda split: float(split))
+    score = scorer.score
+    scorer.score = lambda state: scored.append(len(prefill_groups(state))) or score(state)
+    state = assign_roles(scorer, list(uniform(4)), floor=2.0)
+    assert len(prefill_groups(state)) == 4
+    assert scored and min(scored) > 2
