@@ -5,9 +5,18 @@ tried around total memory ÷ replica memory. Expectations come from the node lay
 
 from __future__ import annotations
 
+import numpy as np
 from builders import cluster, node
 
-from planner.scheduler.partition import candidate_k, flatten, kernighan_lin_refine, make_blocks
+from planner.scheduler.partition import (
+    _best_split,
+    candidate_k,
+    fiedler_order,
+    flatten,
+    kernighan_lin_refine,
+    make_blocks,
+    spectral_groups,
+)
 
 
 def by_gpus(groups) -> list[list[str]]:
@@ -75,3 +84,50 @@ def test_a_block_of_a_node_that_halves_unevenly_stops_at_the_last_even_size() ->
     assert {len(b) for b in make_blocks(c, 4.0 * per_gpu)} == {4}
     assert {len(b) for b in make_blocks(c, 4.01 * per_gpu)} == {4}
     assert {len(b) for b in make_blocks(c, 2.0 * per_gpu)} == {2}
+
+
+def chain(*links: float) -> np.ndarray:
+    """Blocks 0 – 1 – 2 – … with these bandwidths between neighbours (symmetric, zero elsewhere)."""
+    n = len(links) + 1
+    weights = np.zeros((n, n))
+    for i, w in enumerate(links):
+        weights[i, i + 1] = weights[i + 1, i] = w
+    return weights
+
+
+def test_the_cheapest_cut_at_the_edge_of_the_memory_tolerance_is_taken() -> None:
+    """Four equal blocks, share ½ ± ¼: cuts after 1, 2 or 3 blocks are all allowed (3 exactly at the edge);
+    crossing bandwidths 5, 9, 1, so the cut after block 3 wins."""
+    assert _best_split(chain(5, 9, 1), np.ones(4), 0.5, 0.25) == 3
+
+
+def test_a_cut_outside_the_tolerance_is_not_taken_however_cheap() -> None:
+    """Tolerance ⅛: only the middle cut (after 2 blocks) is allowed, though the cut after 3 costs less."""
+    assert _best_split(chain(5, 9, 1), np.ones(4), 0.5, 0.125) == 2
+
+
+def test_equal_cuts_prefer_the_better_memory_balance_then_the_first() -> None:
+    """Cuts after 1, 2, 3 blocks all cost 2: the middle one splits memory evenly."""
+    assert _best_split(chain(2, 2, 2), np.ones(4), 0.5, 0.25) == 2
+    assert _best_split(chain(2, 2, 2), np.array([1.0, 1.0, 1.0, 1.0]), 0.375, 0.25) in (1, 2)
+    assert _best_split(chain(2, 2), np.array([1.0, 2.0, 1.0]), 0.5, 0.5) == 1  # ¼ and ¾ equally far: the first
+
+
+def test_memory_shares_decide_the_allowed_cuts() -> None:
+    """Memory 1, 1, 6: a ½ share is nearest after block 2 (¼ of memory) … no cut lands within ± 0.1, so the
+    nearest one is taken whatever it costs."""
+    assert _best_split(chain(0.1, 50), np.array([1.0, 1.0, 6.0]), 0.5, 0.1) == 2
+    assert _best_split(chain(50, 0.1), np.array([6.0, 1.0, 1.0]), 0.5, 0.1) == 1
+
+
+def test_fiedler_order_of_two_blocks_or_fewer_is_the_identity() -> None:
+    assert list(fiedler_order(np.zeros((2, 2)))) == [0, 1]
+    assert list(fiedler_order(np.zeros((1, 1)))) == [0]
+
+
+def test_every_group_keeps_at_least_one_block_for_each_of_its_k() -> None:
+    """Three 1-GPU nodes, one of them far away and heavy in memory, K = 3: each group gets one block."""
+    c = cluster(node("a", "A100-80G", 1), node("b", "A100-80G", 1), node("c", "A100-80G", 1), network=10)
+    groups = spectral_groups(c, make_blocks(c, 1.0), 3)
+    assert sorted(len(g) for g in groups) == [1, 1, 1]
+    assert spectral_groups(c, make_blocks(c, 1.0), 1) == [make_blocks(c, 1.0)]
