@@ -341,3 +341,32 @@ def test_the_best_improving_move_is_taken_though_generated_last(fakes) -> None:
     fakes.table["prefill"] = lambda state: [FromStart(0, good), FromStart(0, best)] if state == start else []
     result = _climb(FakeScorer(lambda s: float(s[-1])), start, np.random.default_rng(0), float("inf"), None)
     assert result.state == best and result.converged
+
+
+def small_state(size: int, top: int = 0) -> tuple:
+    """`size` one-group items (tuples, as assign_roles reads item[0]); the last one's number is `top`."""
+    return (*(((k,),) for k in range(size - 1)), ((100 + top,),))
+
+
+def test_states_of_up_to_eight_groups_are_also_tried_with_fresh_roles(monkeypatch) -> None:
+    asked: list[list] = []
+    rerolled = small_state(8, top=9)
+
+    def assign_roles(scorer, groups, floor=0.0):
+        asked.append(groups)
+        return rerolled
+
+    monkeypatch.setattr(refine_module, "assign_roles", assign_roles)
+    scorer = FakeScorer(lambda s: float(s[-1][0][0]))
+    state, found = _with_roles(scorer, small_state(8, top=1), score(50.0))
+    assert (state, found) == (rerolled, score(109.0))  # fresh roles score higher than the state itself
+    assert asked == [[(k,) for k in range(7)] + [(101,)]]
+    asked.clear()
+    _with_roles(scorer, small_state(9, top=1), score(50.0))
+    assert asked == []  # nine groups: no re-roling
+
+
+def test_fresh_roles_that_only_tie_leave_the_state_as_it_is(monkeypatch) -> None:
+    monkeypatch.setattr(refine_module, "assign_roles", lambda scorer, groups, floor=0.0: small_state(3, top=7))
+    scorer = FakeScorer(lambda s: 1.0 if s[-1][0][0] >= 100 else 0.0)
+    assert _with_roles(scorer, small_state(3, top=1), score(0.5)) == (small_state(3, top=1), score(1.0))
