@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from planner.scheduler.moves import Move, _offer, _pair_moves, _pairs, _recruit_moves
+from planner.scheduler.moves import Move, _offer, _pair_moves, _pairs, _recruit_moves, candidate_moves
 
 
 class FakeScorer:
@@ -31,6 +31,9 @@ class FakeScorer:
         for g in group:
             by_node.setdefault(g.split("/")[0], []).append(g)
         return list(by_node.items())
+
+    def layout_moves(self, group, role, variant):
+        return [("other layout",)]
 
     def details(self, state):
         return SimpleNamespace(replica_flow=self.flow)
@@ -141,3 +144,45 @@ def test_a_move_offered_twice_keeps_the_more_urgent_priority_and_its_first_place
     _offer(moves, again)
     _offer(moves, Move(2, ("x",), ("y",)))
     assert list(moves.values()) == [Move(1, ("x",), ("y",)), other]
+
+
+def priorities(bottleneck: str) -> dict:
+    """Each move from {a/0, a/1} prefill + {b/0} decode, as (kind, removed groups, added (group, role)s) → priority."""
+    scorer = FakeScorer(["a/0", "a/1", "b/0"])
+    scorer.roles = ("prefill", "decode")
+    state = ((("a/0", "a/1"), "prefill", ()), (("b/0",), "decode", ()))
+    found = {}
+    moves = candidate_moves(scorer, state, bottleneck, np.random.default_rng(0), recruit=False)
+    assert [m.priority for m in moves] == sorted(m.priority for m in moves)
+    for m in moves:
+        key = (tuple(g for g, *_ in m.removed), tuple((g, r) for g, r, v in m.added if not v), bool(m.added[0][2]))
+        found[key] = m.priority
+    return found
+
+
+def test_moves_aimed_at_a_prefill_bottleneck_come_first() -> None:
+    """Flip to prefill 0, split the prefill group 1, merges 2, flip to decode 2, swaps, shares and layouts 3."""
+    found = priorities("prefill")
+    g1, g2 = ("a/0", "a/1"), ("b/0",)
+    assert found[((g2,), ((g2, "prefill"),), False)] == 0
+    assert found[((g1,), ((g1, "decode"),), False)] == 2
+    splits = [p for (removed, added, _), p in found.items() if removed == (g1,) and len(added) == 2]
+    assert splits == [1] * 4  # {a/0}, {a/1} in every pair of roles
+    assert found[((g1, g2), ((g1, "decode"), (g2, "prefill")), False)] == 3  # swap
+    merged = [p for (removed, added, _), p in found.items() if len(removed) == 2 and len(added) == 1]
+    assert merged == [2, 2]
+    moved = {("a/1",), ("a/0", "b/0")}
+    shares = [p for (_, added, _), p in found.items() if len(added) == 2 and {g for g, _ in added} == moved]
+    assert shares == [3] * 4  # a/0 joins b/0, in every pair of roles
+    assert found[((g1,), (), True)] == 3 and found[((g2,), (), True)] == 3  # layout moves
+    assert len(found) == 2 + 4 + 1 + 2 + 4 + 2
+
+
+def test_a_kv_bound_plan_tries_swaps_and_layouts_first() -> None:
+    found = priorities("kv_transfer")
+    g1, g2 = ("a/0", "a/1"), ("b/0",)
+    assert found[((g1, g2), ((g1, "decode"), (g2, "prefill")), False)] == 1
+    assert found[((g1,), (), True)] == 1
+    assert found[((g2,), ((g2, "prefill"),), False)] == 2  # no flip is aimed at the bottleneck
+    splits = [p for (removed, added, _), p in found.items() if removed == (g1,) and len(added) == 2]
+    assert splits == [3] * 4
