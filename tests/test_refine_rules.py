@@ -207,11 +207,18 @@ def test_with_roles_prunes_what_cannot_reach_the_current_value_with_ties_on(fake
     assert state_of(13) not in scorer.scored
 
 
-def test_equal_values_are_ranked_by_spare_capacity(fakes) -> None:
+@pytest.mark.parametrize("high_first", [False, True])
+def test_equal_values_are_ranked_by_spare_capacity(fakes, high_first) -> None:
     """Two incompatible improving moves of one value: the climb takes the one with more spare capacity,
-    even though it was generated second."""
+    whichever was generated first."""
     start, low, high = ((0,),), ((1,),), ((2,),)  # one group each: small states are re-roled too
-    fakes.table["prefill"] = lambda state: [FakeMove(0, low), FakeMove(0, high)] if state == start else []
+
+    class FromStart(FakeMove):
+        def apply(self, state):
+            return super().apply(state) if state == start else None
+
+    moves = [FromStart(0, high), FromStart(0, low)] if high_first else [FromStart(0, low), FromStart(0, high)]
+    fakes.table["prefill"] = lambda state: moves if state == start else []
     scorer = FakeScorer(lambda s: 0.0 if s == start else 5.0, tie_break=True, extra=lambda s: float(s[0][0]))
     result = _climb(scorer, start, np.random.default_rng(0), float("inf"), None)
     assert result.state == high
@@ -243,7 +250,7 @@ def test_a_deadline_passed_between_climbs_makes_the_result_unconverged(fakes, mo
     monkeypatch.setattr(refine_module, "time", clock)
 
     def no_moves(state):
-        clock.now = 10.0
+        clock.now = 5.0  # exactly the deadline: that is past it
         return []
 
     fakes.table["prefill"] = no_moves
@@ -370,3 +377,20 @@ def test_fresh_roles_that_only_tie_leave_the_state_as_it_is(monkeypatch) -> None
     monkeypatch.setattr(refine_module, "assign_roles", lambda scorer, groups, floor=0.0: small_state(3, top=7))
     scorer = FakeScorer(lambda s: 1.0 if s[-1][0][0] >= 100 else 0.0)
     assert _with_roles(scorer, small_state(3, top=1), score(0.5)) == (small_state(3, top=1), score(1.0))
+
+
+@pytest.mark.parametrize(("bound", "scored"), [(1 - 0.8e-12, True), (1 - 1.5e-12, False)])
+def test_with_ties_on_an_option_within_1e_12_below_the_current_value_is_still_scored(fakes, bound, scored) -> None:
+    """Tie-breaking scorers prune only options whose bound is below the current value by more than 1e-12."""
+    scorer = FakeScorer(lambda s: bound, tie_break=True, extra=lambda s: 3.0)
+    _, found = _with_roles(scorer, state_of(13), score(1.0, 1.0))
+    assert (found is not None) is scored
+
+
+@pytest.mark.parametrize(("gain", "scored"), [(1e-6, False), (2e-6, True)])
+def test_without_ties_an_option_must_bound_above_the_improvement_margin(fakes, gain, scored) -> None:
+    """The bound must exceed current + 1e-6 × |current|: exactly that much is pruned unscored."""
+    scorer = FakeScorer(lambda s: 1.0 + gain * abs(1.0))
+    _, found = _with_roles(scorer, state_of(13), score(1.0))
+    assert (found is not None) is scored
+    assert (state_of(13) in scorer.scored) is scored
