@@ -131,3 +131,38 @@ def test_every_group_keeps_at_least_one_block_for_each_of_its_k() -> None:
     groups = spectral_groups(c, make_blocks(c, 1.0), 3)
     assert sorted(len(g) for g in groups) == [1, 1, 1]
     assert spectral_groups(c, make_blocks(c, 1.0), 1) == [make_blocks(c, 1.0)]
+
+
+def test_cuts_within_a_millionth_count_as_equal_and_memory_balance_decides() -> None:
+    """The cut after block 3 is cheaper than the middle one by 4e-7 (relative): noise, so the balanced middle
+    cut wins; a real difference (the first cut, 2.5×) is not a tie."""
+    assert _best_split(chain(5, 2, 2 - 8e-7), np.ones(4), 0.5, 0.25) == 2
+    assert _best_split(chain(5, 2, 2 - 8e-6), np.ones(4), 0.5, 0.25) == 3
+
+
+def test_fiedler_order_of_two_linked_blocks_is_their_index_order() -> None:
+    assert list(fiedler_order(np.array([[0.0, 1.0], [1.0, 0.0]]))) == [0, 1]
+
+
+def test_kernighan_lin_tries_each_groups_two_best_connected_neighbours(monkeypatch) -> None:
+    """Five 2-GPU nodes, one group each. n0's links to n1..n4 are 100, 90, 80, 70 Gbit/s, every other link 10:
+    n0 pairs with n1 and n2; n1..n4 each with n0 and the lowest-indexed of their equal 10 Gbit/s links
+    (n1 → n2, the others → n1). KL runs once per pair, in index order."""
+    import networkx as nx
+
+    names = [f"n{i}" for i in range(5)]
+    c = cluster(
+        *(node(n, "A100-80G", 2) for n in names),
+        network=10,
+        links=[("n0", "n1", 100), ("n0", "n2", 90), ("n0", "n3", 80), ("n0", "n4", 70)],
+    )
+    groups = [[(f"{n}/0",), (f"{n}/1",)] for n in names]
+    tried: list[tuple[str, str]] = []
+
+    def record(graph, partition, **kwargs):
+        tried.append(tuple(sorted(next(iter(side))[0].split("/")[0] for side in partition)))
+        return partition
+
+    monkeypatch.setattr(nx.algorithms.community, "kernighan_lin_bisection", record)
+    assert kernighan_lin_refine(c, groups, lambda gpus: True, seed=0) == groups
+    assert tried == [("n0", "n1"), ("n0", "n2"), ("n0", "n3"), ("n0", "n4"), ("n1", "n2"), ("n1", "n3"), ("n1", "n4")]
