@@ -11,7 +11,16 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from planner.scheduler.moves import Move, _offer, _pair_moves, _pairs, _recruit_moves, candidate_moves
+from planner.scheduler.moves import (
+    Move,
+    _offer,
+    _pair_moves,
+    _pairs,
+    _recruit_moves,
+    candidate_moves,
+    halves,
+    role_choices,
+)
 
 
 class FakeScorer:
@@ -186,3 +195,32 @@ def test_a_kv_bound_plan_tries_swaps_and_layouts_first() -> None:
     assert found[((g2,), ((g2, "prefill"),), False)] == 2  # no flip is aimed at the bottleneck
     splits = [p for (removed, added, _), p in found.items() if removed == (g1,) and len(added) == 2]
     assert splits == [3] * 4
+
+
+def test_halves_cut_between_nodes_or_inside_one_node() -> None:
+    scorer = FakeScorer([])
+    three = ("a/0", "b/0", "b/1", "c/0")
+    assert halves(scorer, three) == [(("a/0",), ("b/0", "b/1", "c/0"))]  # ⌊3 / 2⌋ = 1 node first
+    four = ("a/0", "b/0", "c/0", "d/0")
+    assert halves(scorer, four) == [(("a/0", "b/0"), ("c/0", "d/0"))]
+    five = tuple(f"a/{i}" for i in range(5))
+    assert halves(scorer, five) == [(five[:1], five[1:]), (five[:2], five[2:])]  # one off, and ⌊5 / 2⌋
+    assert halves(scorer, ("a/0",)) == []
+
+
+def test_role_choices_cover_every_feasible_role_and_park_what_fits_none() -> None:
+    scorer = FakeScorer([], idle=[("b/0",)])
+    scorer.roles = ("prefill", "decode")
+    choices = list(role_choices(scorer, (("a/1", "a/0"), ("b/0",))))
+    assert choices == [
+        ((("a/0", "a/1"), "prefill", ()), (("b/0",), "decode", ())),
+        ((("a/0", "a/1"), "decode", ()), (("b/0",), "decode", ())),
+    ]
+
+
+def test_a_move_applies_only_while_what_it_removes_is_there() -> None:
+    x, y, z = (("x",), "decode", ()), (("y",), "decode", ()), (("z",), "prefill", ())
+    move = Move(0, (y,), (z, (("a",), "decode", ())))
+    assert move.apply((x, y)) == ((("a",), "decode", ()), x, z)
+    assert move.apply((x,)) is None
+    assert Move(0, (x, x), ()).apply((x,)) is None  # removing one item twice needs it twice
