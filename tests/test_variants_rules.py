@@ -105,3 +105,12 @@ def test_a_group_too_small_for_the_model_gets_only_shifts_and_swaps() -> None:
         *((1, ("a", "b"), (40 + k, 40 - k)) for k in (1, 2, 4, 8, 16, 32)),
         (1, ("b", "a"), (40, 40)),
     }
+
+
+def test_shifts_cross_only_between_neighbouring_stages(two_nodes) -> None:
+    """Three stages (10, 10, 12): layers move across the 0|1 and 1|2 boundaries, never from stage 0 to stage 2."""
+    layout = build_layout([("a/0",), ("a/1",), ("b/0",)], [10, 10, 12])
+    moves = layout_moves(two_nodes, ["a/0", "a/1", "b/0"], "prefill", layout, False)
+    same = {m[2] for m in moves if m[:2] == (1, ("a", "b"))}
+    assert {(9, 11, 12), (11, 9, 12), (10, 9, 13), (10, 11, 11), (2, 18, 12), (10, 2, 20)} <= same
+    assert not {(9, 10, 13), (11, 10, 11), (8, 10, 14), (12, 10, 10)} & same
