@@ -149,8 +149,13 @@ def test_past_256_moves_the_urgent_ones_and_64_others_are_scored(fakes) -> None:
     assert sum(applied[40:]) == 64 and max(applied[40:]) == 1
 
 
+def test_exactly_257_moves_are_sampled(fakes) -> None:
+    assert sum(climb_applies(fakes, [3] * 257)) == 64
+
+
 def test_at_most_64_urgent_moves_are_scored(fakes) -> None:
-    applied = climb_applies(fakes, [1] * 100 + [3] * 200)
+    """The others sampled are every move of priority 2 or more (here all of priority 2)."""
+    applied = climb_applies(fakes, [1] * 100 + [2] * 200)
     assert applied[:64] == [1] * 64 and applied[64:100] == [0] * 36
     assert sum(applied[100:]) == 64
 
@@ -166,6 +171,7 @@ def score(value: float, tie_break: float = 0.0) -> FakeScore:
         (1 + 0.8e-6, 1.0, False),  # below it is float noise
         (1.5e-12, 0.0, True),  # from zero, the absolute floor is 1e-12
         (0.8e-12, 0.0, False),
+        (1e-12, 0.0, False),  # exactly at the margin is not better
         (1.0, 1.0, False),
     ],
 )
