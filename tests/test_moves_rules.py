@@ -75,6 +75,16 @@ def test_past_the_sample_size_64_random_far_pairs_are_drawn() -> None:
     assert pairs == sorted(pairs) and all(0 <= i < j < 14 for i, j in pairs)
 
 
+def test_sampled_far_pairs_are_never_near_ones() -> None:
+    """14 groups, 8 of them two to a node (4 near pairs): the near pairs come first, then 64 others."""
+    items = items_on(["x", "x", "y", "y", "z", "z", "w", "w", *(f"n{k}" for k in range(6))])
+    scorer = FakeScorer([g for group, *_ in items for g in group])
+    for seed in range(3):
+        pairs = _pairs(scorer, items, np.random.default_rng(seed), 64)
+        assert pairs[:4] == [(0, 1), (2, 3), (4, 5), (6, 7)]
+        assert len(pairs) == len(set(pairs)) == 68
+
+
 def test_an_idle_group_is_paired_with_every_other_group() -> None:
     items = items_on(["a", "b", "c", "d"])
     scorer = FakeScorer([g for group, *_ in items for g in group], idle=[("c/2",)])

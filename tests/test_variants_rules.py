@@ -114,3 +114,18 @@ def test_shifts_cross_only_between_neighbouring_stages(two_nodes) -> None:
     same = {m[2] for m in moves if m[:2] == (1, ("a", "b"))}
     assert {(9, 11, 12), (11, 9, 12), (10, 9, 13), (10, 11, 11), (2, 18, 12), (10, 2, 20)} <= same
     assert not {(9, 10, 13), (11, 10, 11), (8, 10, 14), (12, 10, 10)} & same
+
+
+def test_a_shift_may_leave_a_stage_one_layer_and_a_one_layer_stage_fits(two_nodes) -> None:
+    layout = build_layout([("a/0",), ("b/0",)], [9, 23])
+    moves = layout_moves(two_nodes, ["a/0", "b/0"], "prefill", layout, False)
+    assert (1, ("a", "b"), (1, 31)) in moves  # 8 layers off stage 0 leave it one
+    assert layout_of_variant(two_nodes, ["a/0", "b/0"], (1, ("a", "b"), (1, 31))) is not None
+
+
+def test_a_swap_is_also_offered_with_the_swapped_orders_balanced_split(two_nodes) -> None:
+    layout = build_layout([("a/0",), ("b/0",)], [10, 22])
+    moves = layout_moves(two_nodes, ["a/0", "b/0"], "prefill", layout, False)
+    balanced = tuple(balanced_split(two_nodes, [("b/0",), ("a/0",)], "prefill"))
+    assert balanced != (22, 10)
+    assert (1, ("b", "a"), balanced) in moves and (1, ("b", "a"), (22, 10)) in moves
