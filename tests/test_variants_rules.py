@@ -129,3 +129,11 @@ def test_a_swap_is_also_offered_with_the_swapped_orders_balanced_split(two_nodes
     balanced = tuple(balanced_split(two_nodes, [("b/0",), ("a/0",)], "prefill"))
     assert balanced != (22, 10)
     assert (1, ("b", "a"), balanced) in moves and (1, ("b", "a"), (22, 10)) in moves
+
+
+def test_a_shift_of_32_may_leave_exactly_one_layer() -> None:
+    """80 layers as 33 + 47 on one node (no KV-local split there, and memory rules out 1 + 79 as a balanced
+    split): moving 32 layers off stage 0 leaves it one, and is offered."""
+    c = cluster(node("a", "A100-80G", 2), model="llama-2-70b")
+    moves = layout_moves(c, ["a/0", "a/1"], "prefill", build_layout([("a/0",), ("a/1",)], [33, 47]), False)
+    assert (1, ("a",), (1, 79)) in moves and (1, ("a",), (65, 15)) in moves
