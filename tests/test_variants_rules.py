@@ -73,15 +73,17 @@ def test_another_tp_size_is_offered_with_its_balanced_split(two_nodes) -> None:
     assert (2, ("a",), (32,)) in moves
 
 
-def test_one_nodes_kv_local_split_is_its_balanced_split() -> None:
-    """A single node: keeping KV local changes nothing, so the moves are the shifts and the other TP only."""
-    c = cluster(node("a", "A100-80G", 2))
-    layout = build_layout([("a/0",), ("a/1",)], [20, 12])
-    moves = layout_moves(c, ["a/0", "a/1"], "prefill", layout, True)
-    shifts = {(1, ("a",), (20 - k, 12 + k)) for k in (1, 2, 4, 8, 16) if 20 - k >= 1}
-    shifts |= {(1, ("a",), (20 + k, 12 - k)) for k in (1, 2, 4, 8) if 12 - k >= 1}
-    balanced = balanced_split(c, [("a/0",), ("a/1",)], "prefill")
-    assert moves == shifts | {(2, ("a",), (32,)), (1, ("a",), tuple(balanced))} - {(1, ("a",), (20, 12))}
+def test_one_node_gets_no_kv_local_split() -> None:
+    """A single node: every stage is local, so there is no KV-local split to offer. Three A100s, 32 layers: the
+    balanced split (11, 11, 10; the last stage runs the LM head) is offered, the even proxy split that
+    favouring the node would give (10, 11, 11) is not; TP 3 does not divide the heads."""
+    c = cluster(node("a", "A100-80G", 3))
+    stages = [("a/0",), ("a/1",), ("a/2",)]
+    moves = layout_moves(c, ["a/0", "a/1", "a/2"], "prefill", build_layout(stages, [20, 6, 6]), True)
+    shifts = {(20 - k, 6 + k, 6) for k in (1, 2, 4, 8, 16)} | {(20 + k, 6 - k, 6) for k in (1, 2, 4)}
+    shifts |= {(20, 6 - k, 6 + k) for k in (1, 2, 4)} | {(20, 6 + k, 6 - k) for k in (1, 2, 4)}
+    assert tuple(balanced_split(c, stages, "prefill")) == (11, 11, 10)
+    assert moves == {(1, ("a",), split) for split in shifts | {(11, 11, 10)}}
 
 
 def test_the_layout_itself_is_never_a_move(two_nodes) -> None:
