@@ -5,6 +5,8 @@ tried around total memory ÷ replica memory. Expectations come from the node lay
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from builders import cluster, node
 
@@ -37,8 +39,9 @@ def test_a_large_crossed_grouping_is_sorted_by_node() -> None:
     """Two 4-GPU nodes on a slow link, each group holding half of each: only the bandwidth-weighted swaps find
     the by-node grouping (one of 35 balanced ways to split eight blocks)."""
     c = cluster(node("a", "A100-80G", 4), node("b", "A100-80G", 4), network=10)
-    groups = [[("a/0",), ("a/1",), ("b/0",), ("b/1",)], [("a/2",), ("a/3",), ("b/2",), ("b/3",)]]
-    for seed in range(3):
+    halves = [[("a/0",), ("a/1",), ("b/0",), ("b/1",)], [("a/2",), ("a/3",), ("b/2",), ("b/3",)]]
+    interleaved = [[("a/0",), ("b/1",), ("a/2",), ("b/3",)], [("b/0",), ("a/1",), ("b/2",), ("a/3",)]]
+    for seed, groups in itertools.product(range(3), (halves, interleaved)):
         refined = kernighan_lin_refine(c, groups, lambda gpus: True, seed=seed)
         assert by_gpus(refined) == [[f"a/{i}" for i in range(4)], [f"b/{i}" for i in range(4)]]
 
