@@ -161,4 +161,4 @@ def candidate_k(cluster: Cluster, replica_bytes: float, n_blocks: int) -> list[i
     """K values to try: total usable memory ÷ one replica's memory, and its neighbours."""
     usable = sum(slot.gpu.memory for slot in cluster.gpus) * cluster.memory_utilization
     k0 = max(1, int(usable // replica_bytes))
-    return sorted({k for k in (k0 - 1, k0, k0 + 1, max(2, (3 * k0) // 4), n_blocks) if 1 <= k <= n_blocks})
+    return sorted({k for k in (k0 - 1, k0, k0 + 1, (3 * k0) // 4, n_blocks) if 1 <= k <= n_blocks})

@@ -42,7 +42,7 @@ def assign_roles(scorer: Scorer, groups: Sequence[Group], *, floor: float = 0.0)
 
     def state_at(split: int) -> State:
         roles: list[Role] = ["prefill"] * split + ["decode"] * (len(ordered) - split)
-        return canonical(list(zip(ordered, roles)))
+        return canonical(list(zip(ordered, roles, strict=True)))
 
     def value(split: int) -> tuple[float, int]:
         state = state_at(split)

@@ -47,9 +47,9 @@ def variant_of(cluster: Cluster, layout: Layout) -> Variant:
 def variant_of_key(cluster: Cluster, key: Sequence[tuple[Iterable[str], tuple[int, int]]]) -> Variant | None:
     """The variant of a running engine's layout key (planner.scheduler.stability), or None when a stage's
     GPUs are not the node's GPUs chunked in index order (variants cannot express that)."""
-    stages = [(sorted(gpus, key=lambda g: cluster.gpu_by_id[g].index), first, end) for gpus, (first, end) in key]
-    if not stages or any(g not in cluster.gpu_by_id for gpus, _, _ in stages for g in gpus):
+    if not key or any(g not in cluster.gpu_by_id for gpus, _ in key for g in gpus):
         return None
+    stages = [(sorted(gpus, key=lambda g: cluster.gpu_by_id[g].index), first, end) for gpus, (first, end) in key]
     layout = Layout(tuple(Stage(tuple(gpus), first, end) for gpus, first, end in stages))
     variant = variant_of(cluster, layout)
     group = [g for gpus, _, _ in stages for g in gpus]
