@@ -1,0 +1,54 @@
+"""scheduler.layouts' split rules on small analytic cases: the per-layer stage cost (prefill compute-bound, decode
+memory-bound, TP dividing it), the decode split found by brute force over that proxy, the KV-local split that
+favours one node, the surplus trimmed from the slowest stage, and the memory cap read for the stage's own GPU type."""
+
+from __future__ import annotations
+
+import pytest
+from builders import cluster, node, toy_gpu
+
+from planner.scheduler.layouts import _stage_cost, balanced_split, best_assessment, split_layers
+
+
+@pytest.fixture(scope="module")
+def a100_l40():
+    return cluster(node("a", "A100-80G", 2), node("l", "L40", 2), network=100)
+
+
+def test_prefill_costs_by_compute_and_decode_by_memory_bandwidth_split_over_tp(a100_l40) -> None:
+    """Catalogue figures: A100 312 TFLOPS × 0.6, 2039 GB/s × 0.82; L40 181.05 TFLOPS × 0.55, 864 GB/s × 0.8."""
+    c = a100_l40
+    assert _stage_cost(c, ("a/0",), "prefill") == pytest.approx(1 / (312e12 * 0.6))
+    assert _stage_cost(c, ("l/0",), "decode") == pytest.approx(1 / (864e9 * 0.8))
+    for role in ("prefill", "decode"):
+        assert _stage_cost(c, ("a/0", "a/1"), role) == pytest.approx(_stage_cost(c, ("a/0",), role) / 2)
+
+
+def test_a_decode_pipeline_splits_layers_by_memory_bandwidth(a100_l40) -> None:
+    """Brute force over x layers on the A100 and 32 − x on the L40, time per layer ∝ 1 / (bandwidth × efficiency):
+    x = 23 (23 / 1672 vs 9 / 691 GB/s); a compute proxy would give 21."""
+    best = min(range(1, 32), key=lambda x: max(x / (2039 * 0.82), (32 - x) / (864 * 0.8)))
+    assert best == 23
+    assert balanced_split(a100_l40, [("a/0",), ("l/0",)], "decode") == [best, 32 - best]
+
+
+@pytest.mark.parametrize("role", ["prefill", "decode"])
+def test_the_kv_local_split_fills_the_favoured_node(a100_l40, role) -> None:
+    """Llama-3.1-8B fits on either GPU: the favoured node's stage takes every layer but the one each other stage keeps."""
+    stages = [("a/0",), ("l/0",)]
+    assert balanced_split(a100_l40, stages, role, favour="a") == [31, 1]
+    assert balanced_split(a100_l40, stages, role, favour="l") == [1, 31]
+
+
+def test_the_surplus_comes_off_the_first_slowest_stage() -> None:
+    """Costs 1, 2, 3 per layer, caps 1, 3, 8, 5 layers: the best bottleneck is 6, where the stages could hold 1, 3 and
+    2 layers (times 1, 6, 6): one layer too many, taken from the first of the two slowest stages."""
+    assert split_layers(5, [1, 2, 3], [1, 3, 8]) == [1, 2, 2]
+
+
+def test_a_stages_memory_cap_is_read_for_its_own_gpu_type() -> None:
+    """A 10 GB GPU listed first cannot hold Llama-3.1-8B (16 GB); the 80 GB A100 after it holds all 32 layers."""
+    c = cluster(node("s", toy_gpu(memory="10GB"), 1), node("b", "A100-80G", 1), network=100)
+    found = best_assessment(c, ["b/0"], "decode", True)
+    assert found is not None and found.layout.stages[0].layers == 32
+    assert best_assessment(c, ["s/0"], "decode", True) is None
