@@ -1,13 +1,22 @@
 """scheduler.layouts' split rules on small analytic cases: the per-layer stage cost (prefill compute-bound, decode
 memory-bound, TP dividing it), the decode split found by brute force over that proxy, the KV-local split that
-favours one node, the surplus trimmed from the slowest stage, and the memory cap read for the stage's own GPU type."""
+favours one node, the pipeline orders tried, the layout chosen under an SLO, the surplus trimmed from the slowest
+stage, and the memory cap read for the stage's own GPU type."""
 
 from __future__ import annotations
 
 import pytest
-from builders import cluster, node, toy_gpu
+from builders import cluster, hf_config, node, toy_gpu
 
-from planner.scheduler.layouts import _stage_cost, balanced_split, best_assessment, split_layers
+from planner.scheduler.assess import assess
+from planner.scheduler.layouts import (
+    _stage_cost,
+    balanced_split,
+    best_assessment,
+    candidate_layouts,
+    node_orders,
+    split_layers,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +43,7 @@ def test_a_decode_pipeline_splits_layers_by_memory_bandwidth(a100_l40) -> None:
 
 @pytest.mark.parametrize("role", ["prefill", "decode"])
 def test_the_kv_local_split_fills_the_favoured_node(a100_l40, role) -> None:
-    """Llama-3.1-8B fits on either GPU: the favoured node's stage takes every layer but the one each other stage keeps."""
+    """Llama-3.1-8B fits on either GPU: the favoured node's stage takes every layer but the one the other keeps."""
     stages = [("a/0",), ("l/0",)]
     assert balanced_split(a100_l40, stages, role, favour="a") == [31, 1]
     assert balanced_split(a100_l40, stages, role, favour="l") == [1, 31]
@@ -52,3 +61,25 @@ def test_a_stages_memory_cap_is_read_for_its_own_gpu_type() -> None:
     found = best_assessment(c, ["b/0"], "decode", True)
     assert found is not None and found.layout.stages[0].layers == 32
     assert best_assessment(c, ["s/0"], "decode", True) is None
+
+
+def test_groups_on_up_to_four_nodes_try_every_pipeline_order() -> None:
+    parts = [(name, [f"{name}/0"]) for name in "abcde"]
+    assert len(node_orders(parts[:4])) == 24, "4! orders"
+    assert node_orders(parts) == [parts, parts[::-1]], "five nodes: cluster order and its reverse"
+
+
+def test_under_an_slo_the_layout_with_the_most_goodput_wins() -> None:
+    """Two A100s under TTFT 300 ms: both prefill layouts (TP 1 × PP 2, TP 2) serve within it; the one with the most
+    goodput is chosen, by brute force over the candidates."""
+    c = cluster(node("a", "A100-80G", 2), tpot="40ms", ttft="300ms")
+    options = [a for lay in candidate_layouts(c, ["a/0", "a/1"], "prefill", True) if (a := assess(c, "prefill", lay))]
+    assert len(options) == 2 and all(a.goodput_rps > 0 for a in options)
+    assert best_assessment(c, ["a/0", "a/1"], "prefill", True) == max(options, key=lambda a: a.goodput_rps)
+
+
+def test_a_replica_serving_half_a_request_per_second_within_the_slo_counts() -> None:
+    """Toy GPUs with 1 GB/s of memory bandwidth and a 10 s TPOT: the decode replica's goodput is about 0.5 rps."""
+    c = cluster(node("a", toy_gpu(bandwidth="1GB/s"), 2), model=hf_config(), tpot="10s")
+    found = best_assessment(c, ["a/0", "a/1"], "decode", True)
+    assert found is not None and 0 < found.goodput_rps < 1

@@ -18,6 +18,10 @@ def two_nodes(**options):
     return cluster(node("a", "A100-80G", 2), node("l", "L40", 2), network=100, **options)
 
 
+def twin_nodes():
+    return cluster(node("a", "A100-80G", 2), node("b", "A100-80G", 2))
+
+
 def islands():
     """a and b both linked to l, not to each other: a decode replica on b is unreachable from a prefill on a."""
     return cluster(
@@ -79,7 +83,7 @@ def test_twin_groups_in_any_gpu_order_are_assessed_once(monkeypatch) -> None:
     """One layout search for the shape (node a's group, the same GPUs reversed, node b's twin group); asking again
     returns the cached replica itself."""
     calls = counting(monkeypatch, "best_assessment")
-    scorer = Scorer(cluster(node("a", "A100-80G", 2), node("b", "A100-80G", 2)), launchable=True, objective="throughput")
+    scorer = Scorer(twin_nodes(), launchable=True, objective="throughput")
     first = scorer.assessment(("a/1", "a/0"), "decode")
     assert scorer.assessment(("a/1", "a/0"), "decode") is first
     assert scorer.assessment(("b/0", "b/1"), "decode").layout.gpus == ("b/0", "b/1")
@@ -88,7 +92,7 @@ def test_twin_groups_in_any_gpu_order_are_assessed_once(monkeypatch) -> None:
 
 def test_a_variant_of_a_twin_group_is_assessed_once(monkeypatch) -> None:
     calls = counting(monkeypatch, "assess")
-    scorer = Scorer(cluster(node("a", "A100-80G", 2), node("b", "A100-80G", 2)), launchable=True, objective="throughput")
+    scorer = Scorer(twin_nodes(), launchable=True, objective="throughput")
     on_a = scorer.assessment(("a/0", "a/1"), "prefill", (1, ("a",), (8, 24)))
     on_b = scorer.assessment(("b/0", "b/1"), "prefill", (1, ("b",), (8, 24)))
     assert calls == [1] and on_b.layout.gpus == ("b/0", "b/1") and on_b.capacity_rps == on_a.capacity_rps
