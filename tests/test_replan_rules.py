@@ -10,8 +10,8 @@ import pytest
 from builders import cluster, node, replica
 
 from planner.errors import InfeasibleError
-from planner.scheduler.maxflow import FlowResult
 from planner.scheduler import replan as replan_module
+from planner.scheduler.maxflow import FlowResult
 from planner.scheduler.replan import baseline_state, replan
 from planner.scheduler.scoring import Scorer
 from planner.scheduler.search import SearchFacts, SearchResult
@@ -102,7 +102,7 @@ def run(monkeypatch, c, values, *, free_value=100.0, free_replicas=(), **options
 def test_the_ladder_doubles_its_cap_until_every_gpu_may_move_and_shares_the_time(monkeypatch, six) -> None:
     """Six GPUs: caps 0, 2, 4, 8. Nothing keeps 95 % of the free optimum, so every cap is tried; the free solve and
     the four capped ones together use the whole time limit, the capped ones in equal shares."""
-    result, recorder = run(monkeypatch, six, {})
+    _, recorder = run(monkeypatch, six, {})
     caps = [call.get("max_moved") for call in recorder.calls]
     assert caps == [None, 0, 2, 4, 8]
     limits = [call["time_limit"] for call in recorder.calls]
