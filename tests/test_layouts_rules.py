@@ -6,7 +6,7 @@ stage, and the memory cap read for the stage's own GPU type."""
 from __future__ import annotations
 
 import pytest
-from builders import cluster, hf_config, node, toy_gpu
+from builders import cluster, hf_config, layout, node, toy_gpu
 
 from planner.scheduler.assess import assess
 from planner.scheduler.layouts import (
@@ -84,3 +84,14 @@ def test_a_replica_serving_half_a_request_per_second_within_the_slo_counts() -> 
     c = cluster(node("a", toy_gpu(bandwidth="1GB/s"), 2), model=hf_config(), tpot="10s")
     found = best_assessment(c, ["a/0", "a/1"], "decode", True)
     assert found is not None and 0 < found.goodput_rps < 1
+
+
+def test_the_last_stage_holds_fewer_layers_beside_the_lm_head() -> None:
+    """Two 3 GB toy GPUs, the second 10× faster: decode wants ~15 of 16 layers there, but as the last stage it also
+    holds the 128k-token LM head; the cost model fits 12 layers there and not 13, so the split is 4 + 12."""
+    toy = hf_config(layers=16, hidden=2048, heads=16, kv_heads=16, ffn=8192, vocab=128000)
+    slow, fast = toy_gpu(memory="3GB", bandwidth="10GB/s"), toy_gpu(memory="3GB", bandwidth="100GB/s")
+    c = cluster(node("a", slow, 1), node("b", fast, 1), model=toy)
+    assert assess(c, "decode", layout(16, ["a/0"], ["b/0"], split=[4])) is not None
+    assert assess(c, "decode", layout(16, ["a/0"], ["b/0"], split=[3])) is None
+    assert balanced_split(c, [("a/0",), ("b/0",)], "decode") == [4, 12]
