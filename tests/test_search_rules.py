@@ -220,3 +220,19 @@ def test_a_state_serving_nothing_is_infeasible_and_a_trickle_is_not() -> None:
     slow_scorer = Scorer(slow, launchable=True, objective="throughput")
     assert 0 < slow_scorer.score(trickle).throughput_rps < 1e-3
     assert _moved_within_limit(slow, slow_scorer, trickle, slow_scorer.assessments(trickle), None, None) is None
+
+
+def test_a_replica_without_a_flow_entry_counts_as_idle() -> None:
+    """On one node the KV network is free (no flow solved): a prefill replica whose goodput is 0 leaves no prefill
+    supply, so the free flow lists no entry for it; it is idle, and so then is the decode replica it fed."""
+    c = cluster(node("a", "A100-80G", 2), network=100, tpot="100ms")
+    late = dataclasses.replace(replica(c, "prefill", ["a/0"]), goodput_rps=0.0)
+    kept, _, _ = deployed_flow(c, [late, replica(c, "decode", ["a/1"])], launchable=True, keep_idle=False, goodput=True)
+    assert kept == []
+
+
+def test_a_trickle_of_flow_keeps_its_replicas() -> None:
+    c = cluster(node("a", toy_gpu(bandwidth="0.01GB/s"), 2), model=hf_config(), output=4096)
+    replicas = [replica(c, "prefill", ["a/0"]), replica(c, "decode", ["a/1"])]
+    kept, flow, _ = deployed_flow(c, replicas, launchable=True, keep_idle=False)
+    assert kept == replicas and 0 < flow.value < 1e-3
