@@ -59,11 +59,14 @@ def test_a_running_layout_the_search_cannot_run_starts_from_the_default() -> Non
     assert scorer.assessment(("a/0", "a/1"), "decode").layout.tp == 2
 
 
-def test_a_block_no_role_fits_starts_in_the_last_role() -> None:
-    """Llama-3.1-70B (141 GB) on one 2×L40 node (96 GB): no replica fits; the block still enters the state."""
+@pytest.mark.parametrize(("roles", "last"), [("disaggregated", "decode"), ("mixed", "colocated")])
+def test_a_block_no_role_fits_starts_in_the_last_role(roles, last) -> None:
+    """Llama-3.1-70B (141 GB) on one 2×L40 node (96 GB): no replica fits; the block still enters the state, in the
+    last of the search's roles. A running replica on one L40 cannot hold the model: it is not kept."""
     c = cluster(node("l", "L40", 2), model="llama-3.1-70b", network=100)
-    scorer = Scorer(c, launchable=True, objective="throughput")
-    assert baseline_state(c, [], scorer) == ((("l/0", "l/1"), "decode", ()),)
+    scorer = Scorer(c, launchable=True, objective="throughput", roles=roles)
+    assert baseline_state(c, [], scorer) == ((("l/0", "l/1"), last, ()),)
+    assert baseline_state(c, [(("l/0",), "decode")], scorer) == ((("l/0", "l/1"), last, ()),)
 
 
 class Recorder:
@@ -137,3 +140,21 @@ def test_when_no_cap_keeps_throughput_the_free_plan_counts_what_it_moves(monkeyp
     free = [replica(six, "decode", ["a/0"]), replica(six, "prefill", ["a/1"])]
     result, _ = run(monkeypatch, six, {}, free_replicas=free)
     assert result.facts.moved_gpus == 2 and result.throughput_rps == 100.0
+
+
+def test_the_objective_defaults_to_the_clusters(monkeypatch) -> None:
+    c = cluster(node("a", "A100-80G", 2, price=2.0), network=100, objective="cost")
+    _, recorder = run(monkeypatch, c, {0: 100.0})
+    assert [call["objective"] for call in recorder.calls] == ["cost", "cost"]
+
+
+@pytest.mark.parametrize(("connector", "kept"), [("nixl", ()), ("none", (1, ("a",), (16, 16)))])
+def test_the_start_keeps_a_running_layout_only_where_the_connector_can_run_it(monkeypatch, connector, kept) -> None:
+    """A two-stage decode replica on a/0 + a/1: a KV connector needs decode PP = 1 (start from the default layout);
+    connector none keeps the running pipeline."""
+    c = cluster(node("a", "A100-80G", 2), network=100)
+    pipeline = replica(c, "decode", ["a/0"], ["a/1"])
+    recorder = Recorder(result_of([], 100.0), {0: 100.0})
+    monkeypatch.setattr(replan_module, "search", recorder)
+    replan(c, [(("a/0", "a/1"), "decode", key_of(pipeline.layout))], time_limit=10.0, connector=connector)
+    assert recorder.calls[1]["start"] == ((("a/0", "a/1"), "decode", kept),)
