@@ -11,6 +11,7 @@ from planner.scheduler import scoring
 from planner.scheduler.scoring import Scorer, canonical
 from planner.scheduler.stability import key_of
 
+THROUGHPUT = {"launchable": True, "objective": "throughput"}
 PD = canonical([(("a/0",), "prefill"), (("a/1",), "decode")])
 
 
@@ -204,3 +205,39 @@ def test_ties_are_broken_by_capacity_up_to_64_gpus(extra, tie_break) -> None:
     state = [(("n0/0",), "prefill"), (("n0/1",), "decode")]
     capacity = sum(scorer.assessment(g, r).capacity_rps for g, r in state)
     assert scorer.score(state).tie_break == (pytest.approx(capacity) if tie_break else 0.0)
+
+
+def test_a_move_back_to_the_default_layout_is_written_as_the_default() -> None:
+    """From the 8 + 24 split, shifting 8 layers lands on the group's default 16 + 16: that move is (), not a variant."""
+    scorer = Scorer(two_nodes(), launchable=True, objective="throughput")
+    moves = scorer.layout_moves(("a/0", "a/1"), "prefill", (1, ("a",), (8, 24)))
+    assert () in moves and (1, ("a",), (16, 16)) not in moves
+
+
+def test_a_variant_serving_half_a_request_per_second_within_the_slo_counts() -> None:
+    """Toy GPUs with 1 GB/s of memory bandwidth, a 10 s TPOT: the TP 2 decode variant's goodput is about 0.5 rps."""
+    c = cluster(node("a", toy_gpu(bandwidth="1GB/s"), 2), model=hf_config(), tpot="10s")
+    found = Scorer(c, launchable=True, objective="goodput").assessment(("a/0", "a/1"), "decode", (2, ("a",), (4,)))
+    assert found is not None and 0 < found.goodput_rps < 1
+
+
+def test_a_scored_state_bounds_itself_by_its_score() -> None:
+    c, state = pipelines()
+    scorer = Scorer(c, launchable=True, objective="throughput")
+    score = scorer.score(state).value
+    assert scorer.bound(state) == score, "the exact score, not the looser relaxed bound"
+
+
+def test_decode_alone_adds_nothing_to_the_capacity_bound() -> None:
+    scorer = Scorer(islands(), launchable=True, objective="throughput", roles="mixed")
+    colocated = scorer.assessment(("b/0",), "colocated").capacity_rps
+    assert scorer.bound([(("l/0",), "decode"), (("b/0",), "colocated")], floor=1e9) == pytest.approx(colocated)
+
+
+def test_states_of_equal_score_rank_by_size_then_by_their_items() -> None:
+    """Twin nodes: prefill on a/0 or on b/0, decode on l/0, score exactly alike; a's state is listed first."""
+    scorer = Scorer(cluster(node("a", "A100-80G", 1), node("b", "A100-80G", 1), node("l", "L40", 1)), **THROUGHPUT)
+    on_b = canonical([(("b/0",), "prefill"), (("l/0",), "decode")])
+    on_a = canonical([(("a/0",), "prefill"), (("l/0",), "decode")])
+    assert scorer.score(on_b).value == scorer.score(on_a).value > 0
+    assert scorer.ranked_states(2) == [on_a, on_b]
