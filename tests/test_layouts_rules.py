@@ -8,9 +8,13 @@ from __future__ import annotations
 import pytest
 from builders import cluster, hf_config, layout, node, toy_gpu
 
+from planner.costs.layout import Stage
+from planner.costs.memory import stage_kv_tokens
+from planner.costs.replica import kv_need
 from planner.scheduler.assess import assess
 from planner.scheduler.layouts import (
     _stage_cost,
+    _stage_layer_cap,
     balanced_split,
     best_assessment,
     candidate_layouts,
@@ -95,3 +99,16 @@ def test_the_last_stage_holds_fewer_layers_beside_the_lm_head() -> None:
     assert assess(c, "decode", layout(16, ["a/0"], ["b/0"], split=[4])) is not None
     assert assess(c, "decode", layout(16, ["a/0"], ["b/0"], split=[3])) is None
     assert balanced_split(c, [("a/0",), ("b/0",)], "decode") == [4, 12]
+
+
+@pytest.mark.parametrize("memory", ["2GB", "3GB", "5GB"])
+def test_a_stages_layer_cap_is_the_largest_count_that_fits(memory) -> None:
+    """The binary search against a linear scan of the same memory rule (costs.memory.stage_kv_tokens ≥ the role's
+    KV need), for every role and first/last position, on toy GPUs where the caps fall inside the model."""
+    toy = hf_config(layers=16, hidden=2048, heads=16, kv_heads=16, ffn=8192, vocab=128000)
+    c = cluster(node("a", toy_gpu(memory=memory), 1), model=toy)
+    for role in ("prefill", "decode"):
+        batched, need = kv_need(c, role)
+        for first, last in ((True, False), (False, True), (False, False), (True, True)):
+            fitting = [k for k in range(17) if stage_kv_tokens(c, Stage(("a/0",), 0, k), first, last, batched) >= need]
+            assert _stage_layer_cap(c, ("a/0",), role, first, last) == max(fitting)

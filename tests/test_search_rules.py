@@ -236,3 +236,11 @@ def test_a_trickle_of_flow_keeps_its_replicas() -> None:
     replicas = [replica(c, "prefill", ["a/0"]), replica(c, "decode", ["a/1"])]
     kept, flow, _ = deployed_flow(c, replicas, launchable=True, keep_idle=False)
     assert kept == replicas and 0 < flow.value < 1e-3
+
+
+def test_a_search_from_a_given_start_converges_when_refinement_does(monkeypatch) -> None:
+    """Re-planning's start replaces phases 1–2, so no K is left untried: converged is refinement's own verdict."""
+    c = cluster(node("a", "A100-80G", 2), network=100)
+    no_refinement(monkeypatch)
+    result = search(c, seed=0, time_limit=10, start=canonical([(("a/0",), "prefill"), (("a/1",), "decode")]))
+    assert result.facts.converged and result.facts.k_tried == ()
