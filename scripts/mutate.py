@@ -18,7 +18,9 @@ survives). Its rate is a lower bound of what the whole suite kills, not the figu
 Prints the kill rate per package and overall (killed + timed out over all sampled mutants, a mutant no test
 executes counting as a survivor), then every survivor as file:line, mutation and source line. Survivors listed in
 scripts/mutation/equivalent/*.yaml (mutants that change no observable behaviour, each with its reason; one file
-a package) are marked and a second rate leaves them out. The whole result goes to out/mutation/report.json.
+a package) are marked and a second rate leaves them out; a third ("w/o exact") leaves out only the exact ones,
+counting those equivalent up to an optimiser's numerics (`numerical: true`) as survivors. The whole result goes
+to out/mutation/report.json.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ ROUTER = ("launcher/router.py", "planner/sim/routing.py")
 PACKAGES = {"costs": "planner/costs/", "scheduler": "planner/scheduler/", "sim": "planner/sim/", "router": ""}
 EQUIVALENT = ROOT / "scripts" / "mutation" / "equivalent"  # one YAML file a package
 KILLED = ("killed", "timeout")
+NUMERICAL = "[numerical] "  # equivalent up to an optimiser's numerics only (equivalents())
 
 
 def package_of(path: str) -> str:
@@ -83,10 +86,17 @@ def sample(all_mutants: list[Mutant], count: int, seed: int) -> list[Mutant]:
 
 
 def equivalents() -> dict[tuple[str, str, str, int | None], str]:
-    """(file, stripped source line, mutation, column or None for any) → why the mutant cannot change behaviour."""
+    """(file, stripped source line, mutation, column or None for any) → why the mutant cannot change behaviour.
+
+    An entry with `numerical: true` is equivalent only up to an optimiser's numerics (a start point, a unit, an
+    iteration cap): its reason starts with NUMERICAL, and the report gives a rate that counts it as a survivor."""
     files = sorted(EQUIVALENT.glob("*.yaml"))
     entries = [e for f in files for e in yaml.safe_load(f.read_text(encoding="utf-8")) or []]
-    return {(e["file"], e["line"].strip(), e["mutation"], e.get("col")): e["reason"] for e in entries}
+    return {
+        (e["file"], e["line"].strip(), e["mutation"], e.get("col")): (NUMERICAL if e.get("numerical") else "")
+        + e["reason"]
+        for e in entries
+    }
 
 
 def survivors_of(report: Path) -> set[tuple[str, int, int, str]]:
@@ -169,6 +179,7 @@ def report(outcomes: list[Outcome], known: dict[tuple[str, str, str, int | None]
             key = (o.mutant.path, line, o.mutant.description)
             reason = known.get((*key, o.mutant.col)) or known.get((*key, None))
             counts["equivalent"] += reason is not None
+            counts["numerical"] += reason is not None and reason.startswith(NUMERICAL)
             mutated = o.mutant.apply((ROOT / o.mutant.path).read_text(encoding="utf-8")).splitlines()
             survivors.append({"file": o.mutant.path, "line": o.mutant.lineno, "col": o.mutant.col,
                               "mutation": o.mutant.description, "source": line, "status": o.status,
@@ -179,6 +190,7 @@ def report(outcomes: list[Outcome], known: dict[tuple[str, str, str, int | None]
     for name, c in rows.items():
         scored = sum(c[s] for s in (*KILLED, "survived", "uncovered"))
         killed = sum(c[s] for s in KILLED)
+        exact = c["equivalent"] - c["numerical"]
         table[name] = {
             "mutants": scored,
             "killed": killed,
@@ -187,7 +199,9 @@ def report(outcomes: list[Outcome], known: dict[tuple[str, str, str, int | None]
             "equivalent": c["equivalent"],
             "errors": c["error"],
             "kill_rate": killed / scored if scored else 0.0,
+            "numerical": c["numerical"],
             "kill_rate_without_equivalent": killed / (scored - c["equivalent"]) if scored > c["equivalent"] else 0.0,
+            "kill_rate_without_exact_equivalent": killed / (scored - exact) if scored > exact else 0.0,
             "killed_by_golden_only": c["golden"],
             "kill_rate_with_golden": (killed + c["golden"]) / scored if scored else 0.0,
         }
@@ -197,10 +211,11 @@ def report(outcomes: list[Outcome], known: dict[tuple[str, str, str, int | None]
 def print_report(result: dict, args: argparse.Namespace, seconds: float) -> None:
     print(f"\nmutation testing: {args.mutants or 'all'} mutants, seed {args.seed}, {args.jobs} jobs, {seconds:.0f} s")
     print(f"{'package':10} {'mutants':>7} {'killed':>7} {'survived':>8} {'(no test)':>9} {'equiv.':>6} "
-          f"{'kill rate':>9} {'w/o equiv.':>10} {'+golden':>8}")  # fmt: skip
+          f"{'kill rate':>9} {'w/o equiv.':>10} {'w/o exact':>9} {'+golden':>8}")  # fmt: skip
     for name, row in result["packages"].items():
         golden = f"{row['kill_rate_with_golden']:8.1%}" if args.golden else f"{'-':>8}"
-        rates = f"{row['kill_rate']:9.1%} {row['kill_rate_without_equivalent']:10.1%} {golden}"
+        rates = f"{row['kill_rate']:9.1%} {row['kill_rate_without_equivalent']:10.1%}"
+        rates += f" {row['kill_rate_without_exact_equivalent']:9.1%} {golden}"
         print(f"{name:10} {row['mutants']:7} {row['killed']:7} {row['survived']:8} {row['uncovered']:9} "
               f"{row['equivalent']:6} {rates}")  # fmt: skip
     print("\nsurvivors (file:line:column  mutation  |  the line as mutated):")

@@ -73,3 +73,37 @@ def test_route_capacity_is_zero_between_tp_sizes_a_connector_cannot_join() -> No
     p, d = replica(c, "prefill", ["a/0", "a/1", "a/2"]), replica(c, "decode", ["b/0", "b/1"])
     assert route_capacity(c, p, d, True) == 0.0
     assert route_capacity(c, p, d, False) > 0.0
+
+
+def test_goodput_exists_only_with_an_slo_and_never_exceeds_capacity() -> None:
+    """No SLO: nothing to be within (None). A loose one (TTFT 5 s, TPOT 200 ms): every role serves some but not more
+    than its saturated capacity under Poisson load."""
+    free = cluster(node("n", "A100-80G", 1))
+    loose = cluster(node("n", "A100-80G", 1), ttft="5s", tpot="200ms")
+    for role in ("prefill", "decode", "colocated"):
+        assert replica(free, role, ["n/0"]).goodput_rps is None
+        a = replica(loose, role, ["n/0"])
+        assert 0 < a.goodput_rps <= a.capacity_rps, role
+
+
+def test_an_unreachable_tpot_leaves_decoding_replicas_running_with_zero_goodput() -> None:
+    """A 1 ms TPOT no batch meets: decode and colocated replicas are still assessed (they run; the search just does
+    not deploy them) at their unconstrained capacity, serving nothing within the SLO. Prefill has no TPOT."""
+    free = cluster(node("n", "A100-80G", 1))
+    tight = cluster(node("n", "A100-80G", 1), tpot="1ms")
+    for role in ("decode", "colocated"):
+        a, unconstrained = replica(tight, role, ["n/0"]), replica(free, role, ["n/0"])
+        assert a.goodput_rps == 0.0, role
+        assert a.capacity_rps == pytest.approx(unconstrained.capacity_rps, rel=1e-12), role
+        assert a.latency_s == pytest.approx(unconstrained.latency_s, rel=1e-12) and a.latency_s > 0.001, role
+    assert replica(tight, "prefill", ["n/0"]).goodput_rps > 0
+
+
+@pytest.mark.parametrize("stages", [[["a/0"]], [["a/0"], ["a/1"]]])
+def test_a_prefill_engine_admits_a_full_micro_batch_per_pipeline_stage(stages) -> None:
+    """A prefill micro-batch is max_num_batched_tokens of 1024-token prompts; a pipeline of PP stages keeps PP of them
+    in flight, and vLLM caps all running sequences at max_num_seqs, so it must admit PP × that many (as an int)."""
+    c = cluster(node("a", "A100-80G", 2), prompt=1024)
+    engine = replica(c, "prefill", *stages).engine
+    assert isinstance(engine.max_num_seqs, int)
+    assert engine.max_num_seqs == len(stages) * (engine.max_num_batched_tokens // 1024) > 0

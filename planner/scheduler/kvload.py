@@ -48,10 +48,6 @@ class RouteTraffic:
     shares: tuple[tuple[Hub, float], ...]  # (hub, share of one request's KV ∈ (0, 1]), sorted by hub
     own_rps: float  # requests/s the route's intra-node copies allow (inf when none)
 
-    @property
-    def nodes(self) -> frozenset[str]:
-        return frozenset(hub[2:] for hub, _ in self.shares if hub[0] in "EI")
-
 
 def hub_capacity(cluster: Cluster, hub: Hub, per_request: float | None = None) -> float:
     """Requests/s of mean-request KV the hub carries (its bandwidth ÷ KV bytes per request)."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -52,8 +52,8 @@ class KvNetwork:
     direct: dict[tuple[str, str], float]  # (prefill id, decode id) → own-arc capacity, requests/s (inf: none)
     hubs: dict[str, float]  # hub id → capacity, requests/s (inf: a junction)
     hub_arcs: tuple[tuple[str, str], ...]  # (from, to) among prefill ids, hub ids, decode ids
-    shares: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)  # explicit route → hub → share
-    free: bool = False  # nothing in the KV part can bind (module docstring)
+    shares: dict[tuple[str, str], dict[str, float]]  # explicit route → hub → share
+    free: bool  # nothing in the KV part can bind (module docstring)
     pairs: PairArcs | None = None  # E:a → I:b arcs of pooled node pairs, as arrays
     unconstrained: bool = False  # the flow is min(Σ prefill, Σ decode) + Σ colocated (free, or shown so)
 
@@ -88,7 +88,7 @@ def kv_network(
     hubs, wires = pooled.binding(explicit)  # pooled NIC hubs and wires (a mask) that can bind
     for hub, used in explicit.items():  # hubs only explicit routes cross
         cap = hub_capacity(cluster, hub, per_request)
-        if hub not in hubs and not pooled.covers(hub) and cap < used * (1 + 1e-9):
+        if hub not in hubs and cap < used * (1 + 1e-9):  # a pooled hub `binding` left out cannot bind either
             hubs[hub] = cap
     open_kv = (
         pooled.routes + len(direct) == len(side.prefill) * len(side.decode)
@@ -196,8 +196,7 @@ class _Sides:
             t = traffic(p, d)
             if t.own_rps > 0 and all(hub_capacity(self.cluster, h) > 0 for h, _ in t.shares):
                 direct[(p.id, d.id)] = t.own_rps
-                if t.shares:
-                    shares[(p.id, d.id)] = dict(t.shares)
+                shares[(p.id, d.id)] = dict(t.shares)  # empty inside a node: dropped with the hubs' filter
 
         for a, b in self.unpooled_pairs:
             for p in self.by_node[a][0]:
@@ -272,24 +271,12 @@ class _PooledPairs:
         """Pooled pairs whose link is slower than both NICs: they need a hub of their own."""
         return self.pooled & (self.link < np.minimum(self.nic_s[:, None], self.nic_r[None, :]))
 
-    def covers(self, hub: str) -> bool:
-        """Whether the hub is one of the pooled network's (its binding is decided in `binding`)."""
-        kind, name = hub[0], hub[2:]
-        if kind == "E":
-            return name in self.row and bool(self.pooled[self.row[name]].any())
-        if kind == "I":
-            return name in self.col and bool(self.pooled[:, self.col[name]].any())
-        a, b = name.split("|")
-        return a in self.row and b in self.col and bool(self._wires()[self.row[a], self.col[b]])
-
     def proportional_fits(self, wires: np.ndarray) -> bool:
         """Whether every wire that could bind fits the *proportional* flow: each sender node a spreads
         send_a · V / ΣP over the receiver nodes in proportion to their recv_b · V / ΣD, V = min(ΣP, ΣD),
         so wire a→b carries send_a · recv_b / max(ΣP, ΣD). With no NIC that can bind, every pair
         reachable and every intra-node arc fast enough, that flow is feasible and worth V: the upper
         bound is met and no wire binds (exact; no max-flow needed)."""
-        if not wires.any():
-            return True
         largest = max(float(self.send.sum()), float(self.recv.sum()), 1e-30)
         carried = np.outer(self.send, self.recv) / largest
         return bool(np.all(carried[wires] <= self.link[wires] * (1 - 1e-9)))

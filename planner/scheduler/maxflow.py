@@ -88,7 +88,7 @@ def max_flow(
     replica_flow = {owner[int(net.tails[k])]: float(flows[k]) for k in own}  # each replica's own in→out arc
     if not details:
         return FlowResult(value, replica_flow, {}, "none", {})
-    routes = _decompose(net, flows, set(prefill), set(decode), tolerance=1e-9 * max(net.total, 1e-12))
+    routes = _decompose(net, flows, set(prefill), set(decode), tolerance=1e-9 * net.total)  # total ≥ 1e-12
     bottleneck: Bottleneck = max(cut, key=lambda kind: (cut[kind], kind)) if cut else "none"
     return FlowResult(value, replica_flow, routes, bottleneck, cut)
 

@@ -1,0 +1,69 @@
+"""scripts/mutate.py's bookkeeping: the three kill rates it prints (raw, without equivalents, without the exact
+equivalents only) and the equivalence lists, every entry of which must still name a mutant of today's code (an
+entry whose line changed silently stops excusing anything, and a wrong one would excuse a real survivor)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+from conftest import ROOT
+
+SPEC = importlib.util.spec_from_file_location("mutate_script", ROOT / "scripts" / "mutate.py")
+assert SPEC is not None and SPEC.loader is not None
+MUTATE = sys.modules.setdefault(SPEC.name, importlib.util.module_from_spec(SPEC))
+SPEC.loader.exec_module(MUTATE)
+OPERATORS = sys.modules["mutation.operators"]  # the copy mutate.py imported: its Mutant is the one report() reads
+RUNNER = sys.modules["mutation.runner"]
+
+
+def source_of(path: str) -> str:
+    return (ROOT / path).read_text(encoding="utf-8")
+
+
+def test_every_listed_equivalent_names_a_mutant_of_the_current_code() -> None:
+    known = MUTATE.equivalents()
+    assert known, "the equivalence lists are empty or unread"
+    files = sorted({path for path, *_ in known})
+    present = set()
+    for path in files:
+        source = source_of(path).splitlines()
+        for m in OPERATORS.mutants(path, source_of(path)):
+            present.add((path, source[m.lineno - 1].strip(), m.description, m.col))
+    anywhere = {p[:3] for p in present}  # an entry without a column excuses the mutation at any column of its line
+    stale = [k for k in known if (k not in present if k[3] is not None else k[:3] not in anywhere)]
+    assert stale == []
+
+
+def test_rates_count_exact_and_numerical_equivalents_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = "planner/scheduler/roles.py"
+    three = OPERATORS.mutants(path, source_of(path))[:3]
+    lines = [source_of(path).splitlines()[m.lineno - 1].strip() for m in three]
+    known = {
+        (path, lines[1], three[1].description, three[1].col): "no input tells them apart",
+        (path, lines[2], three[2].description, three[2].col): MUTATE.NUMERICAL + "the optimiser's unit",
+    }
+    outcomes = [
+        RUNNER.Outcome(three[0], "killed", 0.1, 1, "tests/x.py::t"),
+        RUNNER.Outcome(three[1], "survived", 0.1, 1),
+        RUNNER.Outcome(three[2], "survived", 0.1, 1),
+    ]
+    row = MUTATE.report(outcomes, known)["packages"]["scheduler"]
+    assert (row["mutants"], row["killed"], row["survived"], row["equivalent"], row["numerical"]) == (3, 1, 2, 2, 1)
+    assert row["kill_rate"] == pytest.approx(1 / 3)
+    assert row["kill_rate_without_equivalent"] == pytest.approx(1.0)  # both survivors excused
+    assert row["kill_rate_without_exact_equivalent"] == pytest.approx(1 / 2)  # the numerical one counts again
+
+
+def test_a_numerical_entry_is_read_with_its_mark(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "x.yaml").write_text(
+        "- {file: a.py, line: ' x = 1 ', mutation: '1 → 2', numerical: true, reason: units}\n"
+        "- {file: a.py, line: 'y = 2', mutation: '2 → 3', col: 4, reason: dead}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setattr(MUTATE, "EQUIVALENT", tmp_path)
+    assert MUTATE.equivalents() == {
+        ("a.py", "x = 1", "1 → 2", None): MUTATE.NUMERICAL + "units",
+        ("a.py", "y = 2", "2 → 3", 4): "dead",
+    }
