@@ -19,8 +19,8 @@ Prints the kill rate per package and overall (killed + timed out over all sample
 executes counting as a survivor), then every survivor as file:line, mutation and source line. Survivors listed in
 scripts/mutation/equivalent/*.yaml (mutants that change no observable behaviour, each with its reason; one file
 a package) are marked and a second rate leaves them out; a third ("w/o exact") leaves out only the exact ones,
-counting those equivalent up to an optimiser's numerics (`numerical: true`) as survivors. The whole result goes
-to out/mutation/report.json.
+counting those equivalent only up to float tolerance or an optimiser's numerics (`numerical: true`) as
+survivors. The whole result goes to out/mutation/report.json.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ ROUTER = ("launcher/router.py", "planner/sim/routing.py")
 PACKAGES = {"costs": "planner/costs/", "scheduler": "planner/scheduler/", "sim": "planner/sim/", "router": ""}
 EQUIVALENT = ROOT / "scripts" / "mutation" / "equivalent"  # one YAML file a package
 KILLED = ("killed", "timeout")
-NUMERICAL = "[numerical] "  # equivalent up to an optimiser's numerics only (equivalents())
+NUMERICAL = "[numerical] "  # equivalent only up to float tolerance or an optimiser's numerics (equivalents())
 
 
 def package_of(path: str) -> str:
@@ -88,8 +88,9 @@ def sample(all_mutants: list[Mutant], count: int, seed: int) -> list[Mutant]:
 def equivalents() -> dict[tuple[str, str, str, int | None], str]:
     """(file, stripped source line, mutation, column or None for any) → why the mutant cannot change behaviour.
 
-    An entry with `numerical: true` is equivalent only up to an optimiser's numerics (a start point, a unit, an
-    iteration cap): its reason starts with NUMERICAL, and the report gives a rate that counts it as a survivor."""
+    An entry with `numerical: true` is equivalent only up to floating-point tolerance, an optimiser's numerics (a
+    start point, a unit, an iteration cap) or a clock reading: its reason starts with NUMERICAL, and the report
+    gives a rate that counts it as a survivor."""
     files = sorted(EQUIVALENT.glob("*.yaml"))
     entries = [e for f in files for e in yaml.safe_load(f.read_text(encoding="utf-8")) or []]
     return {
