@@ -161,7 +161,7 @@ def prefill_server(kv: float = 10_000, max_seqs: int = 4, max_tokens: int = 1000
 
 def admit(server: BatchServer) -> tuple[list[Request], list[Request]]:
     """(requests starting prefill, requests joining with their KV) of one step (policies.plan_step)."""
-    ready, started, _ = plan_step(server)
+    ready, started, _, _ = plan_step(server)
     return started, ready
 
 
@@ -220,7 +220,7 @@ def test_admission_respects_max_seqs_with_the_running_ones_and_the_token_budget(
     server = batch_server(max_seqs=3, max_tokens=500)
     server.join(request(0, prompt=10, output=50, generated=1))
     server.waiting.extend(request(i, prompt=300) for i in range(1, 5))
-    _, started, chunks = plan_step(server)
+    _, started, chunks, _ = plan_step(server)
     assert [r.id for r in started] == [1, 2], "one running + two started = max_num_seqs"
     assert [(r.id, n) for r, n in chunks] == [(1, 300), (2, 199)], "500 tokens − 1 decode: the second in a chunk"
     server = batch_server(max_seqs=3, max_tokens=10_000)

@@ -1,0 +1,169 @@
+"""planner.sim.engine's rules at their edges, on a toy model (2 layers, 2 KiB of KV per token) with replica limits
+set on the built servers so each boundary is a whole number: what is admitted at arrival and after prefill (exactly
+at max_model_len or the KV memory is in, one token more is out), when a prefill replica starts its next batch (when
+a batch leaves its pipeline, when KV is freed: by a one-token request ending or a request dropped, or shipped),
+and what a run cut short reports (the clock at the last event, the link busy until then, samples up to the end).
+
+Times are the cost model's own (ReplicaTiming answers what a batch costs); the expectations are how those add up."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from builders import cluster, draft_plan, hf_config, node, replica, toy_gpu
+
+from planner.errors import InputError
+from planner.sim.arrivals import Arrivals
+from planner.sim.engine import Simulation
+from planner.sim.routing import NO_TRAFFIC
+
+MODEL = hf_config(layers=2, hidden=256, heads=4, kv_heads=4, ffn=512, vocab=1000)
+
+
+def simulation(plan, c, times, prompts, outputs, *, drain: float = math.inf, duration: float | None = None, **kw):
+    arrivals = Arrivals(np.asarray(times, float), np.asarray(prompts), np.asarray(outputs))
+    until = max(times) + 1 if duration is None else duration
+    return Simulation(plan, c, arrivals, slo=None, warmup=0.0, duration=until, drain=drain, **kw)
+
+
+@pytest.fixture(scope="module")
+def pd():
+    """A two-stage (pipelined) prefill replica and a decode replica, 100 Gbit/s apart: a 1000-token prompt's KV
+    (2 MB) crosses in ~0.17 ms, well within one prefill latency (~1.6 ms; period ~1.3 ms)."""
+    c = cluster(node("p", toy_gpu(), 2), node("d", toy_gpu(), 1), model=MODEL, prompt=1000, output=100)
+    return c, draft_plan(c, replica(c, "prefill", ["p/0"], ["p/1"]), replica(c, "decode", ["d/0"]))
+
+
+@pytest.fixture(scope="module")
+def colocated():
+    c = cluster(node("c", toy_gpu(), 1), model=MODEL, prompt=200, output=100)
+    return c, draft_plan(c, replica(c, "colocated", ["c/0"]))
+
+
+def latency(sim: Simulation, prompt: int) -> float:
+    """The cost model's latency of a lone prompt on the prefill replica."""
+    period, latency = sim.fronts[0].timing.prefill([prompt])
+    assert period < latency, "the fixture's prefill is pipelined"
+    return latency
+
+
+def test_a_plan_routing_no_traffic_is_refused() -> None:
+    c = cluster(node("a", "A100-80G", 2))
+    plan = draft_plan(c, replica(c, "prefill", ["a/0"]))
+    with pytest.raises(InputError) as refused:
+        simulation(plan, c, [0.0], [100], [5])
+    assert str(refused.value).startswith(NO_TRAFFIC)
+
+
+def test_a_colocated_request_fits_at_max_model_len_and_at_kv_memory_with_one_token_to_spare(colocated) -> None:
+    """max_model_len 300: 200 + 100 is in, 200 + 101 out. KV memory of 1000 tokens: 500 + 499 (+1 to grow into)
+    is in, 500 + 500 out. Everything admitted finishes; drops are counted out of the system at once."""
+    c, plan = colocated
+    sim = simulation(plan, c, [0.0, 1.0], [200, 200], [100, 101])
+    sim.fronts[0].max_model_len = 300
+    first, second = sim.run().requests
+    assert first.finish > 0 and not first.dropped
+    assert second.dropped == "prompt + output > max_model_len 300" and second.finish == -1.0
+    sim = simulation(plan, c, [0.0, 1.0], [500, 500], [499, 500])
+    sim.fronts[0].kv_capacity, sim.fronts[0].max_model_len = 1000.0, 10_000
+    first, second = sim.run().requests
+    assert first.finish > 0 and second.dropped == "request larger than the replica's KV memory"
+    assert sim.in_system == 0
+
+
+def test_a_disaggregated_request_must_fit_the_prefill_kv_and_then_the_decode_replica(pd) -> None:
+    """Prefill KV memory 1000 tokens: a 1000-token prompt is in, 1001 out. Decode: max_model_len 1200 and 1400
+    tokens of KV (≤ 1399 with a token to grow into): 1000 + 200 fits, 1000 + 201 not; 1100 + 299 fits the KV with
+    max_model_len raised, 1100 + 300 not."""
+    c, plan = pd
+    sim = simulation(plan, c, [0.0, 0.1, 0.2, 0.3, 0.4], [1000, 1001, 1000, 1000, 1000], [5, 5, 200, 201, 5])
+    sim.fronts[0].kv_capacity = 1000.0
+    sim.decodes[0].max_model_len = 1200
+    result = sim.run()
+    too_big, too_long = "prompt larger than the prefill replica's KV memory", "request does not fit decode replica "
+    assert [r.dropped for r in result.requests] == ["", too_big, "", too_long + sim.decodes[0].id, ""]
+    assert result.finished == 3 and sim.in_system == 0 and sim.fronts[0].kv_used == 0
+    sim = simulation(plan, c, [0.0, 0.1], [1100, 1100], [299, 300])
+    sim.decodes[0].kv_capacity = 1400.0
+    first, second = sim.run().requests
+    assert first.finish > 0 and second.dropped.startswith("request does not fit decode replica")
+
+
+def test_the_next_prefill_starts_when_a_one_token_request_frees_its_kv(pd) -> None:
+    """KV for one 1000-token prompt at a time: the second one-token request waits for the first to end (its KV is
+    freed at its prefill's end, L) and ends at 2L. The clock is cut 1 s after the arrivals."""
+    c, plan = pd
+    sim = simulation(plan, c, [0.0, 0.0], [1000, 1000], [1, 1], drain=1.0)
+    sim.fronts[0].kv_capacity = 1500.0
+    first, second = sim.run().requests
+    one = latency(sim, 1000)
+    assert first.finish == pytest.approx(one) and second.finish == pytest.approx(2 * one)
+
+
+def test_the_next_prefill_starts_when_a_request_dropped_after_prefill_frees_its_kv(pd) -> None:
+    """The first request does not fit the decode replica (1000 + 200 > 1100 − 1): dropped at L, its KV freed then;
+    the second (one token) is prefilled from L to 2L."""
+    c, plan = pd
+    sim = simulation(plan, c, [0.0, 0.0], [1000, 1000], [200, 1], drain=1.0)
+    sim.fronts[0].kv_capacity = 1500.0
+    sim.decodes[0].kv_capacity = 1100.0
+    dropped, second = sim.run().requests
+    assert dropped.dropped and second.finish == pytest.approx(2 * latency(sim, 1000))
+
+
+def test_the_next_prefill_starts_when_the_shipped_kv_arrives(pd) -> None:
+    """KV for one prompt at a time: the second prompt waits for the first one's KV to reach the decode replica
+    (at L + x, x the transfer), then takes the same L + x: its KV arrives at 2(L + x)."""
+    c, plan = pd
+    sim = simulation(plan, c, [0.0, 0.0], [1000, 1000], [5, 5], drain=1.0)
+    sim.fronts[0].kv_capacity = 1500.0
+    first, second = sim.run().requests
+    assert first.kv_arrived > latency(sim, 1000)
+    assert second.kv_arrived == pytest.approx(2 * first.kv_arrived)
+    assert second.finish > second.kv_arrived and sim.fronts[0].kv_used == 0
+
+
+def test_a_prefill_held_back_by_max_num_seqs_starts_when_the_batch_leaves_the_pipeline(pd) -> None:
+    """max_num_seqs 1 on a pipelined prefill replica: the second prompt cannot start when the first stage frees
+    (one sequence is still in the pipeline) but starts as soon as the first leaves it at L, not only once its KV
+    has been shipped: the two KV transfers (each ≪ L) arrive L apart."""
+    c, plan = pd
+    sim = simulation(plan, c, [0.0, 0.0], [1000, 1000], [5, 5], drain=1.0)
+    sim.fronts[0].max_seqs = 1
+    first, second = sim.run().requests
+    assert second.kv_arrived - first.kv_arrived == pytest.approx(latency(sim, 1000))
+
+
+def test_a_run_cut_short_stops_at_its_end_with_the_link_busy_until_then(pd) -> None:
+    """A 1 Mbit/s link: the 2 MB of a 1000-token prompt take 16 s to cross, so at the end of a 3 s run (warm-up 0,
+    no drain) the transfer that started at L is still going: the link was busy (3 − L) / 3 of the run; queue
+    samples every second up to and including 3 s; the request is unfinished."""
+    c = cluster(node("p", toy_gpu(), 2), node("d", toy_gpu(), 1), model=MODEL, prompt=1000, output=100, network=0.001)
+    plan = draft_plan(c, replica(c, "prefill", ["p/0"], ["p/1"]), replica(c, "decode", ["d/0"]))
+    sim = simulation(plan, c, [0.0], [1000], [5], drain=0.0, duration=3.0)
+    result = sim.run()
+    assert result.sim_seconds == 3.0 and result.unfinished == 1
+    assert [t for t, _ in result.queue] == [1.0, 2.0, 3.0]
+    assert result.link_utilisation == {"p→d": pytest.approx((3.0 - latency(sim, 1000)) / 3.0)}
+    assert result.replica_utilisation[sim.fronts[0].id] == pytest.approx(sim.fronts[0].timing.prefill([1000])[0] / 3.0)
+
+
+@pytest.mark.timeout(30)  # the bug this pins was a hang: an unlimited drain waited for ever on the blocked request
+def test_a_request_that_could_never_pass_the_watermark_is_dropped_not_waited_for(colocated, pd) -> None:
+    """KV memory of 1000 tokens (990 below vLLM's 1 % watermark): 990 + 5 (+1) fits the memory, so it passes the
+    arrival check, but its prompt alone needs 991 below the watermark: it is dropped, and the request behind it is
+    served. The same on a decode replica after prefill (990 + 5 ≤ 1000 − 1)."""
+    c, plan = colocated
+    sim = simulation(plan, c, [0.0, 0.0], [990, 300], [5, 5])
+    sim.fronts[0].kv_capacity, sim.fronts[0].max_model_len = 1000.0, 10_000
+    blocked, behind = sim.run().requests
+    assert blocked.dropped == "request larger than the replica's KV memory below vLLM's watermark"
+    assert behind.finish > 0 and sim.in_system == 0 and sim.fronts[0].outstanding == 0
+    c, plan = pd
+    sim = simulation(plan, c, [0.0, 0.0], [990, 300], [5, 5])
+    sim.decodes[0].kv_capacity = 1000.0
+    blocked, behind = sim.run().requests
+    assert blocked.dropped.endswith("below vLLM's watermark") and blocked.first_token > 0
+    assert behind.finish > 0 and sim.in_system == 0 and sim.decodes[0].outstanding == 0

@@ -1,0 +1,115 @@
+"""planner.sim.entities at its edges: when a link counts a transfer as done (within a billionth of the bytes moved,
+or within one representable tick of the clock at huge times, shared among the active transfers), that every change
+of a link invalidates its scheduled finish, and the batch server's aggregate figures (mean context, requests held).
+Expected values are worked out by hand in each test's docstring; sizes are chosen so the margins are wide
+against float rounding but narrow against a tolerance twice or half as large."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from planner.sim.entities import BatchServer, Link, PrefillServer, Request
+
+
+def request(i: int, prompt: int = 100, output: int = 10, generated: int = 0) -> Request:
+    r = Request(i, 0.0, prompt, output)
+    r.generated = generated
+    return r
+
+
+def test_a_transfer_within_a_billionth_of_the_bytes_moved_is_done() -> None:
+    """1 B/s, 1000 B from t = 0. At 1000 − 1.5 µs it lacks 1.5e-6 B (1.5 billionths of the 1000 B moved): not done;
+    at 1000 − 0.75 µs it lacks 0.75 billionths: done (rounding noise, not bytes still to send)."""
+    link = Link(("a", "b"), 1.0, 0.0)
+    flow = request(0)
+    link.add(0.0, flow, 1000.0)
+    assert link.pop_finished(1000.0 - 1.5e-6) == []
+    assert link.pop_finished(1000.0 - 0.75e-6) == [flow] and link.active == 0
+
+
+def test_early_on_the_tolerance_is_a_billionth_of_a_byte() -> None:
+    """Before a byte has moved the tolerance is 1e-9 B, not a billionth of the (tiny) bytes moved: 2 B/s, 1 B, at
+    t = 0.5 − 2e-10 s it lacks 4e-10 B: done; at 0.5 − 1e-9 s it lacks 2e-9 B: not done."""
+    link = Link(("a", "b"), 2.0, 0.0)
+    flow = request(0)
+    link.add(0.0, flow, 1.0)
+    assert link.pop_finished(0.5 - 1e-9) == []
+    assert link.pop_finished(0.5 - 2e-10) == [flow]
+
+
+def test_at_huge_times_a_transfer_shorter_than_one_clock_tick_is_done() -> None:
+    """At t = 2**40 s the clock's tick is 2**-12 s; 4 096 000 B/s shared by two transfers moves 500 B each per
+    tick. Of 400 B and 700 B added then, the 400 B one is done at once (it would otherwise be rescheduled at the
+    same `now` forever), the 700 B one not; it then has the link alone."""
+    t = 2.0**40
+    assert math.ulp(t) == 2.0**-12
+    link = Link(("a", "b"), 4_096_000.0, 0.0)
+    small, big = request(0), request(1)
+    link.add(t, small, 400.0)
+    link.add(t, big, 700.0)
+    assert link.pop_finished(t) == [small]
+    assert link.active == 1 and [f[2] for f in link.flows] == [big]
+
+
+def test_every_change_of_a_link_invalidates_its_scheduled_finish() -> None:
+    """The engine drops a link event whose version is stale: adding a transfer and popping finished ones (even
+    none) both move the version on."""
+    link = Link(("a", "b"), 100.0, 0.0)
+    seen = {link.version}
+    link.add(0.0, request(0), 100.0)
+    seen.add(link.version)
+    link.pop_finished(0.5)
+    seen.add(link.version)
+    link.pop_finished(1.0)
+    seen.add(link.version)
+    assert len(seen) == 4
+
+
+def test_a_link_finish_time_follows_its_remaining_bytes_and_sharers() -> None:
+    """10 B/s from t = 1: 30 B alone ends at t = 4; with a second 30 B transfer from t = 2 (20 B left then, 5 B/s
+    each) the first ends at t = 6, the second (20 B by then, 10 left alone) at t = 7; the link was busy from 1 to 7."""
+    link = Link(("a", "b"), 10.0, 0.5)
+    first, second = request(0), request(1)
+    link.add(1.0, first, 30.0)
+    assert link.next_finish() == pytest.approx(4.0)
+    link.add(2.0, second, 30.0)
+    assert link.next_finish() == pytest.approx(6.0)
+    assert link.pop_finished(6.0) == [first] and link.next_finish() == pytest.approx(7.0)
+    assert link.pop_finished(7.0) == [second]
+    assert link.busy_s == pytest.approx(6.0) and link.latency == 0.5
+
+
+def batch_server() -> BatchServer:
+    return BatchServer(0, "d", None, False, 8, 4096, 100_000, 10_000.0)  # type: ignore[arg-type]
+
+
+def test_mean_context_is_the_rounded_mean_of_the_running_sequences() -> None:
+    """Contexts 101 and 52 (153 / 2 = 76.5 → 76, round half to even), then one step later 102 and 53 (77.5 → 78)."""
+    server = batch_server()
+    assert server.mean_context == 0, "no running sequence: no context to read"
+    server.join(request(0, prompt=100, output=50, generated=1))
+    server.join(request(1, prompt=51, output=50, generated=1))
+    assert server.mean_context == 76
+    server.step += 1
+    assert server.mean_context == 78 and server.kv_used == 155
+
+
+def test_requests_held_count_waiting_running_and_prefilling() -> None:
+    server = batch_server()
+    server.waiting.extend([request(0), request(1)])
+    server.join(request(2, generated=1))
+    server.prefilling.extend([request(3), request(4), request(5)])
+    assert server.outstanding == 2 + 1 + 3
+    prefill = PrefillServer(0, "p", None, 4, 1000, 100_000, 1000.0)  # type: ignore[arg-type]
+    prefill.queue.extend([request(0), request(1)])
+    prefill.in_batch = 3
+    assert prefill.outstanding == 5
+
+
+def test_a_request_context_is_its_prompt_and_the_tokens_made_so_far() -> None:
+    r = request(0, prompt=100, output=10)
+    assert r.context == 100 and r.first_token < 0 and r.finish < 0 and not r.dropped
+    r.generated = 4
+    assert r.context == 104
