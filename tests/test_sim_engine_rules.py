@@ -167,3 +167,99 @@ def test_a_request_that_could_never_pass_the_watermark_is_dropped_not_waited_for
     blocked, behind = sim.run().requests
     assert blocked.dropped.endswith("below vLLM's watermark") and blocked.first_token > 0
     assert behind.finish > 0 and sim.in_system == 0 and sim.decodes[0].outstanding == 0
+
+
+def test_a_kv_transfer_over_several_node_pairs_waits_for_the_slowest_latency() -> None:
+    """Prefill stages on p (layer 0) and d (layer 1), decode on d: the KV crosses p→d (1000 tokens × 1 KiB in
+    81.92 µs at 100 Gbit/s, then 5 ms of latency) and d→d (the PCIe link, µs): it arrives L + 81.92 µs + 5 ms."""
+    c = cluster(node("p", toy_gpu(), 1), node("d", toy_gpu(), 2), model=MODEL, prompt=1000, output=100, latency="5ms")
+    plan = draft_plan(c, replica(c, "prefill", ["p/0"], ["d/1"]), replica(c, "decode", ["d/0"]))
+    sim = simulation(plan, c, [0.0], [1000], [5])
+    (request,) = sim.run().requests
+    assert request.kv_arrived == pytest.approx(latency(sim, 1000) + 1000 * 1024 / 12.5e9 + 5e-3, rel=1e-9)
+
+
+def test_one_token_requests_end_at_their_prefill_and_two_token_ones_do_not(colocated, pd) -> None:
+    c, plan = colocated
+    one, two = simulation(plan, c, [0.0, 1.0], [200, 200], [1, 2]).run().requests
+    assert one.finish == one.first_token > 0 and two.finish > two.first_token > 1.0
+    c, plan = pd
+    one, two = simulation(plan, c, [0.0, 1.0], [200, 200], [1, 2]).run().requests
+    assert one.finish == one.first_token > 0 and one.kv_arrived == -1.0
+    assert two.finish > two.kv_arrived == two.first_token > 1.0
+
+
+def test_queue_samples_skip_idle_spans_on_the_sampling_grid(colocated) -> None:
+    """Every 0.5 s while requests are in the system or about to come: the first request is done by 0.5 s, the next
+    arrives at 10.3 s, so sampling resumes at 10.5 s (the grid point after it), then every 0.5 s while the second
+    runs (a third arrives at 11.6 s meanwhile) until the first grid point after the last finish."""
+    c, plan = colocated
+    sim = simulation(plan, c, [0.0, 10.3, 11.6], [200, 200, 200], [5, 1500, 5], sample_s=0.5)
+    sim.fronts[0].max_model_len = 10_000
+    result = sim.run()
+    last = max(r.finish for r in result.requests)
+    assert result.finished == 3 and 11.6 < result.requests[1].finish == last
+    assert [t for t, _ in result.queue] == [0.5, *(0.5 * k for k in range(21, math.ceil(last / 0.5) + 1))]
+    assert result.sim_seconds == result.queue[-1][0]
+
+
+def test_a_prompt_being_prefilled_holds_its_kv_and_one_token_more() -> None:
+    """KV memory 1000 (990 below the watermark), 256-token steps: a 600-token prompt is prefilled over three steps,
+    holding 601 tokens meanwhile. A 388-token prompt arriving during the first step (needs 389: 990 in all) joins
+    it in the third step and has its first token no later than the first request finishes; a 389-token one (991)
+    waits until the first request is done."""
+    c = cluster(node("c", toy_gpu(), 1), model=MODEL, prompt=200, output=100)
+    plan = draft_plan(c, replica(c, "colocated", ["c/0"]))
+    for second_prompt, joins in ((388, True), (389, False)):
+        sim = simulation(plan, c, [0.0, 1e-6], [600, second_prompt], [2, 2])
+        server = sim.fronts[0]
+        server.kv_capacity, server.max_tokens, server.max_model_len = 1000.0, 256, 10_000
+        first, second = sim.run().requests
+        assert (second.first_token <= first.finish) is joins
+
+
+def test_a_preempted_sequence_is_counted_once_and_recomputed(colocated) -> None:
+    """KV memory 1000: two 300 + 400 requests grow together until they no longer fit; the newer one is evicted
+    once (the older then runs alone to 700 tokens, which leaves no room for it) and recomputes its prompt and the
+    tokens it had made before finishing after the older one."""
+    c, plan = colocated
+    sim = simulation(plan, c, [0.0, 0.0], [300, 300], [400, 400])
+    sim.fronts[0].kv_capacity, sim.fronts[0].max_model_len = 1000.0, 10_000
+    result = sim.run()
+    older, newer = result.requests
+    assert (result.preemptions, older.preemptions, newer.preemptions) == (1, 0, 1)
+    assert newer.prefilled > newer.prompt and newer.finish > older.finish and result.finished == 2
+
+
+def test_a_chunked_prompt_costs_each_chunks_tokens_and_attention() -> None:
+    """An 8000-token prompt in 4096-token steps on an A100 (compute-bound: attention matters): chunks of 4096 and
+    3904 tokens whose attention terms are 4096² and 8000² − 4096² (the new tokens attend to the earlier ones too)."""
+    c = cluster(node("a", "A100-80G", 1))
+    plan = draft_plan(c, replica(c, "colocated", ["a/0"]))
+    sim = simulation(plan, c, [0.0], [8000], [1])
+    server = sim.fronts[0]
+    server.max_tokens, server.max_model_len = 4096, 10_000
+    (request,) = sim.run().requests
+    step = server.timing.mixed_step
+    assert request.finish == pytest.approx(step(0, 0, 4096, 4096**2, 1) + step(0, 0, 3904, 8000**2 - 4096**2, 1))
+
+
+def test_a_replica_busy_past_the_end_of_the_run_is_fully_utilised_not_more(pd) -> None:
+    """A 1 ms run (samples every 0.5 ms) in which a prefill batch of ~1.3 ms period starts at 0: utilisation 1."""
+    c, plan = pd
+    sim = simulation(plan, c, [0.0], [1000], [5], drain=0.0, duration=0.001, sample_s=0.0005)
+    result = sim.run()
+    assert result.sim_seconds == 0.001
+    assert result.replica_utilisation == {sim.fronts[0].id: 1.0, sim.decodes[0].id: 0.0}
+
+
+def test_the_router_phase_defaults_to_seed_zero() -> None:
+    """Two colocated replicas: the router's phase (seed) picks which one takes the first request; without a seed
+    it is seed 0's choice."""
+    c = cluster(node("c", toy_gpu(), 2), model=MODEL, prompt=200, output=100)
+    plan = draft_plan(c, replica(c, "colocated", ["c/0"]), replica(c, "colocated", ["c/1"]))
+
+    def fronts(**seed: int) -> list[int]:
+        return [r.front for r in simulation(plan, c, [0.0, 1.0, 2.0], [200] * 3, [5] * 3, **seed).run().requests]
+
+    assert fronts() == fronts(seed=0) != fronts(seed=1)

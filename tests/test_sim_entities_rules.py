@@ -30,13 +30,13 @@ def test_a_transfer_within_a_billionth_of_the_bytes_moved_is_done() -> None:
 
 
 def test_early_on_the_tolerance_is_a_billionth_of_a_byte() -> None:
-    """Before a byte has moved the tolerance is 1e-9 B, not a billionth of the (tiny) bytes moved: 2 B/s, 1 B, at
-    t = 0.5 − 2e-10 s it lacks 4e-10 B: done; at 0.5 − 1e-9 s it lacks 2e-9 B: not done."""
-    link = Link(("a", "b"), 2.0, 0.0)
+    """Before a whole byte has moved the tolerance is 1e-9 B, not a billionth of the (fewer) bytes moved: 1 B/s,
+    0.5 B from t = 0; lacking 1.25e-9 B it is not done, lacking 0.75e-9 B it is."""
+    link = Link(("a", "b"), 1.0, 0.0)
     flow = request(0)
-    link.add(0.0, flow, 1.0)
-    assert link.pop_finished(0.5 - 1e-9) == []
-    assert link.pop_finished(0.5 - 2e-10) == [flow]
+    link.add(0.0, flow, 0.5)
+    assert link.pop_finished(0.5 - 1.25e-9) == []
+    assert link.pop_finished(0.5 - 0.75e-9) == [flow]
 
 
 def test_at_huge_times_a_transfer_shorter_than_one_clock_tick_is_done() -> None:
@@ -113,3 +113,19 @@ def test_a_request_context_is_its_prompt_and_the_tokens_made_so_far() -> None:
     assert r.context == 100 and r.first_token < 0 and r.finish < 0 and not r.dropped
     r.generated = 4
     assert r.context == 104
+
+
+def test_entities_are_compared_and_hashed_by_identity() -> None:
+    """Two requests (or servers) alike in every field are still two: the engine removes a request from a list by
+    identity, and misspelt fields fail loudly (slotted records)."""
+    a, b = request(0), request(0)
+    assert a != b and len({a, b}) == 2
+    servers = [batch_server(), batch_server()]
+    assert servers[0] != servers[1] and len(set(servers)) == 2
+    links = [Link(("a", "b"), 1.0, 0.0), Link(("a", "b"), 1.0, 0.0)]
+    assert links[0] != links[1] and len(set(links)) == 2
+    prefills = [PrefillServer(0, "p", None, 4, 1000, 100_000, 1000.0) for _ in range(2)]  # type: ignore[arg-type]
+    assert prefills[0] != prefills[1] and len(set(prefills)) == 2
+    for record in (a, servers[0], links[0], prefills[0]):
+        with pytest.raises(AttributeError):
+            record.prefiled = 1  # type: ignore[union-attr]

@@ -5,6 +5,7 @@ attainment (NaN, `null` in JSON). Every expected figure is counted by hand from 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -76,11 +77,14 @@ def test_a_one_token_request_has_no_tpot_and_meets_any_tpot_bound() -> None:
     TPOT bound can fail it."""
     one = record(0, 10.0, 10.25, 10.25, output=1)
     many = record(1, 11.0, 11.25, 12.25, output=5)  # TPOT 0.25
+    two = record(2, 12.0, 12.25, 12.5, output=2)  # TPOT 0.25: one token after the first
     with np.errstate(all="raise"):
-        result = summary([one, many], Slo(None, 0.25))
+        result = summary([one, many, two], Slo(None, 0.25))
     assert result.tpot_s == {"p50": 0.25, "p90": 0.25, "p99": 0.25}
     assert result.slo_attainment == 1.0
-    assert result.e2e_s["p50"] == pytest.approx((0.25 + 1.25) / 2)
+    assert result.e2e_s["p50"] == pytest.approx(0.5)
+    slow_two = record(3, 13.0, 13.25, 14.25, output=2)  # TPOT 1.0: the p99 of 0.25 and 1.0
+    assert summary([one, many, slow_two], Slo(None, 0.25)).tpot_s["p99"] == pytest.approx(0.25 + 0.75 * 0.99)
 
 
 def test_unfinished_and_dropped_requests_are_counted_apart_and_both_miss() -> None:
@@ -116,4 +120,6 @@ def test_json_carries_every_figure_of_the_run() -> None:
     assert figures["queue"] == [{"t": 1.0, "waiting": 2}] and figures["sim_seconds"] == 30.0
     assert figures["ttft_s"]["p50"] == pytest.approx(0.5) and figures["e2e_s"]["p50"] == pytest.approx(1.0)
     assert figures["tpot_s"]["p50"] == pytest.approx(0.5 / 8)
-    assert "requests" not in figures
+    assert "requests" not in figures and "Request(" not in repr(result), "per-request records stay out of both"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.arrived = 3  # type: ignore[misc]  # a run's figures are read-only

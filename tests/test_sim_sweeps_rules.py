@@ -1,16 +1,20 @@
 """planner.sim.sweeps: the deadline a run needs for an attainment (`deadline_scale`, benchmarks/paper.py's
-"deadline_x"), on hand-made request records whose scales are worked out in the comments; and the defaults of the
-runs built on the simulator (warm-up, drain, the replay's window, the saturation load), on a one-replica plan."""
+"deadline_x"), on hand-made request records whose scales are worked out in the comments; the defaults of the runs
+built on the simulator (warm-up, drain, the replay's window, the saturation load, planner.simulate's 300 s), on a
+one-replica plan; and goodput's bisection against a stand-in run whose knee is known."""
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from builders import cluster, draft_plan, node, replica
 
+import planner
 from planner.errors import InputError
+from planner.sim import sweeps
 from planner.sim.arrivals import Arrivals
 from planner.sim.entities import Request
 from planner.sim.metrics import Slo, summarise
@@ -60,6 +64,18 @@ def test_an_unset_bound_does_not_count() -> None:
     assert [deadline_scale(tpot_only, q) for q in (0.0, 0.2, 0.5, 0.9)] == [0.0, 0.5, 2.0, math.inf]
 
 
+def test_a_two_token_request_has_a_tpot_and_time_zero_is_a_finish() -> None:
+    """Window [0, 20): a two-token request (TPOT = its one decode gap, 0.3 s → 3×) and one that ended at t = 0.0
+    (0×, not unfinished): the median ("higher" of 0 and 3) is 3, the lowest 0."""
+    two = record(0, 0.0, 0.1, 0.4, output=2)
+    instant = record(1, 0.0, 0.0, 0.0, output=1)
+    result = summarise(
+        [two, instant], warmup=0.0, duration=20.0, slo=Slo(1.0, 0.1), preemptions=0, replica_utilisation={},
+        link_utilisation={}, queue=[], sim_seconds=1.0,
+    )  # fmt: skip
+    assert deadline_scale(result, 0.0) == 0.0 and deadline_scale(result, 0.5) == pytest.approx(3.0)
+
+
 def test_no_sampled_request_gives_nan_and_no_slo_is_refused() -> None:
     assert math.isnan(deadline_scale(result_of(RECORDS[:1], Slo(1.0, 0.1)), 0.9))
     with pytest.raises(InputError) as refused:
@@ -72,21 +88,30 @@ def test_no_sampled_request_gives_nan_and_no_slo_is_refused() -> None:
 
 @pytest.fixture(scope="module")
 def colocated():
-    c = cluster(node("a", "A100-80G", 1), prompt=200, output=4)
+    """llama-3.1-8b on one A100: 200-token prompts, 300 tokens out (a few seconds each)."""
+    c = cluster(node("a", "A100-80G", 1), prompt=200, output=300)
     return c, draft_plan(c, replica(c, "colocated", ["a/0"]))
 
 
 def test_a_rate_run_warms_up_for_a_quarter_and_drains_for_its_length(colocated) -> None:
     """40 s at 2 req/s: the window is [10, 40) (the offered rate counts the arrivals in it), and every request
-    arriving before 40 s finishes within the drain (light load, tens of ms each)."""
+    arriving before 40 s finishes within the drain (light load, seconds each); without a drain those still running
+    at 40 s stay unfinished."""
     c, plan = colocated
     result = simulate_rate(plan, c, 2.0, duration=40.0, seed=3)
     times = np.array([r.arrival for r in result.requests])
     assert result.offered_rps == pytest.approx(np.sum(times >= 10.0) / 30.0)
-    assert result.unfinished == 0 and result.finished == len(times)
+    assert result.unfinished == 0 and result.finished == len(times) and result.sim_seconds > 40.0
     cut = simulate_rate(plan, c, 2.0, duration=40.0, seed=3, warmup=0.0, drain=0.0)
     assert cut.offered_rps == pytest.approx(len(times) / 40.0)
-    assert cut.sim_seconds <= 40.0
+    assert cut.sim_seconds <= 40.0 and cut.unfinished > 0
+
+
+def test_the_public_simulate_runs_five_minutes_by_default(colocated) -> None:
+    """planner.simulate (hexplan simulate) without --duration: 300 s, the first 75 s warm-up."""
+    c, plan = colocated
+    result = planner.simulate(plan, c, rate=0.2)
+    assert (result.warmup_s, result.window_end_s) == (75.0, 300.0)
 
 
 def test_a_replay_samples_every_arrival_and_runs_each_to_its_end(colocated) -> None:
@@ -100,6 +125,63 @@ def test_a_replay_samples_every_arrival_and_runs_each_to_its_end(colocated) -> N
 
 def test_saturation_offers_half_again_the_plans_rate_without_a_drain(colocated) -> None:
     c, plan = colocated
-    result = saturation(plan, c, duration=8.0, seed=1)
+    result = saturation(plan, c, duration=20.0, seed=1)
     assert result.offered_rps == pytest.approx(1.5 * plan.summary.throughput_rps, rel=0.2)
-    assert result.sim_seconds <= 8.0
+    assert result.sim_seconds <= 20.0 and result.unfinished > 0
+
+
+# ----------------------------------------------------------------------------- goodput's bisection, on a fake run
+
+
+def fake_runs(knee: float, attainment: float = 0.9):
+    """A stand-in for simulate_rate: attainment exactly `attainment` up to `knee` req/s, 0 above; records rates."""
+    rates: list[float] = []
+
+    def run(plan, cluster, rate, **_options):
+        rates.append(rate)
+        return SimpleNamespace(slo_attainment=attainment if rate <= knee else 0.0)
+
+    return run, rates
+
+
+def plan_of(throughput: float):
+    return SimpleNamespace(summary=SimpleNamespace(throughput_rps=throughput))
+
+
+def test_goodput_bisects_seven_times_up_to_a_fifth_above_the_plans_rate(monkeypatch) -> None:
+    """high = 1.2 × 10 = 12 req/s; a knee at 11.99 (attainment exactly the SLO's 0.9 there: met) is found as
+    12 × 127/128 after 7 halvings (6 would stop at 12 × 63/64, 8 at 12 × 255/256)."""
+    run, rates = fake_runs(11.99)
+    monkeypatch.setattr(sweeps, "simulate_rate", run)
+    rate, best = sweeps.goodput(plan_of(10.0), SimpleNamespace(slo=Slo(1.0, 0.1)), duration=10.0, seed=0)
+    assert rate == 12.0 * 127 / 128 and best is not None and best.slo_attainment == 0.9
+    assert rates[:2] == [6.0, 9.0] and len(rates) == 7
+
+
+def test_goodput_is_zero_when_nothing_meets_the_slo_and_refused_without_one(monkeypatch) -> None:
+    run, _ = fake_runs(0.0)
+    monkeypatch.setattr(sweeps, "simulate_rate", run)
+    assert sweeps.goodput(plan_of(10.0), SimpleNamespace(slo=Slo(1.0, 0.1)), duration=10.0, seed=0) == (0.0, None)
+    with pytest.raises(InputError) as refused:
+        sweeps.goodput(plan_of(10.0), SimpleNamespace(slo=None), duration=10.0, seed=0)
+    assert str(refused.value).startswith(NO_SLO)
+
+
+def test_goodput_refuses_a_sweep_beyond_the_request_limit(monkeypatch) -> None:
+    """Up to 20 req/s for 100 s is 2000 requests: more than a limit of 1999, not of 2000."""
+    run, _ = fake_runs(1.0)
+    monkeypatch.setattr(sweeps, "simulate_rate", run)
+    slo = SimpleNamespace(slo=Slo(1.0, 0.1))
+    with pytest.raises(InputError):
+        sweeps.goodput(plan_of(1.0), slo, duration=100.0, seed=0, high=20.0, max_requests=1999)
+    assert sweeps.goodput(plan_of(1.0), slo, duration=100.0, seed=0, high=20.0, max_requests=2000, iterations=1)[0] == 0
+
+
+def test_a_plan_without_flow_is_still_offered_a_positive_rate(monkeypatch) -> None:
+    """The floors of 1e-6 req/s: goodput searches (0, 1.2e-6], saturation offers 1.5e-6."""
+    run, rates = fake_runs(1.0)
+    monkeypatch.setattr(sweeps, "simulate_rate", run)
+    rate, _ = sweeps.goodput(plan_of(0.0), SimpleNamespace(slo=Slo(1.0, 0.1)), duration=1.0, seed=0, iterations=1)
+    assert rate == pytest.approx(0.6e-6, rel=1e-12)
+    sweeps.saturation(plan_of(0.0), SimpleNamespace(), duration=1.0, seed=0)
+    assert rates[-1] == pytest.approx(1.5e-6, rel=1e-12)

@@ -285,3 +285,15 @@ def test_summary_of_nothing_measured_is_nan_not_an_error() -> None:
     )  # fmt: skip
     assert math.isnan(result.slo_attainment) and math.isnan(result.ttft_s["p50"])
     assert result.throughput_rps == 0.0 and result.offered_rps == 0.0
+
+
+def test_an_event_at_the_end_time_still_runs() -> None:
+    """`until` is inclusive: an event at exactly 5.0 runs, one just after it does not."""
+    seen: list[float] = []
+
+    def note(now: float, _payload: object):
+        seen.append(now)
+        return []
+
+    assert run([Event(5.0, FINISH, note), Event(math.nextafter(5.0, 6.0), FINISH, note)], until=5.0) == 5.0
+    assert seen == [5.0]

@@ -160,8 +160,7 @@ class Simulation:
         return events + self._start_batch(server, now)
 
     def _finish(self, request: Request, now: float) -> None:
-        if request.finish >= 0:
-            raise RuntimeError(f"request {request.id} finished twice")
+        assert request.finish < 0, f"request {request.id} finished twice"
         request.finish = now
         self.in_system -= 1
 
