@@ -263,3 +263,36 @@ def test_the_router_phase_defaults_to_seed_zero() -> None:
         return [r.front for r in simulation(plan, c, [0.0, 1.0, 2.0], [200] * 3, [5] * 3, **seed).run().requests]
 
     assert fronts() == fronts(seed=0) != fronts(seed=1)
+
+
+def test_queue_samples_count_the_requests_waiting_at_every_replica(colocated, pd) -> None:
+    """One request waiting in each place at t = 1 s: a prefill replica's queue (KV for one prompt, the first one's
+    taking 16 s to ship over 1 Mbit/s), a colocated replica's waiting queue and a decode replica's (max_num_seqs 1,
+    the first request decoding for ~1.5 s)."""
+    c = cluster(node("p", toy_gpu(), 2), node("d", toy_gpu(), 1), model=MODEL, prompt=1000, output=100, network=0.001)
+    plan = draft_plan(c, replica(c, "prefill", ["p/0"], ["p/1"]), replica(c, "decode", ["d/0"]))
+    sim = simulation(plan, c, [0.0, 0.0], [1000, 1000], [5, 5], drain=0.0, duration=2.0)
+    sim.fronts[0].kv_capacity = 1500.0
+    assert sim.run().queue == [(1.0, 1), (2.0, 1)]
+    c, plan = colocated
+    sim = simulation(plan, c, [0.0, 0.0], [200, 200], [1500, 1500], drain=0.0, duration=1.0)
+    sim.fronts[0].max_seqs, sim.fronts[0].max_model_len = 1, 10_000
+    assert sim.run().queue == [(1.0, 1)]
+    c, plan = pd
+    sim = simulation(plan, c, [0.0, 0.0], [200, 200], [1500, 1500], drain=0.0, duration=1.0)
+    sim.decodes[0].max_seqs, sim.decodes[0].max_model_len = 1, 10_000
+    assert sim.run().queue == [(1.0, 1)]
+
+
+def test_the_routers_view_counts_requests_in_flight_per_front_replica(pd) -> None:
+    """What RoutingPolicy reads: a mapping of every front-end replica to its requests in flight (0 for a name it
+    does not know); empty again after a drained run."""
+    c, plan = pd
+    sim = simulation(plan, c, [0.0, 0.0, 0.0], [1000] * 3, [5] * 3, drain=0.0, duration=0.001)
+    front = sim.fronts[0].id
+    sim.run()
+    assert dict(sim.in_flight) == {front: 3} and len(sim.in_flight) == 1
+    assert sim.in_flight[front] == sim.in_flight.get(front) == 3 and sim.in_flight.get("elsewhere") == 0
+    sim = simulation(plan, c, [0.0, 0.0, 0.0], [1000] * 3, [5] * 3)
+    sim.run()
+    assert dict(sim.in_flight) == {front: 0}

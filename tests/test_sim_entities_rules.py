@@ -82,7 +82,7 @@ def test_a_link_finish_time_follows_its_remaining_bytes_and_sharers() -> None:
 
 
 def batch_server() -> BatchServer:
-    return BatchServer(0, "d", None, False, 8, 4096, 100_000, 10_000.0)  # type: ignore[arg-type]
+    return BatchServer(0, "d", None, 8, 4096, 100_000, 10_000.0)  # type: ignore[arg-type]
 
 
 def test_mean_context_is_the_rounded_mean_of_the_running_sequences() -> None:

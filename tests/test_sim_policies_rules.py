@@ -17,7 +17,7 @@ def request(i: int, prompt: int = 100, output: int = 10, generated: int = 0, nee
 
 
 def batch_server(capacity: float = 100_000, max_seqs: int = 8, max_tokens: int = 4096) -> BatchServer:
-    return BatchServer(0, "d", None, False, max_seqs, max_tokens, 100_000, capacity)  # type: ignore[arg-type]
+    return BatchServer(0, "d", None, max_seqs, max_tokens, 100_000, capacity)  # type: ignore[arg-type]
 
 
 def step(server: BatchServer):
@@ -111,3 +111,24 @@ def test_the_prefill_pipeline_counts_against_max_num_seqs() -> None:
     server.in_batch = 2
     server.queue.extend(request(i) for i in range(5))
     assert [r.id for r in prefill_batch(server)] == [0, 1]
+
+
+def test_a_single_token_of_budget_still_buys_a_chunk() -> None:
+    """301 tokens: a started 300-token prompt takes 300, the last token goes to the next started prompt; 301 tokens
+    with nothing started: a waiting 300-token prompt, then one token of the next."""
+    server = batch_server(max_tokens=301)
+    prefilling(server, request(0, prompt=300), request(1, prompt=100))
+    assert step(server)[2] == [(0, 300), (1, 1)]
+    server = batch_server(max_tokens=301)
+    server.waiting.extend([request(0, prompt=300), request(1, prompt=100)])
+    assert step(server)[1:3] == ([0, 1], [(0, 300), (1, 1)])
+
+
+def test_a_prefill_batch_fills_its_token_budget_and_no_more() -> None:
+    """1000 tokens: 500 + 501 would exceed it by one, so the 501-token prompt waits; likewise 1000 tokens of KV."""
+    server = PrefillServer(0, "p", None, 8, 1000, 100_000, 100_000.0)  # type: ignore[arg-type]
+    server.queue.extend([request(0, prompt=500), request(1, prompt=501)])
+    assert [r.id for r in prefill_batch(server)] == [0]
+    server = PrefillServer(0, "p", None, 8, 100_000, 100_000, 1000.0)  # type: ignore[arg-type]
+    server.queue.extend([request(0, prompt=500), request(1, prompt=501)])
+    assert [r.id for r in prefill_batch(server)] == [0]

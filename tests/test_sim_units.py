@@ -113,7 +113,7 @@ def test_a_transfer_joining_later_slows_the_one_running() -> None:
 
 
 def batch_server(capacity: float = 10_000, max_seqs: int = 8, max_tokens: int = 4096) -> BatchServer:
-    return BatchServer(0, "d", None, False, max_seqs, max_tokens, 100_000, capacity)  # type: ignore[arg-type]
+    return BatchServer(0, "d", None, max_seqs, max_tokens, 100_000, capacity)  # type: ignore[arg-type]
 
 
 def test_running_sequences_grow_one_token_per_step_and_leave_when_done() -> None:

@@ -50,7 +50,7 @@ def _servers(plan: Plan, cluster: Cluster) -> tuple[list[PrefillServer | BatchSe
             fronts.append(PrefillServer(len(fronts), replica.id, timing, *limits))
         else:
             servers = decodes if replica.role == "decode" else fronts
-            servers.append(BatchServer(len(servers), replica.id, timing, replica.role == "colocated", *limits))
+            servers.append(BatchServer(len(servers), replica.id, timing, *limits))
     return fronts, decodes
 
 
@@ -313,7 +313,6 @@ class Simulation:
                 continue
             server.prefilling.remove(request)
             server.reserved -= request.reserved
-            request.needs_prefill = False
             if request.first_token < 0:
                 request.first_token, request.generated = now, 1
             if request.generated >= request.output:
