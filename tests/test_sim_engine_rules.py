@@ -64,7 +64,7 @@ def test_a_colocated_request_fits_at_max_model_len_and_at_kv_memory_with_one_tok
     sim = simulation(plan, c, [0.0, 1.0], [200, 200], [100, 101])
     sim.fronts[0].max_model_len = 300
     first, second = sim.run().requests
-    assert first.finish > 0 and not first.dropped
+    assert first.finish > 0 and first.dropped == ""
     assert second.dropped == "prompt + output > max_model_len 300" and second.finish == -1.0
     sim = simulation(plan, c, [0.0, 1.0], [500, 500], [499, 500])
     sim.fronts[0].kv_capacity, sim.fronts[0].max_model_len = 1000.0, 10_000

@@ -26,7 +26,7 @@ def test_the_request_limit_is_inclusive_and_two_million_by_default() -> None:
         check_requests(2_000_001.0, MAX_REQUESTS, "this run")
     assert "this run means about 2,000,001 simulated requests, more than the limit of 2,000,000" in str(refused.value)
     with pytest.raises(InputError):
-        poisson(cluster(node("n")).workload, 2_000_001.0, 1.0, np.random.default_rng(0))
+        poisson(cluster(node("n")).workload, 1_000_001.0, 2.0, np.random.default_rng(0))  # 2,000,002 expected
 
 
 def test_poisson_arrivals_start_at_time_zero() -> None:
