@@ -220,15 +220,23 @@ def test_a_prompt_being_prefilled_holds_its_kv_and_one_token_more() -> None:
 
 def test_a_preempted_sequence_is_counted_once_and_recomputed(colocated) -> None:
     """KV memory 1000: two 300 + 400 requests grow together until they no longer fit; the newer one is evicted
-    once (the older then runs alone to 700 tokens, which leaves no room for it) and recomputes its prompt and the
-    tokens it had made before finishing after the older one."""
+    once, with g tokens made (the older then runs alone to 700 tokens, which leaves no room for it). When the older
+    ends, the newer recomputes its whole context C = 300 + g in one chunk, then decodes its 400 − g tokens left
+    alone at contexts C, C + 1, …: its finish is that much after the older one's."""
     c, plan = colocated
     sim = simulation(plan, c, [0.0, 0.0], [300, 300], [400, 400])
     sim.fronts[0].kv_capacity, sim.fronts[0].max_model_len = 1000.0, 10_000
     result = sim.run()
     older, newer = result.requests
     assert (result.preemptions, older.preemptions, newer.preemptions) == (1, 0, 1)
-    assert newer.prefilled > newer.prompt and newer.finish > older.finish and result.finished == 2
+    assert result.finished == 2
+    context = newer.prefilled  # the recomputed context: the prompt and the g tokens made before the eviction
+    made = context - newer.prompt
+    assert 0 < made < 400
+    timing = sim.fronts[0].timing
+    after = timing.mixed_step(0, 0, context, context**2, 1)
+    after += sum(timing.decode_step(1, context + k) for k in range(newer.output - made))
+    assert newer.finish - older.finish == pytest.approx(after, rel=1e-9)
 
 
 def test_a_chunked_prompt_costs_each_chunks_tokens_and_attention() -> None:
