@@ -304,3 +304,14 @@ def test_the_routers_view_counts_requests_in_flight_per_front_replica(pd) -> Non
     sim = simulation(plan, c, [0.0, 0.0, 0.0], [1000] * 3, [5] * 3)
     sim.run()
     assert dict(sim.in_flight) == {front: 0}
+
+
+def test_each_request_decodes_on_the_replica_the_router_chose_for_it() -> None:
+    """One prefill replica feeding two decode replicas: the router splits the requests between them, and each
+    request's decode index names a replica that was busy."""
+    c = cluster(node("p", toy_gpu(), 1), node("d", toy_gpu(), 2), model=MODEL, prompt=200, output=100)
+    plan = draft_plan(c, replica(c, "prefill", ["p/0"]), replica(c, "decode", ["d/0"]), replica(c, "decode", ["d/1"]))
+    sim = simulation(plan, c, [0.1 * i for i in range(6)], [200] * 6, [20] * 6)
+    result = sim.run()
+    assert result.finished == 6 and sorted({r.decode for r in result.requests}) == [0, 1]
+    assert all(result.replica_utilisation[d.id] > 0 for d in sim.decodes)
