@@ -129,3 +129,19 @@ def test_entities_are_compared_and_hashed_by_identity() -> None:
     for record in (a, servers[0], links[0], prefills[0]):
         with pytest.raises(AttributeError):
             record.prefiled = 1  # type: ignore[union-attr]
+
+
+def test_preemption_skips_sequences_that_already_finished() -> None:
+    """a (20 tokens to go) joins before b (1 to go): once b has finished, the newest running sequence is a."""
+    server = batch_server()
+    a, b = request(0, output=21, generated=1), request(1, output=2, generated=1)
+    server.join(a)
+    server.join(b)
+    server.step += 1
+    assert server.pop_done() == [b]
+    assert server.pop_newest() is a and a.generated == 2 and server.running == 0 and server.kv_used == 0
+
+
+def test_an_idle_link_has_nothing_to_pop() -> None:
+    link = Link(("a", "b"), 100.0, 0.0)
+    assert link.pop_finished(1.0) == [] and link.busy_s == 0.0
