@@ -158,6 +158,14 @@ def test_goodput_bisects_seven_times_up_to_a_fifth_above_the_plans_rate(monkeypa
     assert rates[:2] == [6.0, 9.0] and len(rates) == 7
 
 
+def test_goodput_narrows_from_both_sides(monkeypatch) -> None:
+    """A knee at 7.5 req/s in (0, 12]: 6 meets, 9 misses, 7.5 meets, then 8.25, 7.875, 7.6875, 7.59375 all miss."""
+    run, rates = fake_runs(7.5)
+    monkeypatch.setattr(sweeps, "simulate_rate", run)
+    rate, _ = sweeps.goodput(plan_of(10.0), SimpleNamespace(slo=Slo(1.0, 0.1)), duration=10.0, seed=0)
+    assert rate == 7.5 and rates == [6.0, 9.0, 7.5, 8.25, 7.875, 7.6875, 7.59375]
+
+
 def test_goodput_is_zero_when_nothing_meets_the_slo_and_refused_without_one(monkeypatch) -> None:
     run, _ = fake_runs(0.0)
     monkeypatch.setattr(sweeps, "simulate_rate", run)
