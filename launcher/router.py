@@ -136,7 +136,7 @@ class Router:
             connector=connector,
             timeout=timeout,
             auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),  # identity answers: relayed as they come
             cookie_jar=aiohttp.DummyCookieJar(),
         )
         self.prober = asyncio.create_task(self.probe_forever())
@@ -278,20 +278,20 @@ class Exchange:
         self.stream = body.get("stream") is True
         self.headers = {**router.engine_headers, "X-Request-Id": request_id}
         self.request_id = request_id
-        self.targets = router.targets
+        self.targets: dict[tuple[str, str, str], Target]  # the engines of the current try (run sets them)
 
     async def run(self) -> web.StreamResponse:
         router = self.router
         avoid: set[str] = set()
         kv: tuple[str, object] | None = None  # (prefill replica, its kv_transfer_params) still usable
         last: HopError | None = None
-        for attempt in range(router.config.limits.max_attempts):
+        for _ in range(router.config.limits.max_attempts):
             first, second = router.policy.choose(router.outstanding, router.health.down | avoid)
             if first in avoid or second in avoid:
                 break  # every candidate already failed this request
             self.targets = router.targets  # this attempt's engines, even if a new config arrives meanwhile
-            if attempt:
-                router.metrics.inc(router.metrics.retries, last.hop if last else "none")
+            if last is not None:  # a try after a failed one
+                router.metrics.inc(router.metrics.retries, last.hop)
             try:
                 if second is None:
                     return await self.relay(first, "direct", with_kv_params(self.raw, self.body, None), first)
@@ -309,11 +309,10 @@ class Exchange:
                 avoid.add(error.replica)
                 if error.hop != "decode" or error.kind != "connect":
                     kv = None  # the decode may have pulled (and freed) the KV: prefill again
-        status = last.status if last else 503
-        message = last.message if last else "no replica is available"
-        router.metrics.inc(router.metrics.failed, str(status))
+        assert last is not None  # max_attempts ≥ 1, and every try that did not answer failed with a HopError
+        router.metrics.inc(router.metrics.failed, str(last.status))
         return openai_error(
-            f"{message} (after {len(avoid)} failed replica(s))", status, **{"X-Request-Id": self.request_id}
+            f"{last.message} (after {len(avoid)} failed replica(s))", last.status, **{"X-Request-Id": self.request_id}
         )
 
     def failed(self, error: HopError) -> None:

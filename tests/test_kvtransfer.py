@@ -103,3 +103,12 @@ def test_nodes_without_a_link_cannot_transfer() -> None:
     prefill, decode = one(c, "a/0"), one(c, "b/0")
     assert kv_transfer_capacity(c, prefill, decode) == 0.0
     assert kv_transfer_time(c, prefill, decode) == math.inf
+
+
+@pytest.mark.parametrize(("p_split", "d_split"), [([16], [1]), ([1], [31]), ([10], [11]), ([31], [1])])
+def test_every_layer_ships_exactly_once_whatever_the_splits(c, p_split, d_split) -> None:
+    """Stage pairs sharing a single layer transfer it too: the loads add up to the whole request's KV."""
+    prefill = layout(c.model.layers, ["a/0"], ["b/0"], split=p_split)
+    decode = layout(c.model.layers, ["a/1"], ["b/1"], split=d_split)
+    loads = kv_transfer_loads(c, prefill, decode)
+    assert sum(nbytes for nbytes, _ in loads.values()) * PROMPT == pytest.approx(physical_bytes(c))

@@ -25,9 +25,8 @@ _COEFFS: dict[tuple[str, str, float, int], tuple[tuple[str, tuple[tuple[int, flo
 
 
 def ring_seconds(nbytes: float, tp: int, bandwidth: float, latency: float) -> float:
-    """Ring all-reduce (α-β model with the link's catalogue figures): the v1 model, for uncalibrated links."""
-    if tp <= 1:
-        return 0.0
+    """Ring all-reduce (α-β model with the link's catalogue figures): the v1 model, for uncalibrated links.
+    TP 1 takes no steps, so costs 0."""
     steps = 2 * (tp - 1)
     return steps * latency + steps / tp * nbytes / bandwidth
 

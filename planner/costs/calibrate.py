@@ -187,12 +187,9 @@ def calibrate_allreduce(
 
 def _table_predict(rows, records: Sequence[Measurement]) -> np.ndarray:
     """α + bytes/β of each record from the table's rows (its implementation, tp and size band), through the
-    same look-up the planner uses (planner.costs.allreduce)."""
+    same look-up the planner uses (planner.costs.allreduce; an implementation the rows lack, or none, takes the
+    fastest of theirs)."""
     digest = hashlib.sha256(repr(rows).encode()).hexdigest()  # the look-up memoises by content
     table = AllreduceCalibration("fit", digest, "fit", tuple(rows))
     link = LinkProfile("fit", "intra_node", 1.0, 0.0, allreduce=table)
-    impls = {r.implementation for r in rows}
-    return np.array([
-        allreduce_seconds(link, rec.tp, float(rec.bytes or 0), rec.engine if rec.engine in impls else None)
-        for rec in records
-    ])  # fmt: skip
+    return np.array([allreduce_seconds(link, rec.tp, float(rec.bytes or 0), rec.engine) for rec in records])

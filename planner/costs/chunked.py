@@ -126,7 +126,7 @@ def colocated_perf(cluster: Cluster, layout: Layout, slo: Slo | None) -> Colocat
     if slo is None:
         capacity, step = _saturated(cluster, layout, shape, batch, budget)
         alone = math.ceil(shape.prompt / budget) * shape.step(cluster, layout, 0, min(shape.prompt, budget))
-        return ColocatedPerf(capacity, None, step, alone, min(batch, budget - 1), budget, kv_tokens)
+        return ColocatedPerf(capacity, None, step, alone, batch, budget, kv_tokens)  # batch ≤ 512 < budget
     best: ColocatedPerf | None = None
     for cap in sorted({max(1, math.floor(batch * f)) for f in BATCH_FRACTIONS}, reverse=True):
         option = _within_slo(cluster, layout, shape, slo, cap, kv_tokens)
@@ -176,7 +176,7 @@ def _step_curve(cluster: Cluster, layout: Layout, shape: _Shape, batch: int, bud
     rates increasing. Figures at a rate are read off by linear interpolation (they change smoothly)."""
     most = min(batch / shape.decode, budget / (shape.prompt + shape.decode))
     points = [p for f in CURVE if (p := _operating_point(cluster, layout, shape, most * f, budget)) is not None]
-    curve = np.array(points, dtype=float).reshape(-1, 4)
+    curve = np.array(points, dtype=float)  # never empty: the lightest point fits any budget (_within_slo)
     curve[:, 0] = np.maximum.accumulate(curve[:, 0])
     return curve
 
@@ -220,9 +220,7 @@ def _within_slo(
     scv = prompt_scv(cluster)
     slot_miss = tpot_miss if slo.tpot is not None else ttft_miss
     long_prompt = max(shape.prompt, cluster.workload.prompt.quantile(1.0 - ttft_miss))
-    curve = _step_curve(cluster, layout, shape, batch, budget)
-    if len(curve) == 0:
-        return None
+    curve = _step_curve(cluster, layout, shape, batch, budget)  # never empty: the lightest point fits any budget
     rates = curve[:, 0]
 
     def prompts(rate: float) -> tuple[float, float, float]:

@@ -40,8 +40,10 @@ def mg1_wait_quantile(rate: float, mean_service: float, scv: float, miss: float)
     rho = rate * mean_service
     if rho >= 1.0:
         return math.inf
-    if rho <= miss or rho <= 0.0:
-        return 0.0
+    if rho <= miss:
+        return 0.0  # no more than `miss` of the requests wait at all (ρ = 0 included)
+    if miss <= 0.0:
+        return math.inf  # every request (attainment 1): a wait that is unbounded under Poisson arrivals
     tail = mg1_mean_wait(rate, mean_service, scv) / rho * math.log(rho / miss)
     light = min(mean_service, math.log((1.0 - miss) / (1.0 - rho)) / rate)  # exact M/D/1 below one service
     return max(tail, light)

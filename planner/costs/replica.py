@@ -136,28 +136,29 @@ def prefill_batch_seqs(cluster: Cluster, max_batched_tokens: int | None = None) 
     return max(1, min(MAX_NUM_SEQS, math.floor(batched / cluster.workload.prompt.mean)))
 
 
+def prefill_pipeline(cluster: Cluster, layout: Layout, seqs: float) -> tuple[float, float]:
+    """(period, latency) of a batch of `seqs` mean prompts: when the pipeline takes the next batch (its slowest
+    stage or hop), and how long one batch takes through every stage and hop."""
+    prompt = cluster.workload.prompt
+    last = layout.pp - 1
+    times = [
+        prefill_stage_time(cluster, stage, stage_hardware(cluster, stage), seqs, i == last)
+        for i, stage in enumerate(layout.stages)
+    ]
+    hops = [hop_time(cluster, a, b, seqs * prompt.mean) for a, b in pairwise(layout.stages)]
+    return max(times + hops), sum(times) + sum(hops)
+
+
 def prefill_perf(cluster: Cluster, layout: Layout, max_batched_tokens: int | None = None) -> PrefillPerf | None:
     """Prefill capacity of a replica batching up to `max_batched_tokens` prompt tokens (default 8192; never
     less than a long prompt), or None when it cannot hold the model and one batch's KV."""
-    prompt = cluster.workload.prompt
     batched, need = kv_need(cluster, "prefill", max_batched_tokens)
     kv_tokens = kv_capacity_tokens(cluster, layout, batched)
     if kv_tokens < need:
         return None
     n_seqs = prefill_batch_seqs(cluster, max_batched_tokens)
-    hardware = [stage_hardware(cluster, stage) for stage in layout.stages]
-    last = layout.pp - 1
-
-    def pipeline(seqs: float) -> tuple[float, float]:
-        times = [
-            prefill_stage_time(cluster, s, hw, seqs, i == last)
-            for i, (s, hw) in enumerate(zip(layout.stages, hardware))
-        ]
-        hops = [hop_time(cluster, a, b, seqs * prompt.mean) for a, b in pairwise(layout.stages)]
-        return max(times + hops), sum(times) + sum(hops)
-
-    period, _ = pipeline(n_seqs)
-    _, latency = pipeline(1)
+    period, _ = prefill_pipeline(cluster, layout, n_seqs)
+    _, latency = prefill_pipeline(cluster, layout, 1)
     return PrefillPerf(n_seqs / period, latency, n_seqs, batched, kv_tokens)
 
 

@@ -39,10 +39,8 @@ from planner.costs.queueing import erlang_c, largest_rate, mg1_mean_wait, mg1_wa
 from planner.costs.replica import (
     DecodePerf,
     PrefillPerf,
-    hop_time,
     prefill_perf,
-    prefill_stage_time,
-    stage_hardware,
+    prefill_pipeline,
 )
 from planner.inputs.problem import Cluster, Slo
 
@@ -72,19 +70,6 @@ def prompt_scv(cluster: Cluster) -> float:
     return max(0.0, prompt.second_moment / prompt.mean**2 - 1.0)
 
 
-def prefill_pipeline(cluster: Cluster, layout: Layout, seqs: float) -> tuple[float, float]:
-    """(period, latency) of a batch of `seqs` mean prompts: when the pipeline takes the next batch, and
-    how long one batch takes through every stage and hop."""
-    prompt = cluster.workload.prompt
-    last = layout.pp - 1
-    times = [
-        prefill_stage_time(cluster, stage, stage_hardware(cluster, stage), seqs, i == last)
-        for i, stage in enumerate(layout.stages)
-    ]
-    hops = [hop_time(cluster, a, b, seqs * prompt.mean) for a, b in zip(layout.stages, layout.stages[1:])]
-    return max(times + hops), sum(times) + sum(hops)
-
-
 def kv_reserve(cluster: Cluster, layout: Layout) -> float:
     """Seconds of TTFT kept for shipping a mean request's KV out of the replica: through the slowest NIC of
     its nodes. Only the replica's own nodes count, so a change elsewhere in the cluster never changes its
@@ -111,7 +96,7 @@ class _PrefillQueue:
     def of(cls, cluster: Cluster, layout: Layout, perf: PrefillPerf, miss: float) -> _PrefillQueue:
         n = perf.batch_seqs
         one = prefill_pipeline(cluster, layout, 1)
-        full = one if n == 1 else prefill_pipeline(cluster, layout, n)
+        full = prefill_pipeline(cluster, layout, n)  # memoised stage times: n = 1 costs nothing more
         prompt = cluster.workload.prompt
         long_prompt = max(1.0, prompt.quantile(1.0 - miss) / prompt.mean)
         return cls(n, one[0], one[1], full[0], full[1], prompt_scv(cluster), long_prompt)

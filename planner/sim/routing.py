@@ -99,7 +99,7 @@ class RoutingPolicy:
         limits: Mapping[str, int],
         routes: Sequence[RouteWeight],
         colocated_weights: Mapping[str, float],
-        seed: int = 0,
+        seed: int,
     ) -> None:
         rng = np.random.default_rng(seed)
         self.limits = dict(limits)
@@ -116,7 +116,7 @@ class RoutingPolicy:
         self.second = {p: SmoothWeighted(ds, rng) for p, ds in sorted(outflow.items())}
 
     @classmethod
-    def for_plan(cls, plan: Plan, seed: int = 0) -> RoutingPolicy:
+    def for_plan(cls, plan: Plan, seed: int) -> RoutingPolicy:
         planned = PlannedRouting.of(plan)
         return cls(planned.limits, planned.routes, planned.colocated_weights, seed)
 
@@ -127,16 +127,12 @@ class RoutingPolicy:
         nothing, every replica is eligible again (the caller's attempt then fails fast and says why).
         """
         full = {k for k, limit in self._entry_limits if outstanding.get(k, 0) >= limit}
-        if unavailable:
-            up = self.first.weights.keys() - set(unavailable)
-            eligible = (up - full or up) if up else None
-        else:
-            eligible = self.first.weights.keys() - full if full else None
-        first = self.first.pick(eligible)
+        up = self.first.weights.keys() - set(unavailable)
+        first = self.first.pick(up - full or up)  # an empty set: every replica
         second = self.second.get(first)
         if second is None:
             return first, None
-        return first, second.pick(second.weights.keys() - set(unavailable) if unavailable else None)
+        return first, second.pick(second.weights.keys() - set(unavailable))
 
     def weights(self) -> dict[tuple[str, str | None], float]:
         """Each pair's planned share of the traffic (sums to 1): what observed counts should approach."""
