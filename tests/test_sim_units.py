@@ -113,7 +113,7 @@ def test_a_transfer_joining_later_slows_the_one_running() -> None:
 
 
 def batch_server(capacity: float = 10_000, max_seqs: int = 8, max_tokens: int = 4096) -> BatchServer:
-    return BatchServer(0, "d", None, False, max_seqs, max_tokens, 100_000, capacity)  # type: ignore[arg-type]
+    return BatchServer(0, "d", None, max_seqs, max_tokens, 100_000, capacity)  # type: ignore[arg-type]
 
 
 def test_running_sequences_grow_one_token_per_step_and_leave_when_done() -> None:
@@ -161,7 +161,7 @@ def prefill_server(kv: float = 10_000, max_seqs: int = 4, max_tokens: int = 1000
 
 def admit(server: BatchServer) -> tuple[list[Request], list[Request]]:
     """(requests starting prefill, requests joining with their KV) of one step (policies.plan_step)."""
-    ready, started, _ = plan_step(server)
+    ready, started, _, _ = plan_step(server)
     return started, ready
 
 
@@ -220,7 +220,7 @@ def test_admission_respects_max_seqs_with_the_running_ones_and_the_token_budget(
     server = batch_server(max_seqs=3, max_tokens=500)
     server.join(request(0, prompt=10, output=50, generated=1))
     server.waiting.extend(request(i, prompt=300) for i in range(1, 5))
-    _, started, chunks = plan_step(server)
+    _, started, chunks, _ = plan_step(server)
     assert [r.id for r in started] == [1, 2], "one running + two started = max_num_seqs"
     assert [(r.id, n) for r, n in chunks] == [(1, 300), (2, 199)], "500 tokens − 1 decode: the second in a chunk"
     server = batch_server(max_seqs=3, max_tokens=10_000)
@@ -285,3 +285,15 @@ def test_summary_of_nothing_measured_is_nan_not_an_error() -> None:
     )  # fmt: skip
     assert math.isnan(result.slo_attainment) and math.isnan(result.ttft_s["p50"])
     assert result.throughput_rps == 0.0 and result.offered_rps == 0.0
+
+
+def test_an_event_at_the_end_time_still_runs() -> None:
+    """`until` is inclusive: an event at exactly 5.0 runs, one just after it does not."""
+    seen: list[float] = []
+
+    def note(now: float, _payload: object):
+        seen.append(now)
+        return []
+
+    assert run([Event(5.0, FINISH, note), Event(math.nextafter(5.0, 6.0), FINISH, note)], until=5.0) == 5.0
+    assert seen == [5.0]

@@ -50,8 +50,19 @@ def _servers(plan: Plan, cluster: Cluster) -> tuple[list[PrefillServer | BatchSe
             fronts.append(PrefillServer(len(fronts), replica.id, timing, *limits))
         else:
             servers = decodes if replica.role == "decode" else fronts
-            servers.append(BatchServer(len(servers), replica.id, timing, replica.role == "colocated", *limits))
+            servers.append(BatchServer(len(servers), replica.id, timing, *limits))
     return fronts, decodes
+
+
+def _refusal(server: PrefillServer | BatchServer, request: Request) -> str:
+    """Why a front-end replica refuses a request as it arrives ('' when it takes it)."""
+    if request.prompt + request.output > server.max_model_len:
+        return f"prompt + output > max_model_len {server.max_model_len}"
+    if isinstance(server, PrefillServer):
+        return "prompt larger than the prefill replica's KV memory" if request.prompt > server.kv_capacity else ""
+    if request.prompt + request.output + 1 > server.kv_capacity:
+        return "request larger than the replica's KV memory"
+    return ""
 
 
 class InFlight(Mapping[str, int]):
@@ -111,9 +122,7 @@ class Simulation:
         initial = [Event(self.sample_s, SAMPLE, self._on_sample)]
         if len(self.arrivals):
             initial.append(Event(float(self.arrivals.time[0]), ARRIVE, self._on_arrive, 0))
-        end = run(initial, self.until)
-        horizon = min(self.until, end) if math.isfinite(self.until) else end
-        horizon = max(horizon, 1e-9)
+        horizon = max(run(initial, self.until), 1e-9)  # the last event's time (≤ until)
         for link in self.links.values():
             link.advance(horizon)
         servers = [*self.fronts, *self.decodes]
@@ -140,26 +149,18 @@ class Simulation:
         request.front = self.front_index[first]
         request.decode = -1 if second is None else self.decode_index[second]
         server = self.fronts[request.front]
-        if request.prompt + request.output > server.max_model_len:
-            request.dropped = f"prompt + output > max_model_len {server.max_model_len}"
-        elif isinstance(server, PrefillServer):
-            if request.prompt > server.kv_capacity:
-                request.dropped = "prompt larger than the prefill replica's KV memory"
-            else:
-                server.queue.append(request)
-                events += self._start_prefill(server, now)
-        elif request.prompt + request.output + 1 > server.kv_capacity:
-            request.dropped = "request larger than the replica's KV memory"
-        else:
-            server.waiting.append(request)
-            events += self._start_batch(server, now)
-        if not request.dropped:
-            self.in_system += 1
-        return events
+        request.dropped = _refusal(server, request)
+        if request.dropped:
+            return events
+        self.in_system += 1  # before it is started: a batch server may still refuse it (policies.plan_step)
+        if isinstance(server, PrefillServer):
+            server.queue.append(request)
+            return events + self._start_prefill(server, now)
+        server.waiting.append(request)
+        return events + self._start_batch(server, now)
 
     def _finish(self, request: Request, now: float) -> None:
-        if request.finish >= 0:
-            raise RuntimeError(f"request {request.id} finished twice")
+        assert request.finish < 0, f"request {request.id} finished twice"
         request.finish = now
         self.in_system -= 1
 
@@ -203,7 +204,6 @@ class Simulation:
         server, batch = payload
         server.in_batch -= len(batch)
         events: list[Event] = []
-        freed = False
         for request in batch:
             request.generated = 1
             if request.output <= 1:
@@ -218,8 +218,8 @@ class Simulation:
                     events += self._ship(now, server, request)
                     continue
             server.kv_used -= request.prompt
-            freed = True
-        return events + self._start_prefill(server, now) if freed else events
+        # the batch left the pipeline (max_num_seqs counts it no more) and may have freed KV: the next may start
+        return events + self._start_prefill(server, now)
 
     # ------------------------------------------------------------------ KV transfer
 
@@ -273,7 +273,10 @@ class Simulation:
         """The next engine step: running decodes plus prefill chunks (planner.sim.policies.plan_step)."""
         if server.busy:
             return []
-        ready, started, chunks = policies.plan_step(server)
+        ready, started, chunks, refused = policies.plan_step(server)
+        for request in refused:
+            request.dropped = "request larger than the replica's KV memory below vLLM's watermark"
+            self.in_system -= 1
         for request in ready:
             server.join(request)
         for request in started:
@@ -310,7 +313,6 @@ class Simulation:
                 continue
             server.prefilling.remove(request)
             server.reserved -= request.reserved
-            request.needs_prefill = False
             if request.first_token < 0:
                 request.first_token, request.generated = now, 1
             if request.generated >= request.output:

@@ -126,13 +126,13 @@ class BatchServer:
     joined at step j with context c has context c + (k − j), so Σ context = S + n·k where
     S = Σ(c − j). Completions are a heap keyed by the step at which each sequence is done;
     preemption (vLLM's recompute mode) takes the most recently admitted sequence (a stack).
-    Heap and stack entries carry the request's run_token, so preempted entries go stale.
+    Heap and stack entries carry the request's run_token, which leave() moves on, so the entries of a
+    sequence that left (finished or preempted) go stale.
     """
 
     index: int
     id: str
     timing: ReplicaTiming
-    colocated: bool
     max_seqs: int
     max_tokens: int
     max_model_len: int
@@ -163,7 +163,6 @@ class BatchServer:
         return round((self.context_base + self.running * self.step) / self.running) if self.running else 0
 
     def join(self, request: Request) -> None:
-        request.run_token += 1
         request.join_step = self.step
         request.join_context = request.context
         request.join_generated = request.generated
@@ -177,7 +176,7 @@ class BatchServer:
         request.generated = request.join_generated + self.step - request.join_step
         self.context_base -= request.join_context - request.join_step
         self.running -= 1
-        request.run_token += 1
+        request.run_token += 1  # its heap and stack entries go stale
 
     def pop_done(self) -> list[Request]:
         done = []

@@ -9,6 +9,7 @@ sequence number given at scheduling time (FIFO among equals), never by comparing
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -28,17 +29,13 @@ def run(initial: Iterable[Event], until: float) -> float:
 
     Returns the time of the last event handled. O(E log E) for E events.
     """
-    heap: list[tuple[float, int, int, Event]] = []
-    seq = 0
-    for event in initial:
-        heap.append((event.time, event.priority, seq, event))
-        seq += 1
+    seq = itertools.count()  # scheduling order: FIFO among events of equal time and priority
+    heap = [(event.time, event.priority, next(seq), event) for event in initial]
     heapq.heapify(heap)
     now = 0.0
     push, pop = heapq.heappush, heapq.heappop
     while heap and heap[0][0] <= until:
         now, _, _, event = pop(heap)
         for new in event.action(now, event.payload):
-            push(heap, (new.time, new.priority, seq, new))
-            seq += 1
+            push(heap, (new.time, new.priority, next(seq), new))
     return now

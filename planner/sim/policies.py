@@ -8,7 +8,8 @@
 - Batch-server step (vLLM's scheduler with chunked prefill): every running sequence decodes one token;
   the rest of the max_num_batched_tokens budget goes to prompts being prefilled, first those already
   started, then new ones from the waiting queue, FCFS, while ≤ max_num_seqs and the new KV fits below
-  vLLM's watermark (1 % of KV memory kept free for running sequences to grow into). Sequences whose KV
+  vLLM's watermark (1 % of KV memory kept free for running sequences to grow into); one whose KV alone could
+  never fit below it is refused, as vLLM ignores it (else it would block the queue for ever). Sequences whose KV
   is already here (shipped by a prefill replica) join the running batch directly. A chunk stretches the
   step every running sequence waits for — the interference colocated replicas suffer.
 - Preemption (vLLM's recompute mode): when the next step's tokens do not fit, evict the newest.
@@ -36,11 +37,16 @@ def prefill_batch(server: PrefillServer) -> list[Request]:
     return batch
 
 
-def plan_step(server: BatchServer) -> tuple[list[Request], list[Request], list[tuple[Request, int]]]:
-    """(requests joining the running batch, requests starting prefill, (request, tokens) prefill chunks)."""
+def plan_step(
+    server: BatchServer,
+) -> tuple[list[Request], list[Request], list[tuple[Request, int]], list[Request]]:
+    """(requests joining the running batch, requests starting prefill, (request, tokens) prefill chunks, requests
+    refused: their KV alone exceeds the memory below the watermark, so vLLM ignores them (AllocStatus.NEVER))."""
     ready: list[Request] = []
     started: list[Request] = []
     chunks: list[tuple[Request, int]] = []
+    refused: list[Request] = []
+    room = (1.0 - WATERMARK) * server.kv_capacity
     budget = server.max_tokens - server.running
     for request in server.prefilling:
         if budget <= 0:
@@ -54,7 +60,10 @@ def plan_step(server: BatchServer) -> tuple[list[Request], list[Request], list[t
     while waiting and seqs < server.max_seqs:
         request = waiting[0]
         need = request.prompt + max(request.generated, 1)
-        if used + need > (1.0 - WATERMARK) * server.kv_capacity:
+        if need > room:
+            refused.append(waiting.popleft())
+            continue
+        if used + need > room:
             break
         if request.needs_prefill:
             if budget <= 0:
@@ -70,7 +79,7 @@ def plan_step(server: BatchServer) -> tuple[list[Request], list[Request], list[t
             budget -= 1
         used += need
         seqs += 1
-    return ready, started, chunks
+    return ready, started, chunks, refused
 
 
 def preempt_for_step(server: BatchServer) -> list[Request]:
