@@ -3,19 +3,10 @@ replica without stages, and the direction of a KV route (what test_launchability
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
+from test_launchability import Shape  # the model shape the launch rules read
 
 from planner.scheduler import launchability as rules
-
-
-@dataclass(frozen=True)
-class Shape:
-    heads: int = 32
-    kv_heads: int = 8
-    layers: int = 32
-    kv_layout: str = "full"
 
 
 def test_a_one_stage_decode_replica_is_what_a_connector_needs() -> None:
