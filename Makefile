@@ -75,13 +75,14 @@ test-vllm: $(STAMP) $(VLLM_STAMP)
 # Mutation testing of planner/costs, planner/scheduler, planner/sim and the router (scripts/mutate.py): a seeded
 # sample of MUTANTS mutants (0: all ~5000), each run against the tests that execute its line, JOBS at a time.
 # Golden-plan, Ray and architecture tests are left out; the golden-plan tests then run on the survivors alone, for
-# a second rate. Kill rates and survivors print at the end.
+# a second rate. Kill rates and survivors print at the end. MINUTES=N: stop starting mutants after N minutes (those
+# tested are a uniform sub-sample).
 MUTANTS ?= 300
 SEED ?= 0
 JOBS ?= 2
 
 mutate: $(STAMP)
-	$(BIN)/python scripts/mutate.py --mutants $(MUTANTS) --seed $(SEED) --jobs $(JOBS) --golden
+	$(BIN)/python scripts/mutate.py --mutants $(MUTANTS) --seed $(SEED) --jobs $(JOBS) --golden $(if $(MINUTES),--minutes $(MINUTES))
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/costmodel_fidelity.py

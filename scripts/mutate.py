@@ -1,6 +1,6 @@
 """Mutation testing of the cost model, the scheduler, the simulator and the router (`make mutate`).
 
-    .venv/bin/python scripts/mutate.py [--mutants 300] [--seed 0] [--jobs 2] [--list] [--keep] [PATH ...]
+    .venv/bin/python scripts/mutate.py [--mutants 300] [--seed 0] [--jobs 2] [--minutes M] [--list] [--keep] [PATH ...]
     .venv/bin/python scripts/mutate.py planner/costs/fit.py --tests tests/test_calibration.py --mutants 0 --jobs 1
 
 Every mutant of scripts/mutation/operators.py is enumerated over planner/costs/, planner/scheduler/, planner/sim/
@@ -8,7 +8,9 @@ and the router (launcher/router.py, planner/sim/routing.py); `--mutants N` sampl
 One coverage run of the test suite says which tests execute each line (golden-plan tests, Ray tests and the
 architecture test are left out: a mutant must be caught by a test of behaviour, not by a whole pinned plan); then
 each mutant runs those tests in a private copy of the repository (scripts/mutation/runner.py), `--jobs` at a time,
-fastest first, until one fails or `--budget` seconds of them (as timed in the coverage run) have passed.
+fastest first, until one fails or `--budget` seconds of them (as timed in the coverage run) have passed. Mutants
+run in a seeded random order; `--minutes M` stops starting new ones after M minutes, so those tested are a uniform
+sub-sample of the sample (the report says how many).
 
 `--rerun out/mutation/report.json` tests only the survivors of an earlier run (of unchanged code: a mutant is
 known by file, line, column and mutation). `--tests T ...` is the quick loop of someone writing tests for one
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import subprocess
 import sys
@@ -139,13 +142,17 @@ def given_tests_jobs(chosen: list[Mutant], tests: list[str], copy: Path, factor:
 
 def run_all(
     chosen: list[Mutant], jobs: int, work: Path, factor: float, budget: float, golden: bool = False,
-    tests: list[str] | None = None,
+    tests: list[str] | None = None, minutes: float = math.inf, seed: int = 0,
 ) -> list[Outcome]:  # fmt: skip
+    """Every chosen mutant's outcome; with `minutes`, those tested within that time, in a seeded random order so
+    that they are a uniform sub-sample of the chosen ones."""
     copies = [make_copy(ROOT, work / f"w{i}") for i in range(jobs)]
     if tests:
         work_list = given_tests_jobs(chosen, tests, copies[0], factor)
     else:
         work_list = planned_jobs(chosen, copies[0], work, factor, budget)
+    random.Random(seed).shuffle(work_list)
+    stop_at = time.monotonic() + minutes * 60.0
     count = 0
 
     def done(outcome: Outcome) -> None:
@@ -157,7 +164,9 @@ def run_all(
               f"{m.description}{by}", flush=True)  # fmt: skip
 
     preload()
-    outcomes = run_jobs(work_list, copies, done)
+    outcomes = run_jobs(work_list, copies, done, stop_at)
+    if len(outcomes) < len(work_list):
+        print(f"--minutes: {len(work_list) - len(outcomes)} mutants not tested in time are left out", flush=True)
     if golden:
         survivors = [Job(o.mutant, list(GOLDEN), 120.0, GOLDEN_SELECTION) for o in outcomes if o.status not in KILLED]
         print(f"golden-plan tests on the {len(survivors)} survivors", flush=True)
@@ -239,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="only count the mutants per package")
     parser.add_argument("--golden", action="store_true", help="also run the golden-plan tests on the survivors")
     parser.add_argument("--keep", action="store_true", help="keep the working copies (printed)")
+    parser.add_argument("--minutes", type=float, default=math.inf,
+                        help="stop starting mutants after this long (those tested: a uniform sub-sample)")  # fmt: skip
     parser.add_argument("--rerun", type=Path, metavar="REPORT", help="test only the survivors of this report.json")
     parser.add_argument("--tests", nargs="+", metavar="TEST", help="run every mutant against these tests only (quick)")
     parser.add_argument("--output", type=Path, default=ROOT / "out" / "mutation" / "report.json")
@@ -257,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="hexgen2-mutate-"))
     try:
-        outcomes = run_all(chosen, args.jobs, work, args.timeout_factor, args.budget, args.golden, args.tests)
+        outcomes = run_all(chosen, args.jobs, work, args.timeout_factor, args.budget, args.golden, args.tests,
+                           args.minutes, args.seed)  # fmt: skip
     finally:
         if args.keep:
             print(f"working copies kept in {work}")
@@ -269,7 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(result, args, time.monotonic() - started)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     meta = {"mutants": args.mutants, "seed": args.seed, "paths": args.paths, "jobs": args.jobs, "budget_s": args.budget}
-    meta["golden"], meta["tests"] = args.golden, args.tests
+    meta["golden"], meta["tests"], meta["minutes"] = args.golden, args.tests, args.minutes
+    meta["tested"] = len(outcomes)
     meta["seconds"] = time.monotonic() - started
     args.output.write_text(json.dumps({**meta, **result}, indent=1, ensure_ascii=False), encoding="utf-8")
     return 0

@@ -67,3 +67,11 @@ def test_a_numerical_entry_is_read_with_its_mark(tmp_path, monkeypatch: pytest.M
         ("a.py", "x = 1", "1 → 2", None): MUTATE.NUMERICAL + "units",
         ("a.py", "y = 2", "2 → 3", 4): "dead",
     }
+
+
+def test_past_its_time_the_runner_starts_no_mutant(tmp_path) -> None:
+    # --minutes: once stop_at has passed nothing new is forked, and what was not started is left out
+    path = "planner/scheduler/roles.py"
+    job = RUNNER.Job(OPERATORS.mutants(path, source_of(path))[0], ["tests/test_roles.py"], 60.0)
+    seen: list = []
+    assert RUNNER.run_jobs([job, job], [tmp_path], seen.append, stop_at=0.0) == [] == seen

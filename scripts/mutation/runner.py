@@ -214,8 +214,11 @@ def preload() -> None:
     import yaml  # noqa: F401
 
 
-def run_jobs(jobs: Sequence[Job], copies: Sequence[Path], done: Callable[[Outcome], None]) -> list[Outcome]:
-    """Test every job's mutant, one forked pytest process per mutant and copy (at most len(copies) at a time).
+def run_jobs(
+    jobs: Sequence[Job], copies: Sequence[Path], done: Callable[[Outcome], None], stop_at: float = math.inf
+) -> list[Outcome]:
+    """Test every job's mutant, one forked pytest process per mutant and copy (at most len(copies) at a time);
+    after `stop_at` (time.monotonic()) no new one starts, and the jobs not started are left out.
 
     Single-threaded on purpose: the parent only forks, polls and kills, so no lock can be held across a fork."""
     pending, free = deque(jobs), list(copies)
@@ -227,6 +230,8 @@ def run_jobs(jobs: Sequence[Job], copies: Sequence[Path], done: Callable[[Outcom
         done(outcome)
 
     while pending or running:
+        if time.monotonic() > stop_at:
+            pending.clear()
         while pending and free:
             job = pending.popleft()
             if job.tests == []:
