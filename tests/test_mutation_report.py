@@ -75,3 +75,16 @@ def test_past_its_time_the_runner_starts_no_mutant(tmp_path) -> None:
     job = RUNNER.Job(OPERATORS.mutants(path, source_of(path))[0], ["tests/test_roles.py"], 60.0)
     seen: list = []
     assert RUNNER.run_jobs([job, job], [tmp_path], seen.append, stop_at=0.0) == [] == seen
+
+
+def test_a_files_set_up_is_charged_to_the_first_test_taken_from_it() -> None:
+    # the plugin adds a module fixture's set-up to the test that built it (a.py::slow); a quick sibling still pays it
+    seconds = {"tests/a.py::quick": 0.001, "tests/a.py::slow": 100.0, "tests/b.py::one": 1.0, "tests/b.py::two": 2.0}
+    covered = RUNNER.CoverageMap({}, seconds, ())
+    assert covered.ordered(["tests/a.py::quick", "tests/b.py::one", "tests/b.py::two"], budget=60.0) == [
+        "tests/b.py::one",  # 1 + b's set-up bound 2
+        "tests/b.py::two",  # 2 more: 5 in all; a.py::quick would cost 100.001
+    ]
+    assert covered.ordered(["tests/a.py::quick"], budget=60.0) == ["tests/a.py::quick"]  # at least one
+    assert covered.seconds_of(["tests/a.py::quick"]) == pytest.approx(100.001)  # its timeout covers the set-up
+    assert covered.seconds_of(["tests/b.py::one", "tests/b.py::two"]) == pytest.approx(5.0)
