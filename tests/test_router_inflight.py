@@ -98,6 +98,17 @@ def url(server: TestServer) -> str:
     return str(server.make_url("")).rstrip("/")
 
 
+def one_route(engines: dict[str, TestServer]) -> dict[str, Any]:
+    """The router's config for prefill engine p1 routing all its KV to decode engine d1."""
+    return {
+        "model": MODEL,
+        "seed": 0,
+        "backends": [backend("p1", "prefill", url(engines["p1"])), backend("d1", "decode", url(engines["d1"]))],
+        "routes": [{"source": "p1", "target": "d1", "weight": 1.0}],
+        "colocated_weights": {},
+    }
+
+
 def test_counts_what_is_in_flight_and_returns_to_zero() -> None:
     """Three requests held in the decode engine: the decode replica counts 3 in flight, the prefill replica none
     (the router counts each hop while it runs, and the prefill hop has ended); then 0."""
@@ -105,13 +116,7 @@ def test_counts_what_is_in_flight_and_returns_to_zero() -> None:
     async def scenario() -> None:
         hold, arrived = asyncio.Event(), []
         engines = await serve({"p1": fake_engine("p1", "prefill"), "d1": fake_engine("d1", "decode", hold, arrived)})
-        config = {
-            "model": MODEL,
-            "seed": 0,
-            "backends": [backend("p1", "prefill", url(engines["p1"])), backend("d1", "decode", url(engines["d1"]))],
-            "routes": [{"source": "p1", "target": "d1", "weight": 1.0}],
-            "colocated_weights": {},
-        }
+        config = one_route(engines)
         router = (await serve({"router": make_app(config)}))["router"]
         async with ClientSession() as session:
             requests = [asyncio.create_task(complete(session, url(router), f"r{i}")) for i in range(3)]
@@ -197,13 +202,7 @@ def test_errors_are_counted_by_replica_and_hop_and_passed_on() -> None:
 
     async def scenario() -> None:
         engines = await serve({name: fake_engine(name, role) for name, role in (("p1", "prefill"), ("d1", "decode"))})
-        config = {
-            "model": MODEL,
-            "seed": 0,
-            "backends": [backend("p1", "prefill", url(engines["p1"])), backend("d1", "decode", url(engines["d1"]))],
-            "routes": [{"source": "p1", "target": "d1", "weight": 1.0}],
-            "colocated_weights": {},
-        }
+        config = one_route(engines)
         colocated = await serve({"c1": fake_engine("c1", "colocated")})
         direct = {**config, "backends": [backend("c1", "colocated", url(colocated["c1"]))], "routes": [],
                   "colocated_weights": {"c1": 1.0}}  # fmt: skip
@@ -255,13 +254,7 @@ def test_the_prefill_hop_asks_for_kv_and_the_decode_hop_gets_it() -> None:
     async def scenario() -> None:
         arrived: list = []
         engines = await serve({n: fake_engine(n, r, arrived=arrived) for n, r in (("p1", "prefill"), ("d1", "decode"))})
-        config = {
-            "model": MODEL,
-            "seed": 0,
-            "backends": [backend("p1", "prefill", url(engines["p1"])), backend("d1", "decode", url(engines["d1"]))],
-            "routes": [{"source": "p1", "target": "d1", "weight": 1.0}],
-            "colocated_weights": {},
-        }
+        config = one_route(engines)
         router = (await serve({"router": make_app(config)}))["router"]
         async with ClientSession() as session:
             body = {"model": MODEL, "prompt": "hi", "max_tokens": 7, "stream": True, "stream_options": {"x": 1}}
