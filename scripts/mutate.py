@@ -39,6 +39,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 
@@ -64,7 +65,14 @@ ROUTER = ("launcher/router.py", "planner/sim/routing.py")
 PACKAGES = {"costs": "planner/costs/", "scheduler": "planner/scheduler/", "sim": "planner/sim/", "router": ""}
 EQUIVALENT = ROOT / "scripts" / "mutation" / "equivalent"  # one YAML file a package
 KILLED = ("killed", "timeout")
-NUMERICAL = "[numerical] "  # equivalent only up to float tolerance or an optimiser's numerics (equivalents())
+
+
+class Equivalent(NamedTuple):
+    """Why a listed mutant cannot change behaviour; `numerical`: only up to float tolerance, an optimiser's
+    numerics (a start point, a unit, an iteration cap) or a clock reading, so the "w/o exact" rate counts it."""
+
+    reason: str
+    numerical: bool = False
 
 
 def package_of(path: str) -> str:
@@ -88,17 +96,12 @@ def sample(all_mutants: list[Mutant], count: int, seed: int) -> list[Mutant]:
     return sorted(random.Random(seed).sample(all_mutants, count))
 
 
-def equivalents() -> dict[tuple[str, str, str, int | None], str]:
-    """(file, stripped source line, mutation, column or None for any) → why the mutant cannot change behaviour.
-
-    An entry with `numerical: true` is equivalent only up to floating-point tolerance, an optimiser's numerics (a
-    start point, a unit, an iteration cap) or a clock reading: its reason starts with NUMERICAL, and the report
-    gives a rate that counts it as a survivor."""
+def equivalents() -> dict[tuple[str, str, str, int | None], Equivalent]:
+    """(file, stripped source line, mutation, column or None for any) → why the mutant cannot change behaviour."""
     files = sorted(EQUIVALENT.glob("*.yaml"))
     entries = [e for f in files for e in yaml.safe_load(f.read_text(encoding="utf-8")) or []]
     return {
-        (e["file"], e["line"].strip(), e["mutation"], e.get("col")): (NUMERICAL if e.get("numerical") else "")
-        + e["reason"]
+        (e["file"], e["line"].strip(), e["mutation"], e.get("col")): Equivalent(e["reason"], bool(e.get("numerical")))
         for e in entries
     }
 
@@ -176,7 +179,7 @@ def run_all(
     return sorted(outcomes, key=lambda o: o.mutant)
 
 
-def report(outcomes: list[Outcome], known: dict[tuple[str, str, str, int | None], str]) -> dict:
+def report(outcomes: list[Outcome], known: dict[tuple[str, str, str, int | None], Equivalent]) -> dict:
     """Kill rates per package and overall, raw and without the known equivalent mutants; the survivors."""
     rows: dict[str, Counter] = {}
     survivors = []
@@ -187,14 +190,14 @@ def report(outcomes: list[Outcome], known: dict[tuple[str, str, str, int | None]
         if o.status in ("survived", "uncovered"):
             line = source_line(o.mutant)
             key = (o.mutant.path, line, o.mutant.description)
-            reason = known.get((*key, o.mutant.col)) or known.get((*key, None))
-            counts["equivalent"] += reason is not None
-            counts["numerical"] += reason is not None and reason.startswith(NUMERICAL)
+            listed = known.get((*key, o.mutant.col)) or known.get((*key, None))
+            counts["equivalent"] += listed is not None
+            counts["numerical"] += listed is not None and listed.numerical
             mutated = o.mutant.apply((ROOT / o.mutant.path).read_text(encoding="utf-8")).splitlines()
             survivors.append({"file": o.mutant.path, "line": o.mutant.lineno, "col": o.mutant.col,
                               "mutation": o.mutant.description, "source": line, "status": o.status,
-                              "mutated": mutated[o.mutant.lineno - 1].strip(), "equivalent": reason,
-                              "golden": o.golden})  # fmt: skip
+                              "mutated": mutated[o.mutant.lineno - 1].strip(),
+                              "equivalent": listed.reason if listed else None, "golden": o.golden})  # fmt: skip
     rows["overall"] = sum(rows.values(), Counter())
     table = {}
     for name, c in rows.items():
@@ -281,7 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_report(result, args, time.monotonic() - started)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     meta = {"mutants": args.mutants, "seed": args.seed, "paths": args.paths, "jobs": args.jobs, "budget_s": args.budget}
-    meta["golden"], meta["tests"], meta["minutes"] = args.golden, args.tests, args.minutes
+    meta["golden"], meta["tests"] = args.golden, args.tests
+    meta["minutes"] = args.minutes if math.isfinite(args.minutes) else None
     meta["tested"] = len(outcomes)
     meta["seconds"] = time.monotonic() - started
     args.output.write_text(json.dumps({**meta, **result}, indent=1, ensure_ascii=False), encoding="utf-8")

@@ -41,8 +41,8 @@ def test_rates_count_exact_and_numerical_equivalents_apart(monkeypatch: pytest.M
     three = OPERATORS.mutants(path, source_of(path))[:3]
     lines = [source_of(path).splitlines()[m.lineno - 1].strip() for m in three]
     known = {
-        (path, lines[1], three[1].description, three[1].col): "no input tells them apart",
-        (path, lines[2], three[2].description, three[2].col): MUTATE.NUMERICAL + "the optimiser's unit",
+        (path, lines[1], three[1].description, three[1].col): MUTATE.Equivalent("no input tells them apart"),
+        (path, lines[2], three[2].description, three[2].col): MUTATE.Equivalent("the optimiser's unit", True),
     }
     outcomes = [
         RUNNER.Outcome(three[0], "killed", 0.1, 1, "tests/x.py::t"),
@@ -64,8 +64,8 @@ def test_a_numerical_entry_is_read_with_its_mark(tmp_path, monkeypatch: pytest.M
     )
     monkeypatch.setattr(MUTATE, "EQUIVALENT", tmp_path)
     assert MUTATE.equivalents() == {
-        ("a.py", "x = 1", "1 → 2", None): MUTATE.NUMERICAL + "units",
-        ("a.py", "y = 2", "2 → 3", 4): "dead",
+        ("a.py", "x = 1", "1 → 2", None): MUTATE.Equivalent("units", numerical=True),
+        ("a.py", "y = 2", "2 → 3", 4): MUTATE.Equivalent("dead", numerical=False),
     }
 
 
