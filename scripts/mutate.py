@@ -259,8 +259,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     files = target_files(args.paths)
     every = [m for f in files for m in mutants(f, (ROOT / f).read_text(encoding="utf-8"))]
+    if not args.minutes > 0:
+        parser.error(f"--minutes must be a positive number of minutes, not {args.minutes}")
     if args.rerun:
-        again = survivors_of(args.rerun)
+        try:
+            again = survivors_of(args.rerun)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--rerun {args.rerun}: not a report.json written by mutate.py ({error!r})")
         every = [m for m in every if (m.path, m.lineno, m.col, m.description) in again]
     chosen = sample(every, args.mutants, args.seed)
     for name in PACKAGES:

@@ -88,3 +88,18 @@ def test_a_files_set_up_is_charged_to_the_first_test_taken_from_it() -> None:
     assert covered.ordered(["tests/a.py::quick"], budget=60.0) == ["tests/a.py::quick"]  # at least one
     assert covered.seconds_of(["tests/a.py::quick"]) == pytest.approx(100.001)  # its timeout covers the set-up
     assert covered.seconds_of(["tests/b.py::one", "tests/b.py::two"]) == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--minutes", "0"], "--minutes must be a positive number of minutes, not 0.0"),
+        (["--rerun", "{tmp}/missing.json"], "not a report.json written by mutate.py (FileNotFoundError"),
+        (["--rerun", "{tmp}/other.json"], "not a report.json written by mutate.py (KeyError('survivors'))"),
+    ],
+)
+def test_bad_options_are_refused_with_exit_2(argv, message, tmp_path, capsys) -> None:
+    (tmp_path / "other.json").write_text('{"x": 1}', encoding="utf-8")
+    with pytest.raises(SystemExit) as stopped:
+        MUTATE.main([a.format(tmp=tmp_path) for a in argv] + ["--list"])
+    assert stopped.value.code == 2 and message in capsys.readouterr().err
